@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Set up the development environments; re-running is fast and changes nothing when up to date.
+#
+#   .venv      free-threaded CPython 3.13t (found or built by scripts/ft-python.sh)
+#   .venv-gil  the machine's ordinary (GIL) CPython >= 3.11, so both ABIs are tested
+#
+# Each venv gets the package installed editable with its test dependencies, and the C
+# extension rebuilt in place (warnings are errors) whenever a file under src/ changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+gil_python() {
+  local c
+  for c in "${GIL_PYTHON:-}" python3 python3.13 python3.12 python3.11; do
+    [ -n "$c" ] || continue
+    command -v "$c" >/dev/null 2>&1 || continue
+    if "$c" -c 'import sys, sysconfig; sys.exit(0 if sys.version_info >= (3, 11) and not sysconfig.get_config_var("Py_GIL_DISABLED") else 1)' 2>/dev/null; then
+      command -v "$c"; return 0
+    fi
+  done
+  return 1
+}
+
+# stamp = what the venv was installed from; a change re-installs.
+stamp_of() { cat pyproject.toml setup.py | cksum | cut -d' ' -f1; }
+
+ensure_venv() {  # $1 venv dir, $2 base interpreter
+  local venv=$1 base=$2 want
+  want="$(stamp_of) $("$base" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.snakepit-stamp" 2>/dev/null)" != "$want" ]; then
+    log "creating $venv from $base"
+    rm -rf "$venv"
+    "$base" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
+    # NumPy only from wheels: the newest releases with cp313t wheels are 2.1 to 2.4.
+    SNAKEPIT_WERROR=1 "$venv/bin/python" -m pip install -q --only-binary numpy -e '.[test]'
+    echo "$want" > "$venv/.snakepit-stamp"
+  fi
+  build_native "$venv"
+}
+
+build_native() {  # rebuild the extension in place when a C file is newer than it
+  local venv=$1 so
+  so=$("$venv/bin/python" - <<'PY'
+import sysconfig
+print("snakepit_bridge/_native" + sysconfig.get_config_var("EXT_SUFFIX"))
+PY
+)
+  if [ ! -f "$so" ] || [ -n "$(find src setup.py -newer "$so" -print -quit)" ]; then
+    log "building $so"
+    SNAKEPIT_WERROR=1 "$venv/bin/python" setup.py -q build_ext --inplace >/dev/null
+  fi
+}
+
+FT=$(scripts/ft-python.sh) || die "no free-threaded CPython 3.13 available"
+ensure_venv .venv "$FT"
+"$FT" -c 'import sys; sys.exit(0)'
+if GIL=$(gil_python); then
+  ensure_venv .venv-gil "$GIL"
+else
+  die "no GIL build of CPython >= 3.11 found (set GIL_PYTHON)"
+fi
+log "ready: .venv ($("$FT" -c 'import sys; print(sys.version.split()[0])')t) and .venv-gil ($("$GIL" -c 'import sys; print(sys.version.split()[0])'))"

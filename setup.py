@@ -1,0 +1,60 @@
+"""Build of the C extension ``snakepit_bridge._native``.
+
+Metadata lives in pyproject.toml; this file only describes the extension, because the
+compiler flags depend on the interpreter being built for (free-threaded or not).
+"""
+
+import os
+import sysconfig
+
+from setuptools import Extension, setup
+
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+SOURCES = [
+    "src/module.c",
+    "src/adapter.c",
+    "src/rlock.c",
+    "src/tracker.c",
+    "src/shards.c",
+    "src/method.c",
+]
+HEADERS = [
+    "src/compat.h",
+    "src/state.h",
+    "src/adapter.h",
+    "src/rlock.h",
+    "src/tracker.h",
+    "src/shards.h",
+    "src/method.h",
+    "src/clock.h",
+]
+
+extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
+if os.environ.get("SNAKEPIT_WERROR"):
+    # The project's own test build: every warning is an error.
+    extra_compile_args.append("-Werror")
+if os.environ.get("SNAKEPIT_TSAN"):
+    extra_compile_args += ["-fsanitize=thread", "-g", "-O1"]
+extra_link_args = ["-fsanitize=thread"] if os.environ.get("SNAKEPIT_TSAN") else []
+
+define_macros = []
+if FREE_THREADED:
+    # Some toolchains share one pyconfig.h between builds; say it explicitly.
+    define_macros.append(("Py_GIL_DISABLED", "1"))
+
+setup(
+    ext_modules=[
+        Extension(
+            "snakepit_bridge._native",
+            sources=SOURCES,
+            depends=HEADERS,
+            include_dirs=["src"],
+            define_macros=define_macros,
+            extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args,
+            # The limited API is not available on free-threaded builds, and the native
+            # types use PyMutex and vectorcall, so no py_limited_api anywhere.
+        )
+    ],
+)

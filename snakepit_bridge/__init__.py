@@ -1,0 +1,17 @@
+"""snakepit-bridge: native thread-safety building blocks for Snakepit Python adapters."""
+
+from __future__ import annotations
+
+from snakepit_bridge._native import RequestTracker, RLock, ThreadSafeAdapter, thread_safe_method
+from snakepit_bridge.base_adapter import BaseAdapter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BaseAdapter",
+    "RLock",
+    "RequestTracker",
+    "ThreadSafeAdapter",
+    "__version__",
+    "thread_safe_method",
+]

@@ -1,0 +1,113 @@
+"""Type stubs for ``snakepit_bridge._native``, the C core of snakepit-bridge."""
+
+from collections.abc import Callable, Hashable
+from types import TracebackType
+from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
+
+from snakepit_bridge.base_adapter import BaseAdapter
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+class TrackerStats(TypedDict):
+    total_requests: int
+    completed_requests: int
+    active_requests: int
+    total_active_requests: int
+    active_threads: int
+    threads_seen: int
+    requests_by_thread: dict[str, int]
+    errors: int
+    total_duration: float
+    mean_duration: float
+    max_duration: float
+
+class AdapterStats(TypedDict):
+    adapter_class: str
+    thread_safe: bool
+    tracker: TrackerStats
+
+class RLock:
+    """Reentrant lock with the ``threading.RLock`` contract (usable by ``threading.Condition``)."""
+
+    def __init__(self) -> None: ...
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+    def locked(self) -> bool: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def _is_owned(self) -> bool: ...
+    def _release_save(self) -> tuple[int, int]: ...
+    def _acquire_restore(self, state: tuple[int, int], /) -> None: ...
+    def _recursion_count(self) -> int: ...
+
+class RequestTracker:
+    """Per-thread sharded request counter; counts are exact and aggregated when read."""
+
+    def __init__(self) -> None: ...
+    def start_request(self) -> None: ...
+    def end_request(self, error: bool = False) -> None: ...
+    def track_request(self) -> _TrackGuard: ...
+    def get_stats(self) -> TrackerStats: ...
+
+class _TrackGuard:
+    def __enter__(self) -> None: ...
+    def __exit__(self, *exc: object) -> bool: ...
+
+class _TimedLockGuard:
+    def __enter__(self) -> None: ...
+    def __exit__(self, *exc: object) -> bool: ...
+
+class ThreadSafeAdapter(BaseAdapter):
+    __thread_safe__: bool
+    # Non-data descriptors: an instance attribute of the same name shadows them and
+    # never affects acquire_lock(), which always uses the native lock.
+    @property
+    def lock(self) -> RLock: ...
+    @property
+    def _lock(self) -> RLock: ...
+    @property
+    def tracker(self) -> RequestTracker: ...
+    @property
+    def _tracker(self) -> RequestTracker: ...
+    def __init__(self) -> None: ...
+    def acquire_lock(self, timeout: float | None = None) -> RLock | _TimedLockGuard: ...
+    def get_thread_local(self, key: Hashable, default: Any = None) -> Any: ...
+    def set_thread_local(self, key: Hashable, value: Any) -> None: ...
+    def clear_thread_local(self, key: Hashable | None = None) -> None: ...
+    def track_request(self) -> _TrackGuard: ...
+    def get_stats(self) -> AdapterStats: ...
+    def get_stats_dict(self) -> AdapterStats: ...
+
+class thread_safe_method(Generic[_P, _R]):
+    """Decorator: tracks each call of an adapter method in the adapter's RequestTracker."""
+
+    __wrapped__: Callable[_P, _R]
+    __thread_safe__: bool
+    def __init__(self, func: Callable[_P, _R], /) -> None: ...
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+    def __get__(self, instance: object, owner: type | None = None) -> Any: ...
+
+WriteObserver = Callable[[ThreadSafeAdapter, str, bool], None]
+CallObserver = Callable[[thread_safe_method[..., Any], ThreadSafeAdapter, bool], None]
+
+def set_write_observer(observer: WriteObserver | None, /) -> None:
+    """Install (or remove with None) the hook called on every attribute write or delete
+    on an adapter instance: ``observer(adapter, name, owns_adapter_lock)``. An exception
+    raised by the observer propagates out of the assignment."""
+
+def set_call_observer(observer: CallObserver | None, /) -> None:
+    """Install (or remove with None) the hook called when a decorated method is entered
+    (``entering=True``) and left (``entering=False``) on an adapter."""
+
+def lock_owner(lock: RLock, /) -> int:
+    """Thread ident of the lock's owner, 0 when free (a snapshot)."""
+
+__version__: str
+free_threaded: bool
+clock_source: str
