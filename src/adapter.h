@@ -1,0 +1,35 @@
+/* ThreadSafeAdapter: the base class users subclass.
+ *
+ * Its lock, tracker and per-thread storage exist from allocation, so a subclass whose
+ * __init__ forgets super().__init__() still works.  The lock and tracker are exposed as
+ * non-data descriptors (lock, _lock, tracker, _tracker): an instance attribute of the same
+ * name shadows them without ever affecting acquire_lock(). */
+#ifndef SNAKEPIT_ADAPTER_H
+#define SNAKEPIT_ADAPTER_H
+
+#include "rlock.h"
+#include "tracker.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *dict;
+    PyObject *weakreflist;
+    rlock_object *lock;
+    tracker_object *tracker;
+    snakepit_state *state;
+} adapter_object;
+
+extern PyType_Spec snakepit_adapter_spec;
+extern PyType_Spec snakepit_part_spec;
+
+/* Finish the adapter type once created: descriptors and __thread_safe__, then make it
+ * immutable.  Returns 0 or -1. */
+int adapter_type_ready(snakepit_state *st);
+
+static inline int
+adapter_check(snakepit_state *st, PyObject *op)
+{
+    return PyObject_TypeCheck(op, st->adapter_type);
+}
+
+#endif /* SNAKEPIT_ADAPTER_H */

@@ -1,0 +1,225 @@
+/* thread_safe_method.  See method.h. */
+#include "method.h"
+
+#include "adapter.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *func;
+    PyObject *dict;
+    vectorcallfunc vectorcall;
+    snakepit_state *state;
+} method_object;
+
+/* Tell the checker's call observer, if any, that a call starts or ends.  On the way out
+ * the call's own exception (if any) is preserved. */
+static int
+notify_call(snakepit_state *st, PyObject *method, PyObject *adapter, int entering)
+{
+    snakepit_mutex_lock(&st->observer_mutex);
+    PyObject *observer = Py_XNewRef(st->call_observer);
+    snakepit_mutex_unlock(&st->observer_mutex);
+    if (observer == NULL) {
+        return 0;
+    }
+    snakepit_exc_state saved;
+    int had_error = !entering && PyErr_Occurred() != NULL;
+    if (had_error) {
+        snakepit_exc_save(&saved);
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(observer, method, adapter, entering ? Py_True : Py_False, NULL);
+    if (had_error) {
+        if (r == NULL) {
+            PyErr_WriteUnraisable(observer);
+        }
+        snakepit_exc_restore(&saved);
+    }
+    Py_DECREF(observer);
+    if (r == NULL) {
+        return had_error ? 0 : -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *
+method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    method_object *self = (method_object *)op;
+    snakepit_state *st = self->state;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == 0 || !adapter_check(st, args[0])) {
+        return PyObject_Vectorcall(self->func, args, nargsf, kwnames);  /* not an adapter */
+    }
+    PyObject *adapter = args[0];
+    /* Valid for the whole call: the caller holds the adapter, which holds its tracker, and
+     * a slot is freed only when its thread or its tracker ends. */
+    shard_slot *slot = shard_get(&((adapter_object *)adapter)->tracker->set);
+    if (slot == NULL) {
+        return NULL;
+    }
+    int observed = atomic_load_explicit(&st->observing_calls, RELAXED);
+    if (observed && notify_call(st, op, adapter, 1) < 0) {
+        return NULL;
+    }
+    tracker_begin(st, slot);
+    PyObject *result = PyObject_Vectorcall(self->func, args, nargsf, kwnames);
+    tracker_end(st, slot, result == NULL);
+    if (observed && notify_call(st, op, adapter, 0) < 0) {
+        Py_CLEAR(result);
+    }
+    return result;
+}
+
+static PyObject *
+method_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *func;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "thread_safe_method() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "thread_safe_method", 1, 1, &func)) {
+        return NULL;
+    }
+    if (PyObject_TypeCheck(func, &PyStaticMethod_Type) || PyObject_TypeCheck(func, &PyClassMethod_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "thread_safe_method tracks instance methods of adapters; apply it to "
+                        "the plain function, not to a staticmethod or classmethod");
+        return NULL;
+    }
+    if (!PyCallable_Check(func)) {
+        PyErr_Format(PyExc_TypeError, "thread_safe_method() needs a callable, not %.200s",
+                     Py_TYPE(func)->tp_name);
+        return NULL;
+    }
+    snakepit_state *st = PyType_GetModuleState(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    method_object *self = (method_object *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->func = Py_NewRef(func);
+    self->state = st;
+    self->vectorcall = method_vectorcall;
+    self->dict = PyDict_New();
+    if (self->dict == NULL) {
+        goto error;
+    }
+    /* Same metadata as functools.wraps: name, qualname, doc, module, annotations,
+     * the function's own __dict__ (tool metadata), and __wrapped__. */
+    PyObject *functools = PyImport_ImportModule("functools");
+    if (functools == NULL) {
+        goto error;
+    }
+    PyObject *r = PyObject_CallMethod(functools, "update_wrapper", "OO", (PyObject *)self, func);
+    Py_DECREF(functools);
+    if (r == NULL) {
+        goto error;
+    }
+    Py_DECREF(r);
+    if (PyDict_SetItem(self->dict, st->str_dunder_thread_safe, Py_True) < 0) {
+        goto error;
+    }
+    return (PyObject *)self;
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static PyObject *
+method_descr_get(PyObject *op, PyObject *obj, PyObject *Py_UNUSED(type))
+{
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(op);
+    }
+    return PyMethod_New(op, obj);
+}
+
+static int
+method_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    method_object *self = (method_object *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->func);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int
+method_clear(PyObject *op)
+{
+    method_object *self = (method_object *)op;
+    Py_CLEAR(self->func);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void
+method_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    (void)method_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+method_repr(PyObject *op)
+{
+    method_object *self = (method_object *)op;
+    return PyUnicode_FromFormat("<thread_safe_method of %R>", self->func ? self->func : Py_None);
+}
+
+static PyObject *
+method_get_func(PyObject *op, void *Py_UNUSED(closure))
+{
+    method_object *self = (method_object *)op;
+    if (self->func == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "__func__");
+        return NULL;
+    }
+    return Py_NewRef(self->func);
+}
+
+static PyGetSetDef method_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"__func__", method_get_func, NULL, "The decorated function.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef method_members[] = {
+    {"__dictoffset__", Py_T_PYSSIZET, offsetof(method_object, dict), Py_READONLY, NULL},
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(method_object, vectorcall), Py_READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot method_slots[] = {
+    {Py_tp_new, method_tp_new},
+    {Py_tp_dealloc, method_dealloc},
+    {Py_tp_traverse, method_traverse},
+    {Py_tp_clear, method_clear},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_descr_get, method_descr_get},
+    {Py_tp_repr, method_repr},
+    {Py_tp_getset, method_getset},
+    {Py_tp_members, method_members},
+    {Py_tp_doc,
+     "thread_safe_method(func, /)\n--\n\n"
+     "Decorator for adapter methods: each call is tracked in the adapter's RequestTracker\n"
+     "(start, duration, error; exceptions propagate unchanged).  A decorated method that\n"
+     "calls another on the same adapter counts once.  Takes no lock: use acquire_lock()\n"
+     "for shared state.  On a self that is not a ThreadSafeAdapter it just calls through."},
+    {0, NULL},
+};
+
+PyType_Spec snakepit_method_spec = {
+    .name = "snakepit_bridge._native.thread_safe_method",
+    .basicsize = sizeof(method_object),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE
+             | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .slots = method_slots,
+};

@@ -1,0 +1,313 @@
+/* snakepit_bridge._native: wires the native types into one module.
+ *
+ * Multi-phase init, heap types created with PyType_FromModuleAndSpec, all state in module
+ * state, and Py_mod_gil = not used: importing this module leaves the GIL disabled on
+ * free-threaded builds. */
+#include "adapter.h"
+#include "method.h"
+
+PyModuleDef snakepit_module_def;
+
+static snakepit_state *
+get_state(PyObject *module)
+{
+    return (snakepit_state *)PyModule_GetState(module);
+}
+
+/* ---------------------------------------------------------------- functions */
+
+static PyObject *
+set_observer(PyObject *module, PyObject *observer, int calls)
+{
+    snakepit_state *st = get_state(module);
+    if (observer != Py_None && !PyCallable_Check(observer)) {
+        PyErr_Format(PyExc_TypeError, "observer must be callable or None, not %.200s",
+                     Py_TYPE(observer)->tp_name);
+        return NULL;
+    }
+    PyObject *replacement = observer == Py_None ? NULL : Py_NewRef(observer);
+    snakepit_mutex_lock(&st->observer_mutex);
+    PyObject **slot = calls ? &st->call_observer : &st->write_observer;
+    PyObject *previous = *slot;
+    *slot = replacement;
+    atomic_store_explicit(calls ? &st->observing_calls : &st->observing_writes, replacement != NULL, RELAXED);
+    snakepit_mutex_unlock(&st->observer_mutex);
+    Py_XDECREF(previous);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+set_write_observer(PyObject *module, PyObject *observer)
+{
+    return set_observer(module, observer, 0);
+}
+
+static PyObject *
+set_call_observer(PyObject *module, PyObject *observer)
+{
+    return set_observer(module, observer, 1);
+}
+
+static PyObject *
+lock_owner(PyObject *module, PyObject *lock)
+{
+    snakepit_state *st = get_state(module);
+    if (!PyObject_TypeCheck(lock, st->rlock_type)) {
+        PyErr_Format(PyExc_TypeError, "lock_owner() needs a snakepit_bridge RLock, not %.200s",
+                     Py_TYPE(lock)->tp_name);
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(atomic_load_explicit(&((rlock_object *)lock)->owner, RELAXED));
+}
+
+static PyObject *
+before_fork(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    shards_before_fork(get_state(module));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+after_fork_parent(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    shards_after_fork_parent(get_state(module));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+after_fork_child(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    snakepit_state *st = get_state(module);
+    rlocks_after_fork_child(st);
+    shards_after_fork_child(st);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_functions[] = {
+    {"set_write_observer", set_write_observer, METH_O,
+     "set_write_observer(observer, /)\n--\n\n"
+     "Call observer(adapter, name, owns_adapter_lock) before every attribute write or\n"
+     "delete on an adapter; None removes it.  Its exceptions abort the write."},
+    {"set_call_observer", set_call_observer, METH_O,
+     "set_call_observer(observer, /)\n--\n\n"
+     "Call observer(method, adapter, entering) around every decorated call on an adapter;\n"
+     "None removes it."},
+    {"lock_owner", lock_owner, METH_O,
+     "lock_owner(lock, /)\n--\n\nThread ident of the lock's owner, 0 when free (a snapshot)."},
+    {"_before_fork", before_fork, METH_NOARGS, NULL},
+    {"_after_fork_parent", after_fork_parent, METH_NOARGS, NULL},
+    {"_after_fork_child", after_fork_child, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---------------------------------------------------------------- exec */
+
+static int
+intern(PyObject **slot, const char *text)
+{
+    *slot = PyUnicode_InternFromString(text);
+    return *slot == NULL ? -1 : 0;
+}
+
+static int
+add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot, int public)
+{
+    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, base);
+    if (*slot == NULL) {
+        return -1;
+    }
+    return public ? PyModule_AddType(module, *slot) : 0;
+}
+
+static int
+register_fork_hooks(PyObject *module)
+{
+    PyObject *os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        return -1;
+    }
+    int r = -1;
+    PyObject *register_at_fork = PyObject_GetAttrString(os, "register_at_fork");
+    PyObject *before = PyObject_GetAttrString(module, "_before_fork");
+    PyObject *parent = PyObject_GetAttrString(module, "_after_fork_parent");
+    PyObject *child = PyObject_GetAttrString(module, "_after_fork_child");
+    PyObject *kwargs = NULL, *args = NULL, *result = NULL;
+    if (register_at_fork == NULL || before == NULL || parent == NULL || child == NULL) {
+        goto done;
+    }
+    kwargs = Py_BuildValue("{sOsOsO}", "before", before, "after_in_parent", parent, "after_in_child", child);
+    args = PyTuple_New(0);
+    if (kwargs == NULL || args == NULL) {
+        goto done;
+    }
+    result = PyObject_Call(register_at_fork, args, kwargs);
+    r = result == NULL ? -1 : 0;
+done:
+    Py_XDECREF(result);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(child);
+    Py_XDECREF(parent);
+    Py_XDECREF(before);
+    Py_XDECREF(register_at_fork);
+    Py_DECREF(os);
+    return r;
+}
+
+static int
+module_exec(PyObject *module)
+{
+    snakepit_state *st = get_state(module);
+    snakepit_clock_init(&st->clock);
+    atomic_store_explicit(&st->next_set_id, 1, RELAXED);  /* 0 marks an empty cache */
+
+    if (intern(&st->str_total_requests, "total_requests") < 0
+        || intern(&st->str_completed_requests, "completed_requests") < 0
+        || intern(&st->str_active_requests, "active_requests") < 0
+        || intern(&st->str_total_active_requests, "total_active_requests") < 0
+        || intern(&st->str_active_threads, "active_threads") < 0
+        || intern(&st->str_threads_seen, "threads_seen") < 0
+        || intern(&st->str_requests_by_thread, "requests_by_thread") < 0
+        || intern(&st->str_errors, "errors") < 0
+        || intern(&st->str_total_duration, "total_duration") < 0
+        || intern(&st->str_mean_duration, "mean_duration") < 0
+        || intern(&st->str_max_duration, "max_duration") < 0
+        || intern(&st->str_adapter_class, "adapter_class") < 0
+        || intern(&st->str_thread_safe, "thread_safe") < 0
+        || intern(&st->str_tracker, "tracker") < 0
+        || intern(&st->str_dunder_thread_safe, "__thread_safe__") < 0
+        || intern(&st->str_timeout, "timeout") < 0) {
+        return -1;
+    }
+
+    st->record_tss = PyThread_tss_alloc();
+    if (st->record_tss == NULL || PyThread_tss_create(st->record_tss) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot create thread-specific storage");
+        return -1;
+    }
+    st->record_key = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    if (st->record_key == NULL) {
+        return -1;
+    }
+
+    PyObject *base_module = PyImport_ImportModule("snakepit_bridge.base_adapter");
+    if (base_module == NULL) {
+        return -1;
+    }
+    PyObject *base_adapter = PyObject_GetAttrString(base_module, "BaseAdapter");
+    Py_DECREF(base_module);
+    if (base_adapter == NULL) {
+        return -1;
+    }
+    int r = add_type(module, &snakepit_adapter_spec, base_adapter, &st->adapter_type, 1);
+    Py_DECREF(base_adapter);
+    if (r < 0
+        || add_type(module, &snakepit_rlock_spec, NULL, &st->rlock_type, 1) < 0
+        || add_type(module, &snakepit_tracker_spec, NULL, &st->tracker_type, 1) < 0
+        || add_type(module, &snakepit_method_spec, NULL, &st->method_type, 1) < 0
+        || add_type(module, &snakepit_timed_guard_spec, NULL, &st->timed_guard_type, 0) < 0
+        || add_type(module, &snakepit_part_spec, NULL, &st->part_type, 0) < 0
+        || add_type(module, &snakepit_record_spec, NULL, &st->record_type, 0) < 0
+        || adapter_type_ready(st) < 0) {
+        return -1;
+    }
+
+#ifdef Py_GIL_DISABLED
+    int free_threaded = 1;
+#else
+    int free_threaded = 0;
+#endif
+    const char *clock_source = st->clock.use_tsc ? "tsc" : "clock_gettime(CLOCK_MONOTONIC)";
+    if (PyModule_AddStringConstant(module, "__version__", "0.1.0") < 0
+        || PyModule_AddObjectRef(module, "free_threaded", free_threaded ? Py_True : Py_False) < 0
+        || PyModule_AddStringConstant(module, "clock_source", clock_source) < 0) {
+        return -1;
+    }
+    return register_fork_hooks(module);
+}
+
+static int
+module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    snakepit_state *st = get_state(module);
+    Py_VISIT(st->adapter_type);
+    Py_VISIT(st->rlock_type);
+    Py_VISIT(st->timed_guard_type);
+    Py_VISIT(st->tracker_type);
+    Py_VISIT(st->method_type);
+    Py_VISIT(st->part_type);
+    Py_VISIT(st->record_type);
+    Py_VISIT(st->write_observer);
+    Py_VISIT(st->call_observer);
+    return 0;
+}
+
+static int
+module_clear(PyObject *module)
+{
+    snakepit_state *st = get_state(module);
+    atomic_store_explicit(&st->observing_writes, 0, RELAXED);
+    atomic_store_explicit(&st->observing_calls, 0, RELAXED);
+    Py_CLEAR(st->write_observer);
+    Py_CLEAR(st->call_observer);
+    Py_CLEAR(st->adapter_type);
+    Py_CLEAR(st->rlock_type);
+    Py_CLEAR(st->timed_guard_type);
+    Py_CLEAR(st->tracker_type);
+    Py_CLEAR(st->method_type);
+    Py_CLEAR(st->part_type);
+    Py_CLEAR(st->record_type);
+    Py_CLEAR(st->record_key);
+    PyObject **names[] = {
+        &st->str_total_requests, &st->str_completed_requests, &st->str_active_requests,
+        &st->str_total_active_requests, &st->str_active_threads, &st->str_threads_seen,
+        &st->str_requests_by_thread, &st->str_errors, &st->str_total_duration,
+        &st->str_mean_duration, &st->str_max_duration, &st->str_adapter_class,
+        &st->str_thread_safe, &st->str_tracker, &st->str_dunder_thread_safe, &st->str_timeout,
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        Py_CLEAR(*names[i]);
+    }
+    return 0;
+}
+
+static void
+module_free(void *module)
+{
+    snakepit_state *st = get_state((PyObject *)module);
+    (void)module_clear((PyObject *)module);
+    if (st->record_tss != NULL) {
+        PyThread_tss_free(st->record_tss);  /* deletes the key too */
+        st->record_tss = NULL;
+    }
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
+PyModuleDef snakepit_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "snakepit_bridge._native",
+    .m_doc = "Native core of snakepit-bridge: ThreadSafeAdapter, RLock, RequestTracker and "
+             "thread_safe_method.",
+    .m_size = sizeof(snakepit_state),
+    .m_methods = module_functions,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    return PyModuleDef_Init(&snakepit_module_def);
+}

@@ -1,0 +1,486 @@
+/* Native reentrant lock.  See rlock.h. */
+#include "rlock.h"
+
+#include <math.h>
+
+/* ---------------------------------------------------------------- core */
+
+static int
+acquire_slow(rlock_object *self, int64_t timeout_us)
+{
+    uint64_t deadline = timeout_us > 0 ? snakepit_mono_ns() + (uint64_t)timeout_us * 1000u : 0;
+    for (;;) {
+        PyLockStatus status;
+        Py_BEGIN_ALLOW_THREADS
+        status = PyThread_acquire_lock_timed(self->lock, (PY_TIMEOUT_T)timeout_us, 1);
+        Py_END_ALLOW_THREADS
+        if (status == PY_LOCK_ACQUIRED) {
+            return 1;
+        }
+        if (status == PY_LOCK_FAILURE) {
+            return 0;
+        }
+        /* Interrupted by a signal: run the Python handlers, which may raise
+         * (KeyboardInterrupt), then wait for whatever time is left. */
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+        if (timeout_us > 0) {
+            uint64_t now = snakepit_mono_ns();
+            timeout_us = now >= deadline ? 0 : (int64_t)((deadline - now + 999u) / 1000u);
+        }
+    }
+}
+
+int
+rlock_acquire(rlock_object *self, int64_t timeout_us)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    if (atomic_load_explicit(&self->owner, RELAXED) == me) {
+        unsigned long level = atomic_load_explicit(&self->level, RELAXED);
+        if (level == ULONG_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "internal lock count overflowed");
+            return -1;
+        }
+        atomic_store_explicit(&self->level, level + 1, RELAXED);
+        return 1;
+    }
+    if (PyThread_acquire_lock_timed(self->lock, 0, 0) != PY_LOCK_ACQUIRED) {
+        if (timeout_us == 0) {
+            return 0;
+        }
+        int r = acquire_slow(self, timeout_us);
+        if (r <= 0) {
+            return r;
+        }
+    }
+    atomic_store_explicit(&self->owner, me, RELAXED);
+    atomic_store_explicit(&self->level, 1, RELAXED);
+    return 1;
+}
+
+int
+rlock_release(rlock_object *self)
+{
+    /* The owner test comes first: only the owner may read `level` meaningfully. */
+    if (atomic_load_explicit(&self->owner, RELAXED) != PyThread_get_thread_ident()
+        || atomic_load_explicit(&self->level, RELAXED) == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+        return -1;
+    }
+    unsigned long level = atomic_load_explicit(&self->level, RELAXED) - 1;
+    atomic_store_explicit(&self->level, level, RELAXED);
+    if (level == 0) {
+        atomic_store_explicit(&self->owner, 0, RELAXED);
+        PyThread_release_lock(self->lock);
+    }
+    return 0;
+}
+
+int
+snakepit_parse_timeout(PyObject *obj, int allow_none, int64_t *timeout_us)
+{
+    if (obj == NULL || (allow_none && obj == Py_None)) {
+        *timeout_us = -1;
+        return 0;
+    }
+    double seconds = PyFloat_AsDouble(obj);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (isnan(seconds)) {
+        PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
+        return -1;
+    }
+    if (!allow_none && seconds == -1.0) {
+        *timeout_us = -1;  /* threading's "wait forever" */
+        return 0;
+    }
+    if (seconds < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        allow_none ? "timeout must be None or a non-negative number"
+                                   : "timeout value must be a non-negative number");
+        return -1;
+    }
+    double us = ceil(seconds * 1e6);
+    if (!(us <= (double)PY_TIMEOUT_MAX)) {
+        PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
+        return -1;
+    }
+    *timeout_us = (int64_t)us;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- type */
+
+rlock_object *
+rlock_new(snakepit_state *st)
+{
+    rlock_object *self = (rlock_object *)st->rlock_type->tp_alloc(st->rlock_type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_MemoryError, "cannot allocate lock");
+        return NULL;
+    }
+    self->state = st;
+    registry_lock(&st->registry);
+    self->reg_next = st->registry.locks;
+    if (self->reg_next != NULL) {
+        self->reg_next->reg_prev = self;
+    }
+    st->registry.locks = self;
+    registry_unlock(&st->registry);
+    return self;
+}
+
+static PyObject *
+rlock_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "RLock() takes no arguments");
+        return NULL;
+    }
+    snakepit_state *st = PyType_GetModuleState(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    if (type != st->rlock_type) {
+        PyErr_SetString(PyExc_TypeError, "RLock cannot be subclassed");
+        return NULL;
+    }
+    return (PyObject *)rlock_new(st);
+}
+
+static void
+rlock_dealloc(PyObject *op)
+{
+    rlock_object *self = (rlock_object *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(op);
+    }
+    snakepit_state *st = self->state;
+    if (st != NULL) {
+        registry_lock(&st->registry);
+        if (self->reg_prev != NULL) {
+            self->reg_prev->reg_next = self->reg_next;
+        }
+        else {
+            st->registry.locks = self->reg_next;
+        }
+        if (self->reg_next != NULL) {
+            self->reg_next->reg_prev = self->reg_prev;
+        }
+        registry_unlock(&st->registry);
+    }
+    if (self->lock != NULL) {
+        if (atomic_load_explicit(&self->owner, RELAXED) != 0) {
+            PyThread_release_lock(self->lock);  /* freeing a held lock is undefined */
+        }
+        PyThread_free_lock(self->lock);
+    }
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+rlock_py_acquire(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"blocking", "timeout", NULL};
+    int blocking = 1;
+    PyObject *timeout_obj = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|pO:acquire", kwlist, &blocking, &timeout_obj)) {
+        return NULL;
+    }
+    int64_t timeout_us;
+    if (snakepit_parse_timeout(timeout_obj, 0, &timeout_us) < 0) {
+        return NULL;
+    }
+    if (!blocking) {
+        if (timeout_us != -1) {
+            PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+            return NULL;
+        }
+        timeout_us = 0;
+    }
+    int r = rlock_acquire((rlock_object *)op, timeout_us);
+    if (r < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(r);
+}
+
+static PyObject *
+rlock_py_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    if (rlock_acquire((rlock_object *)op, -1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+rlock_py_release(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    if (rlock_release((rlock_object *)op) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rlock_py_exit(PyObject *op, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
+{
+    if (rlock_release((rlock_object *)op) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rlock_py_locked(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    rlock_object *self = (rlock_object *)op;
+    return PyBool_FromLong(atomic_load_explicit(&self->owner, RELAXED) != 0);
+}
+
+static PyObject *
+rlock_py_is_owned(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    rlock_object *self = (rlock_object *)op;
+    return PyBool_FromLong(rlock_is_owned(self) && atomic_load_explicit(&self->level, RELAXED) > 0);
+}
+
+static PyObject *
+rlock_py_recursion_count(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    rlock_object *self = (rlock_object *)op;
+    return PyLong_FromUnsignedLong(rlock_is_owned(self) ? atomic_load_explicit(&self->level, RELAXED) : 0);
+}
+
+/* threading.Condition support: release completely and return the state to restore. */
+static PyObject *
+rlock_py_release_save(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    rlock_object *self = (rlock_object *)op;
+    if (!rlock_is_owned(self) || atomic_load_explicit(&self->level, RELAXED) == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+        return NULL;
+    }
+    unsigned long level = atomic_load_explicit(&self->level, RELAXED);
+    unsigned long owner = atomic_load_explicit(&self->owner, RELAXED);
+    PyObject *saved = Py_BuildValue("(kk)", level, owner);
+    if (saved == NULL) {
+        return NULL;
+    }
+    atomic_store_explicit(&self->level, 0, RELAXED);
+    atomic_store_explicit(&self->owner, 0, RELAXED);
+    PyThread_release_lock(self->lock);
+    return saved;
+}
+
+static PyObject *
+rlock_py_acquire_restore(PyObject *op, PyObject *state)
+{
+    rlock_object *self = (rlock_object *)op;
+    unsigned long level, owner;
+    if (!PyArg_ParseTuple(state, "kk:_acquire_restore", &level, &owner)) {
+        return NULL;
+    }
+    if (level == 0 || owner == 0) {
+        PyErr_SetString(PyExc_ValueError, "_acquire_restore() needs the state from _release_save()");
+        return NULL;
+    }
+    if (PyThread_acquire_lock_timed(self->lock, 0, 0) != PY_LOCK_ACQUIRED) {
+        int r = acquire_slow(self, -1);
+        if (r < 0) {
+            return NULL;
+        }
+    }
+    atomic_store_explicit(&self->owner, owner, RELAXED);
+    atomic_store_explicit(&self->level, level, RELAXED);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rlock_repr(PyObject *op)
+{
+    rlock_object *self = (rlock_object *)op;
+    unsigned long owner = atomic_load_explicit(&self->owner, RELAXED);
+    unsigned long level = atomic_load_explicit(&self->level, RELAXED);
+    return PyUnicode_FromFormat("<%s %s object owner=%lu count=%lu at %p>",
+                                owner ? "locked" : "unlocked", Py_TYPE(op)->tp_name,
+                                owner, owner ? level : 0ul, op);
+}
+
+static PyMethodDef rlock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))rlock_py_acquire, METH_VARARGS | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=-1) -> bool\n\nAcquire the lock, reentrantly."},
+    {"release", rlock_py_release, METH_NOARGS,
+     "Release the lock once; RuntimeError if the caller does not own it."},
+    {"locked", rlock_py_locked, METH_NOARGS, "True if any thread holds the lock."},
+    {"__enter__", rlock_py_enter, METH_NOARGS, "Acquire the lock (blocking)."},
+    {"__exit__", (PyCFunction)(void (*)(void))rlock_py_exit, METH_FASTCALL, "Release the lock."},
+    {"_is_owned", rlock_py_is_owned, METH_NOARGS, "True if the calling thread holds the lock."},
+    {"_recursion_count", rlock_py_recursion_count, METH_NOARGS,
+     "How many times the calling thread holds the lock."},
+    {"_release_save", rlock_py_release_save, METH_NOARGS, "For threading.Condition."},
+    {"_acquire_restore", rlock_py_acquire_restore, METH_O, "For threading.Condition."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef rlock_members[] = {
+    {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(rlock_object, weakreflist), Py_READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot rlock_slots[] = {
+    {Py_tp_new, rlock_tp_new},
+    {Py_tp_dealloc, rlock_dealloc},
+    {Py_tp_repr, rlock_repr},
+    {Py_tp_methods, rlock_methods},
+    {Py_tp_members, rlock_members},
+    {Py_tp_doc,
+     "RLock()\n--\n\nReentrant lock with the threading.RLock contract, usable by "
+     "threading.Condition.\nEvery ThreadSafeAdapter owns one (adapter.lock)."},
+    {0, NULL},
+};
+
+PyType_Spec snakepit_rlock_spec = {
+    .name = "snakepit_bridge._native.RLock",
+    .basicsize = sizeof(rlock_object),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = rlock_slots,
+};
+
+void
+rlocks_after_fork_child(snakepit_state *st)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    for (rlock_object *lock = st->registry.locks; lock != NULL; lock = lock->reg_next) {
+        if (atomic_load_explicit(&lock->owner, RELAXED) == me) {
+            continue;
+        }
+        /* Held by a thread that does not exist here (or in the middle of being taken):
+         * whatever its state, leave it released. */
+        (void)PyThread_acquire_lock_timed(lock->lock, 0, 0);
+        atomic_store_explicit(&lock->owner, 0, RELAXED);
+        atomic_store_explicit(&lock->level, 0, RELAXED);
+        PyThread_release_lock(lock->lock);
+    }
+}
+
+/* ---------------------------------------------------------------- timed guard */
+
+typedef struct {
+    PyObject_HEAD
+    rlock_object *lock;
+    PyObject *owner_name;
+    int64_t timeout_us;
+} timed_guard;
+
+PyObject *
+timed_guard_new(snakepit_state *st, rlock_object *lock, PyObject *owner_name, int64_t timeout_us)
+{
+    timed_guard *self = PyObject_New(timed_guard, st->timed_guard_type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->lock = (rlock_object *)Py_NewRef(lock);
+    self->owner_name = Py_NewRef(owner_name);
+    self->timeout_us = timeout_us;
+    return (PyObject *)self;
+}
+
+static void
+timed_guard_dealloc(PyObject *op)
+{
+    timed_guard *self = (timed_guard *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    Py_XDECREF(self->lock);
+    Py_XDECREF(self->owner_name);
+    PyObject_Free(op);
+    Py_DECREF(tp);
+}
+
+/* "'Worker-3' (ident 1234)" for the thread with this ident, as far as threading knows. */
+static PyObject *
+describe_thread(unsigned long ident)
+{
+    PyObject *name = NULL;
+    PyObject *threading = PyImport_ImportModule("threading");
+    if (threading != NULL) {
+        PyObject *active = PyObject_GetAttrString(threading, "_active");
+        if (active != NULL) {
+            PyObject *thread = PyObject_CallMethod(active, "get", "k", ident);
+            if (thread != NULL && thread != Py_None) {
+                name = PyObject_GetAttrString(thread, "name");
+            }
+            Py_XDECREF(thread);
+            Py_DECREF(active);
+        }
+        Py_DECREF(threading);
+    }
+    PyErr_Clear();  /* the description is best effort */
+    PyObject *text = name != NULL ? PyUnicode_FromFormat("thread %R (ident %lu)", name, ident)
+                                  : PyUnicode_FromFormat("thread ident %lu", ident);
+    Py_XDECREF(name);
+    return text;
+}
+
+static PyObject *
+timed_guard_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    timed_guard *self = (timed_guard *)op;
+    int r = rlock_acquire(self->lock, self->timeout_us);
+    if (r < 0) {
+        return NULL;
+    }
+    if (r == 0) {
+        unsigned long owner = atomic_load_explicit(&self->lock->owner, RELAXED);
+        PyObject *holder = owner ? describe_thread(owner) : PyUnicode_FromString("another thread");
+        if (holder == NULL) {
+            return NULL;
+        }
+        PyErr_Format(PyExc_TimeoutError,
+                     "could not acquire the lock of %U within %.6g s: it is held by %U",
+                     self->owner_name, (double)self->timeout_us / 1e6, holder);
+        Py_DECREF(holder);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+timed_guard_exit(PyObject *op, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
+{
+    timed_guard *self = (timed_guard *)op;
+    if (rlock_release(self->lock) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef timed_guard_methods[] = {
+    {"__enter__", timed_guard_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))timed_guard_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot timed_guard_slots[] = {
+    {Py_tp_dealloc, timed_guard_dealloc},
+    {Py_tp_methods, timed_guard_methods},
+    {Py_tp_doc, "Context manager returned by acquire_lock(timeout=...)."},
+    {0, NULL},
+};
+
+PyType_Spec snakepit_timed_guard_spec = {
+    .name = "snakepit_bridge._native._TimedLockGuard",
+    .basicsize = sizeof(timed_guard),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = timed_guard_slots,
+};

@@ -1,0 +1,578 @@
+/* Per-thread shards: thread records, slots and shard sets.  See shards.h. */
+#include "shards.h"
+
+#include <string.h>
+
+/* ---------------------------------------------------------------- slots */
+
+static shard_slot *
+slot_alloc(shard_set *set, thread_record *rec)
+{
+    /* Aligned by hand: PyMem_Malloc guarantees only 16 bytes. */
+    size_t size = (sizeof(shard_slot) + SNAKEPIT_CACHE_LINE - 1) & ~(size_t)(SNAKEPIT_CACHE_LINE - 1);
+    void *raw = PyMem_Malloc(size + SNAKEPIT_CACHE_LINE);
+    if (raw == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    uintptr_t aligned = ((uintptr_t)raw + SNAKEPIT_CACHE_LINE - 1) & ~(uintptr_t)(SNAKEPIT_CACHE_LINE - 1);
+    shard_slot *slot = (shard_slot *)aligned;
+    memset(slot, 0, sizeof(*slot));
+    slot->allocation = raw;
+    slot->set_id = set->id;
+    slot->record = rec;
+    slot->set = set;
+    return slot;
+}
+
+static void
+slot_free(shard_slot *slot)
+{
+    PyMem_Free(slot->allocation);
+}
+
+/* Registry mutex held. */
+static void
+slot_unlink(shard_slot *slot)
+{
+    shard_set *set = slot->set;
+    if (slot->set_prev != NULL) {
+        slot->set_prev->set_next = slot->set_next;
+    }
+    else {
+        set->slots = slot->set_next;
+    }
+    if (slot->set_next != NULL) {
+        slot->set_next->set_prev = slot->set_prev;
+    }
+    slot->set_prev = slot->set_next = NULL;
+    slot->set = NULL;
+}
+
+/* Registry mutex held: add a finished thread's counts to its set's history. */
+static void
+slot_retire(shard_slot *slot)
+{
+    shard_set *set = slot->set;
+    int64_t started = atomic_load_explicit(&slot->started, RELAXED);
+    set->retired_started += started;
+    set->retired_completed += atomic_load_explicit(&slot->completed, RELAXED);
+    set->retired_errors += atomic_load_explicit(&slot->errors, RELAXED);
+    set->retired_busy_ticks += atomic_load_explicit(&slot->busy_ticks, RELAXED);
+    uint64_t max_ticks = atomic_load_explicit(&slot->max_ticks, RELAXED);
+    if (max_ticks > set->retired_max_ticks) {
+        set->retired_max_ticks = max_ticks;
+    }
+    if (started == 0) {
+        return;
+    }
+    set->retired_threads++;
+    PyObject *name = slot->record->name;
+    for (Py_ssize_t i = 0; i < set->n_retired_names; i++) {
+        if (set->retired_names[i].name == name
+            || PyUnicode_Compare(set->retired_names[i].name, name) == 0) {
+            set->retired_names[i].requests += started;
+            return;
+        }
+    }
+    /* PyUnicode_Compare of two str objects cannot fail. */
+    if (set->n_retired_names < SNAKEPIT_MAX_RETIRED_NAMES) {
+        if (set->retired_names == NULL) {
+            set->retired_names = PyMem_Calloc(SNAKEPIT_MAX_RETIRED_NAMES, sizeof(retired_name));
+        }
+        if (set->retired_names != NULL) {
+            set->retired_names[set->n_retired_names].name = Py_NewRef(name);
+            set->retired_names[set->n_retired_names].requests = started;
+            set->n_retired_names++;
+            return;
+        }
+    }
+    set->retired_other_requests += started;
+}
+
+/* ---------------------------------------------------------------- thread records */
+
+static size_t
+table_index(uint64_t id, size_t mask)
+{
+    return (size_t)(id * 0x9E3779B97F4A7C15ull >> 32) & mask;
+}
+
+/* Rebuild the table with room for one more live slot, freeing slots whose set died.
+ * Owner thread only.  Returns 0 or -1 with MemoryError. */
+static int
+record_make_room(thread_record *rec)
+{
+    if ((rec->used + 1) * 2 <= rec->capacity) {
+        return 0;
+    }
+    size_t live = 0;
+    for (size_t i = 0; i < rec->capacity; i++) {
+        shard_slot *slot = rec->table[i];
+        if (slot != NULL && !atomic_load_explicit(&slot->dead, memory_order_acquire)) {
+            live++;
+        }
+    }
+    size_t capacity = 8;
+    while ((live + 1) * 2 > capacity) {
+        capacity *= 2;
+    }
+    shard_slot **table = PyMem_Calloc(capacity, sizeof(shard_slot *));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < rec->capacity; i++) {
+        shard_slot *slot = rec->table[i];
+        if (slot == NULL) {
+            continue;
+        }
+        if (atomic_load_explicit(&slot->dead, memory_order_acquire)) {
+            /* Its set is gone and will never touch it again. */
+            slot_free(slot);
+            continue;
+        }
+        size_t j = table_index(slot->set_id, capacity - 1);
+        while (table[j] != NULL) {
+            j = (j + 1) & (capacity - 1);
+        }
+        table[j] = slot;
+    }
+    PyMem_Free(rec->table);
+    rec->table = table;
+    rec->capacity = capacity;
+    rec->used = live;
+    rec->cached_id = 0;
+    rec->cached_slot = NULL;
+    return 0;
+}
+
+static void
+record_insert(thread_record *rec, shard_slot *slot)
+{
+    size_t mask = rec->capacity - 1;
+    size_t i = table_index(slot->set_id, mask);
+    while (rec->table[i] != NULL) {
+        i = (i + 1) & mask;
+    }
+    rec->table[i] = slot;
+    rec->used++;
+}
+
+static PyObject *
+current_thread_name(void)
+{
+    PyObject *threading = PyImport_ImportModule("threading");
+    if (threading == NULL) {
+        return NULL;
+    }
+    PyObject *thread = PyObject_CallMethod(threading, "current_thread", NULL);
+    Py_DECREF(threading);
+    if (thread == NULL) {
+        return NULL;
+    }
+    PyObject *name = PyObject_GetAttrString(thread, "name");
+    Py_DECREF(thread);
+    if (name != NULL && !PyUnicode_Check(name)) {
+        Py_SETREF(name, PyObject_Str(name));
+    }
+    return name;
+}
+
+static thread_record *
+record_create(snakepit_state *st)
+{
+    PyObject *tdict = PyThreadState_GetDict();
+    if (tdict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "snakepit_bridge: no thread state dict");
+        return NULL;
+    }
+    PyObject *name = current_thread_name();
+    if (name == NULL) {
+        return NULL;
+    }
+    thread_record *rec = PyObject_New(thread_record, st->record_type);
+    if (rec == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    rec->state = st;
+    rec->module = NULL;
+    rec->name = name;
+    rec->table = PyMem_Calloc(8, sizeof(shard_slot *));
+    rec->capacity = 8;
+    rec->used = 0;
+    rec->cached_id = 0;
+    rec->cached_slot = NULL;
+    if (rec->table == NULL) {
+        rec->capacity = 0;
+        Py_DECREF(rec);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    rec->module = PyType_GetModule(st->record_type);
+    if (rec->module == NULL) {
+        Py_DECREF(rec);
+        return NULL;
+    }
+    Py_INCREF(rec->module);
+    /* The thread state dict owns the record; it is cleared when the thread ends. */
+    if (PyDict_SetItem(tdict, st->record_key, (PyObject *)rec) < 0) {
+        Py_DECREF(rec);
+        return NULL;
+    }
+    Py_DECREF(rec);
+    if (PyThread_tss_set(st->record_tss, rec) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "snakepit_bridge: PyThread_tss_set failed");
+        (void)PyDict_DelItem(tdict, st->record_key);
+        return NULL;
+    }
+    return rec;
+}
+
+static void
+record_dealloc(PyObject *self)
+{
+    thread_record *rec = (thread_record *)self;
+    snakepit_state *st = rec->state;
+    PyTypeObject *tp = Py_TYPE(self);
+    if (PyThread_tss_get(st->record_tss) == rec) {
+        (void)PyThread_tss_set(st->record_tss, NULL);
+    }
+    /* Values are released after the mutex: releasing them may run any Python code. */
+    PyObject **values = rec->used ? PyMem_Calloc(rec->used, sizeof(PyObject *)) : NULL;
+    size_t n_values = 0;
+    registry_lock(&st->registry);
+    for (size_t i = 0; i < rec->capacity; i++) {
+        shard_slot *slot = rec->table[i];
+        if (slot == NULL || atomic_load_explicit(&slot->dead, memory_order_acquire)) {
+            continue;
+        }
+        slot_retire(slot);
+        slot_unlink(slot);
+        if (slot->values != NULL) {
+            if (values != NULL && n_values < rec->used) {
+                values[n_values++] = slot->values;
+            }
+            else {
+                /* Out of memory for the list: leak rather than run code under the mutex. */
+            }
+            slot->values = NULL;
+        }
+        atomic_store_explicit(&slot->dead, 1, memory_order_release);
+    }
+    registry_unlock(&st->registry);
+    for (size_t i = 0; i < rec->capacity; i++) {
+        if (rec->table[i] != NULL) {
+            slot_free(rec->table[i]);
+        }
+    }
+    PyMem_Free(rec->table);
+    for (size_t i = 0; i < n_values; i++) {
+        Py_DECREF(values[i]);
+    }
+    PyMem_Free(values);
+    Py_XDECREF(rec->name);
+    PyObject *module = rec->module;
+    PyObject_Free(self);
+    Py_DECREF(tp);
+    Py_XDECREF(module);
+}
+
+static PyType_Slot record_slots[] = {
+    {Py_tp_dealloc, record_dealloc},
+    {Py_tp_doc, "Per-thread record of snakepit_bridge shards (internal)."},
+    {0, NULL},
+};
+
+PyType_Spec snakepit_record_spec = {
+    .name = "snakepit_bridge._native._ThreadRecord",
+    .basicsize = sizeof(thread_record),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = record_slots,
+};
+
+shard_slot *
+shard_get_slow(shard_set *set)
+{
+    snakepit_state *st = set->state;
+    thread_record *rec = (thread_record *)PyThread_tss_get(st->record_tss);
+    if (rec == NULL) {
+        rec = record_create(st);
+        if (rec == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        shard_slot *found = shard_find(set);
+        if (found != NULL) {
+            return found;
+        }
+    }
+    if (record_make_room(rec) < 0) {
+        return NULL;
+    }
+    shard_slot *slot = slot_alloc(set, rec);
+    if (slot == NULL) {
+        return NULL;
+    }
+    registry_lock(&st->registry);
+    slot->set_next = set->slots;
+    if (set->slots != NULL) {
+        set->slots->set_prev = slot;
+    }
+    set->slots = slot;
+    registry_unlock(&st->registry);
+    record_insert(rec, slot);
+    rec->cached_id = set->id;
+    rec->cached_slot = slot;
+    return slot;
+}
+
+/* ---------------------------------------------------------------- shard sets */
+
+void
+shard_set_init(snakepit_state *st, shard_set *set)
+{
+    memset(set, 0, sizeof(*set));
+    set->state = st;
+    set->id = atomic_fetch_add_explicit(&st->next_set_id, 1, RELAXED);
+    registry_lock(&st->registry);
+    set->reg_next = st->registry.sets;
+    if (set->reg_next != NULL) {
+        set->reg_next->reg_prev = set;
+    }
+    st->registry.sets = set;
+    registry_unlock(&st->registry);
+}
+
+/* Registry mutex held: detach every value of the set into a new PyMem array. */
+static PyObject **
+take_values(shard_set *set, size_t *n_out)
+{
+    size_t n = 0;
+    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+        n += s->values != NULL;
+    }
+    *n_out = 0;
+    if (n == 0) {
+        return NULL;
+    }
+    PyObject **values = PyMem_Calloc(n, sizeof(PyObject *));
+    if (values == NULL) {
+        return NULL;  /* leak the values rather than release them under the mutex */
+    }
+    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+        if (s->values != NULL) {
+            values[(*n_out)++] = s->values;
+            s->values = NULL;
+        }
+    }
+    return values;
+}
+
+static void
+release_values(PyObject **values, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        Py_DECREF(values[i]);
+    }
+    PyMem_Free(values);
+}
+
+void
+shard_set_fini(shard_set *set)
+{
+    snakepit_state *st = set->state;
+    if (st == NULL) {
+        return;  /* never initialised */
+    }
+    size_t n_values;
+    registry_lock(&st->registry);
+    PyObject **values = take_values(set, &n_values);
+    shard_slot *slot = set->slots;
+    while (slot != NULL) {
+        shard_slot *next = slot->set_next;
+        slot->set = NULL;
+        slot->set_prev = slot->set_next = NULL;
+        /* From here on only the owning thread touches the slot, to free it. */
+        atomic_store_explicit(&slot->dead, 1, memory_order_release);
+        slot = next;
+    }
+    set->slots = NULL;
+    if (set->reg_prev != NULL) {
+        set->reg_prev->reg_next = set->reg_next;
+    }
+    else {
+        st->registry.sets = set->reg_next;
+    }
+    if (set->reg_next != NULL) {
+        set->reg_next->reg_prev = set->reg_prev;
+    }
+    set->reg_prev = set->reg_next = NULL;
+    registry_unlock(&st->registry);
+    release_values(values, n_values);
+    for (Py_ssize_t i = 0; i < set->n_retired_names; i++) {
+        Py_DECREF(set->retired_names[i].name);
+    }
+    PyMem_Free(set->retired_names);
+    set->retired_names = NULL;
+    set->n_retired_names = 0;
+    set->state = NULL;
+}
+
+void
+shard_set_clear_values(shard_set *set)
+{
+    snakepit_state *st = set->state;
+    if (st == NULL) {
+        return;
+    }
+    size_t n_values;
+    registry_lock(&st->registry);
+    PyObject **values = take_values(set, &n_values);
+    registry_unlock(&st->registry);
+    release_values(values, n_values);
+}
+
+/* Called by the garbage collector: on free-threaded builds the world is stopped, and on
+ * GIL builds the GIL is held; no thread can be inside a registry section either way,
+ * because those sections never allocate Python objects or release the GIL. */
+int
+shard_set_traverse_values(shard_set *set, visitproc visit, void *arg)
+{
+    if (set->state == NULL) {
+        return 0;
+    }
+    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+        Py_VISIT(s->values);
+    }
+    return 0;
+}
+
+int
+shard_set_snapshot(shard_set *set, shard_snapshot *snap)
+{
+    snakepit_state *st = set->state;
+    memset(snap, 0, sizeof(*snap));
+    registry_lock(&st->registry);
+    Py_ssize_t capacity = set->n_retired_names;
+    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+        capacity++;
+    }
+    if (capacity > 0) {
+        snap->by_name = PyMem_Calloc((size_t)capacity, sizeof(retired_name));
+        if (snap->by_name == NULL) {
+            registry_unlock(&st->registry);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    snap->started = set->retired_started;
+    snap->completed = set->retired_completed;
+    snap->errors = set->retired_errors;
+    snap->busy_ticks = set->retired_busy_ticks;
+    snap->max_ticks = set->retired_max_ticks;
+    snap->threads_seen = set->retired_threads;
+    snap->other_requests = set->retired_other_requests;
+    for (Py_ssize_t i = 0; i < set->n_retired_names; i++) {
+        snap->by_name[snap->n_by_name].name = Py_NewRef(set->retired_names[i].name);
+        snap->by_name[snap->n_by_name].requests = set->retired_names[i].requests;
+        snap->n_by_name++;
+    }
+    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+        int64_t started = atomic_load_explicit(&s->started, RELAXED);
+        snap->started += started;
+        snap->completed += atomic_load_explicit(&s->completed, RELAXED);
+        snap->errors += atomic_load_explicit(&s->errors, RELAXED);
+        snap->busy_ticks += atomic_load_explicit(&s->busy_ticks, RELAXED);
+        uint64_t max_ticks = atomic_load_explicit(&s->max_ticks, RELAXED);
+        if (max_ticks > snap->max_ticks) {
+            snap->max_ticks = max_ticks;
+        }
+        if (atomic_load_explicit(&s->active, RELAXED)) {
+            snap->active_requests++;
+            snap->active_threads++;
+        }
+        if (started > 0) {
+            snap->threads_seen++;
+            snap->by_name[snap->n_by_name].name = Py_NewRef(s->record->name);
+            snap->by_name[snap->n_by_name].requests = started;
+            snap->n_by_name++;
+        }
+    }
+    registry_unlock(&st->registry);
+    return 0;
+}
+
+void
+shard_snapshot_release(shard_snapshot *snap)
+{
+    for (Py_ssize_t i = 0; i < snap->n_by_name; i++) {
+        Py_DECREF(snap->by_name[i].name);
+    }
+    PyMem_Free(snap->by_name);
+    snap->by_name = NULL;
+    snap->n_by_name = 0;
+}
+
+/* ---------------------------------------------------------------- fork */
+
+void
+shards_before_fork(snakepit_state *st)
+{
+#ifdef SNAKEPIT_HAVE_PYMUTEX
+    snakepit_mutex_lock(&st->registry.mutex);
+#endif
+    atomic_store_explicit(&st->registry.fork_holder, PyThread_get_thread_ident(), RELAXED);
+}
+
+void
+shards_after_fork_parent(snakepit_state *st)
+{
+    atomic_store_explicit(&st->registry.fork_holder, 0, RELAXED);
+#ifdef SNAKEPIT_HAVE_PYMUTEX
+    snakepit_mutex_unlock(&st->registry.mutex);
+#endif
+}
+
+/* Only the forking thread exists in the child.  CPython has already cleared the other
+ * threads' states (and so their records, which retired their slots); drop any slot that
+ * still belongs to another thread, so the child never counts requests running elsewhere. */
+void
+shards_after_fork_child(snakepit_state *st)
+{
+    thread_record *mine = (thread_record *)PyThread_tss_get(st->record_tss);
+    PyObject **values = NULL;
+    size_t n_values = 0, capacity = 0;
+    for (shard_set *set = st->registry.sets; set != NULL; set = set->reg_next) {
+        shard_slot *slot = set->slots;
+        while (slot != NULL) {
+            shard_slot *next = slot->set_next;
+            if (slot->record != mine) {
+                atomic_store_explicit(&slot->active, 0, RELAXED);
+                slot_retire(slot);
+                slot_unlink(slot);
+                if (slot->values != NULL) {
+                    if (n_values == capacity) {
+                        size_t grown = capacity ? capacity * 2 : 16;
+                        PyObject **more = PyMem_Realloc(values, grown * sizeof(PyObject *));
+                        if (more != NULL) {
+                            values = more;
+                            capacity = grown;
+                        }
+                    }
+                    if (n_values < capacity) {
+                        values[n_values++] = slot->values;
+                    }
+                    slot->values = NULL;
+                }
+                atomic_store_explicit(&slot->dead, 1, memory_order_release);
+            }
+            slot = next;
+        }
+    }
+    atomic_store_explicit(&st->registry.fork_holder, 0, RELAXED);
+    snakepit_mutex_reset(&st->registry.mutex);
+    release_values(values, n_values);
+}

@@ -1,0 +1,141 @@
+/* Per-thread shards: one slot per (shard set, thread).
+ *
+ * A shard set is embedded in every RequestTracker (and so in every adapter, through its
+ * tracker).  A slot holds that thread's request counters and, for adapters, its
+ * thread-local values.  The owning thread finds its slot through its thread record (a
+ * small open-addressing table reached by a Py_tss pointer) without any shared lock; only
+ * creating a slot, a thread's exit, a set's death, statistics reads and fork take the
+ * registry mutex.  Slots are cache-line aligned so threads never write the same line.
+ *
+ * Lifetimes: a slot leaves its set when its thread ends (counts are folded into the set's
+ * history, values released) or when its set dies (values released, slot marked dead and
+ * later freed by its thread), whichever comes first. */
+#ifndef SNAKEPIT_SHARDS_H
+#define SNAKEPIT_SHARDS_H
+
+#include "state.h"
+
+typedef struct thread_record thread_record;
+typedef struct shard_slot shard_slot;
+
+#define SNAKEPIT_CACHE_LINE 64
+
+struct shard_slot {
+    /* Written only by the owning thread; read by statistics readers. */
+    _Atomic int64_t started;
+    _Atomic int64_t completed;
+    _Atomic int64_t errors;
+    _Atomic uint64_t busy_ticks;
+    _Atomic uint64_t max_ticks;
+    _Atomic int active;
+    /* Owner-only. */
+    int depth;
+    uint64_t start_ticks;
+    PyObject *values;            /* thread-local values (dict) or NULL */
+    /* Immutable after creation. */
+    uint64_t set_id;
+    thread_record *record;
+    /* Guarded by the registry mutex. */
+    shard_set *set;              /* NULL once the set died */
+    shard_slot *set_prev, *set_next;
+    _Atomic int dead;            /* set released it; the owner frees it */
+    void *allocation;
+};
+
+typedef struct {
+    PyObject *name;
+    int64_t requests;
+} retired_name;
+
+#define SNAKEPIT_MAX_RETIRED_NAMES 256
+
+struct shard_set {
+    uint64_t id;
+    snakepit_state *state;
+    shard_set *reg_prev, *reg_next;
+    shard_slot *slots;
+    /* History of threads that ended, guarded by the registry mutex. */
+    int64_t retired_started, retired_completed, retired_errors;
+    uint64_t retired_busy_ticks, retired_max_ticks;
+    int64_t retired_threads;     /* ended threads that made requests */
+    retired_name *retired_names;
+    Py_ssize_t n_retired_names;
+    int64_t retired_other_requests;  /* threads past SNAKEPIT_MAX_RETIRED_NAMES names */
+};
+
+struct thread_record {
+    PyObject_HEAD
+    snakepit_state *state;
+    PyObject *module;            /* keeps the state alive */
+    PyObject *name;              /* threading name at first use */
+    shard_slot **table;          /* open addressing on set_id, power-of-two capacity */
+    size_t capacity;
+    size_t used;
+    uint64_t cached_id;
+    shard_slot *cached_slot;
+};
+
+extern PyType_Spec snakepit_record_spec;
+
+/* Give the set a fresh id and register it (for fork handling). */
+void shard_set_init(snakepit_state *st, shard_set *set);
+/* Release every slot of a dying set; values are released after the registry mutex. */
+void shard_set_fini(shard_set *set);
+/* Release the thread-local values of every thread of this set, leaving the slots in
+ * place (tp_clear of an adapter). */
+void shard_set_clear_values(shard_set *set);
+int shard_set_traverse_values(shard_set *set, visitproc visit, void *arg);
+
+/* The calling thread's slot of `set`, or NULL without error if it has none yet. */
+static inline shard_slot *
+shard_find(shard_set *set)
+{
+    thread_record *rec = (thread_record *)PyThread_tss_get(set->state->record_tss);
+    if (rec == NULL) {
+        return NULL;
+    }
+    if (rec->cached_id == set->id) {
+        return rec->cached_slot;
+    }
+    size_t mask = rec->capacity - 1;
+    for (size_t i = (size_t)(set->id * 0x9E3779B97F4A7C15ull >> 32) & mask;; i = (i + 1) & mask) {
+        shard_slot *slot = rec->table[i];
+        if (slot == NULL) {
+            return NULL;
+        }
+        if (slot->set_id == set->id) {
+            rec->cached_id = set->id;
+            rec->cached_slot = slot;
+            return slot;
+        }
+    }
+}
+
+/* The calling thread's slot of `set`, created on first use; NULL with an exception. */
+shard_slot *shard_get_slow(shard_set *set);
+
+static inline shard_slot *
+shard_get(shard_set *set)
+{
+    shard_slot *slot = shard_find(set);
+    return slot != NULL ? slot : shard_get_slow(set);
+}
+
+/* Statistics snapshot, taken under the registry mutex. */
+typedef struct {
+    int64_t started, completed, errors, active_requests, active_threads, threads_seen;
+    uint64_t busy_ticks, max_ticks;
+    retired_name *by_name;       /* PyMem array of new references, merged by the caller */
+    Py_ssize_t n_by_name;
+    int64_t other_requests;
+} shard_snapshot;
+
+int shard_set_snapshot(shard_set *set, shard_snapshot *snap);
+void shard_snapshot_release(shard_snapshot *snap);
+
+/* os.register_at_fork hooks. */
+void shards_before_fork(snakepit_state *st);
+void shards_after_fork_parent(snakepit_state *st);
+void shards_after_fork_child(snakepit_state *st);
+
+#endif /* SNAKEPIT_SHARDS_H */

@@ -1,0 +1,242 @@
+/* RequestTracker.  See tracker.h. */
+#include "tracker.h"
+
+tracker_object *
+tracker_new(snakepit_state *st)
+{
+    tracker_object *self = (tracker_object *)st->tracker_type->tp_alloc(st->tracker_type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->state = st;
+    shard_set_init(st, &self->set);
+    return self;
+}
+
+static PyObject *
+tracker_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "RequestTracker() takes no arguments");
+        return NULL;
+    }
+    snakepit_state *st = PyType_GetModuleState(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    if (type != st->tracker_type) {
+        PyErr_SetString(PyExc_TypeError, "RequestTracker cannot be subclassed");
+        return NULL;
+    }
+    return (PyObject *)tracker_new(st);
+}
+
+static void
+tracker_dealloc(PyObject *op)
+{
+    tracker_object *self = (tracker_object *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    shard_set_fini(&self->set);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static int
+set_int(PyObject *dict, PyObject *key, int64_t value)
+{
+    PyObject *number = PyLong_FromLongLong(value);
+    if (number == NULL) {
+        return -1;
+    }
+    int r = PyDict_SetItem(dict, key, number);
+    Py_DECREF(number);
+    return r;
+}
+
+static int
+set_float(PyObject *dict, PyObject *key, double value)
+{
+    PyObject *number = PyFloat_FromDouble(value);
+    if (number == NULL) {
+        return -1;
+    }
+    int r = PyDict_SetItem(dict, key, number);
+    Py_DECREF(number);
+    return r;
+}
+
+static PyObject *
+requests_by_thread(shard_snapshot *snap)
+{
+    PyObject *by_thread = PyDict_New();
+    if (by_thread == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < snap->n_by_name; i++) {
+        PyObject *previous;
+        if (snakepit_dict_get_ref(by_thread, snap->by_name[i].name, &previous) < 0) {
+            goto error;
+        }
+        int64_t total = snap->by_name[i].requests;
+        if (previous != NULL) {
+            total += PyLong_AsLongLong(previous);
+            Py_DECREF(previous);
+            if (PyErr_Occurred()) {
+                goto error;
+            }
+        }
+        if (set_int(by_thread, snap->by_name[i].name, total) < 0) {
+            goto error;
+        }
+    }
+    if (snap->other_requests > 0) {
+        PyObject *key = PyUnicode_FromString("<other ended threads>");
+        if (key == NULL) {
+            goto error;
+        }
+        int r = set_int(by_thread, key, snap->other_requests);
+        Py_DECREF(key);
+        if (r < 0) {
+            goto error;
+        }
+    }
+    return by_thread;
+error:
+    Py_DECREF(by_thread);
+    return NULL;
+}
+
+PyObject *
+tracker_stats_dict(tracker_object *self)
+{
+    snakepit_state *st = self->state;
+    shard_snapshot snap;
+    if (shard_set_snapshot(&self->set, &snap) < 0) {
+        return NULL;
+    }
+    double seconds_per_tick = snakepit_seconds_per_tick(&st->clock);
+    double total = (double)snap.busy_ticks * seconds_per_tick;
+    PyObject *by_thread = NULL;
+    PyObject *stats = PyDict_New();
+    if (stats == NULL) {
+        goto error;
+    }
+    by_thread = requests_by_thread(&snap);
+    if (by_thread == NULL) {
+        goto error;
+    }
+    if (set_int(stats, st->str_total_requests, snap.started) < 0
+        || set_int(stats, st->str_completed_requests, snap.completed) < 0
+        || set_int(stats, st->str_active_requests, snap.active_requests) < 0
+        || set_int(stats, st->str_total_active_requests, snap.active_requests) < 0
+        || set_int(stats, st->str_active_threads, snap.active_threads) < 0
+        || set_int(stats, st->str_threads_seen, snap.threads_seen) < 0
+        || PyDict_SetItem(stats, st->str_requests_by_thread, by_thread) < 0
+        || set_int(stats, st->str_errors, snap.errors) < 0
+        || set_float(stats, st->str_total_duration, total) < 0
+        || set_float(stats, st->str_mean_duration, snap.completed ? total / (double)snap.completed : 0.0) < 0
+        || set_float(stats, st->str_max_duration, (double)snap.max_ticks * seconds_per_tick) < 0) {
+        goto error;
+    }
+    Py_DECREF(by_thread);
+    shard_snapshot_release(&snap);
+    return stats;
+error:
+    Py_XDECREF(by_thread);
+    Py_XDECREF(stats);
+    shard_snapshot_release(&snap);
+    return NULL;
+}
+
+static PyObject *
+tracker_py_start(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    tracker_object *self = (tracker_object *)op;
+    shard_slot *slot = shard_get(&self->set);
+    if (slot == NULL) {
+        return NULL;
+    }
+    tracker_begin(self->state, slot);
+    Py_RETURN_NONE;
+}
+
+static int
+tracker_finish(tracker_object *self, int error)
+{
+    shard_slot *slot = shard_find(&self->set);
+    if (slot == NULL || slot->depth == 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "end_request() without a matching start_request() in this thread");
+        return -1;
+    }
+    tracker_end(self->state, slot, error);
+    return 0;
+}
+
+static PyObject *
+tracker_py_end(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"error", NULL};
+    int error = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p:end_request", kwlist, &error)) {
+        return NULL;
+    }
+    if (tracker_finish((tracker_object *)op, error) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tracker_py_self(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(op);
+}
+
+static PyObject *
+tracker_py_exit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    int error = nargs > 0 && args[0] != Py_None;
+    if (tracker_finish((tracker_object *)op, error) < 0) {
+        return NULL;
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+tracker_py_stats(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return tracker_stats_dict((tracker_object *)op);
+}
+
+static PyMethodDef tracker_methods[] = {
+    {"start_request", tracker_py_start, METH_NOARGS,
+     "Start a request on the calling thread (nested starts count once)."},
+    {"end_request", (PyCFunction)(void (*)(void))tracker_py_end, METH_VARARGS | METH_KEYWORDS,
+     "end_request(error=False)\n--\n\nEnd the calling thread's request; RuntimeError if none."},
+    {"track_request", tracker_py_self, METH_NOARGS,
+     "Context manager counting the body as one request (errors if it raises)."},
+    {"__enter__", tracker_py_start, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))tracker_py_exit, METH_FASTCALL, NULL},
+    {"get_stats", tracker_py_stats, METH_NOARGS,
+     "A fresh dict of exact totals aggregated over every thread's shard."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot tracker_slots[] = {
+    {Py_tp_new, tracker_tp_new},
+    {Py_tp_dealloc, tracker_dealloc},
+    {Py_tp_methods, tracker_methods},
+    {Py_tp_doc,
+     "RequestTracker()\n--\n\nPer-thread sharded request counter: total, active, per-thread "
+     "counts, errors and durations.\nCounting never makes threads contend; totals are exact "
+     "and aggregated when read."},
+    {0, NULL},
+};
+
+PyType_Spec snakepit_tracker_spec = {
+    .name = "snakepit_bridge._native.RequestTracker",
+    .basicsize = sizeof(tracker_object),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = tracker_slots,
+};
