@@ -138,8 +138,18 @@ adapter_acquire_lock(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyOb
         timeout = args[0];
     }
     if (timeout == NULL || timeout == Py_None) {
-        /* The common path allocates nothing: the lock is its own context manager. */
-        return Py_NewRef((PyObject *)self->lock);
+        /* The common path allocates nothing after a thread's first call: its guard. */
+        shard_slot *slot = shard_get(&self->tracker->set);
+        if (slot == NULL) {
+            return NULL;
+        }
+        if (slot->guard == NULL) {
+            slot->guard = lock_guard_new(self->state, self->lock);
+            if (slot->guard == NULL) {
+                return NULL;
+            }
+        }
+        return Py_NewRef(slot->guard);
     }
     int64_t timeout_us;
     if (snakepit_parse_timeout(timeout, 1, &timeout_us) < 0) {

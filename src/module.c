@@ -207,8 +207,18 @@ module_exec(PyObject *module)
         || add_type(module, &snakepit_method_spec, NULL, &st->method_type, 1) < 0
         || add_type(module, &snakepit_timed_guard_spec, NULL, &st->timed_guard_type, 0) < 0
         || add_type(module, &snakepit_part_spec, NULL, &st->part_type, 0) < 0
+        || add_type(module, &snakepit_lock_guard_spec, NULL, &st->lock_guard_type, 0) < 0
         || add_type(module, &snakepit_record_spec, NULL, &st->record_type, 0) < 0
         || adapter_type_ready(st) < 0) {
+        return -1;
+    }
+    PyObject *guard_method_type = PyType_FromModuleAndSpec(module, &snakepit_guard_method_spec, NULL);
+    if (guard_method_type == NULL) {
+        return -1;
+    }
+    r = lock_guard_type_ready(st, (PyTypeObject *)guard_method_type);
+    Py_DECREF(guard_method_type);
+    if (r < 0) {
         return -1;
     }
 
@@ -233,6 +243,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->adapter_type);
     Py_VISIT(st->rlock_type);
     Py_VISIT(st->timed_guard_type);
+    Py_VISIT(st->lock_guard_type);
     Py_VISIT(st->tracker_type);
     Py_VISIT(st->method_type);
     Py_VISIT(st->part_type);
@@ -253,6 +264,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->adapter_type);
     Py_CLEAR(st->rlock_type);
     Py_CLEAR(st->timed_guard_type);
+    Py_CLEAR(st->lock_guard_type);
     Py_CLEAR(st->tracker_type);
     Py_CLEAR(st->method_type);
     Py_CLEAR(st->part_type);

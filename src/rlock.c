@@ -446,9 +446,13 @@ timed_guard_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
         if (holder == NULL) {
             return NULL;
         }
-        PyErr_Format(PyExc_TimeoutError,
-                     "could not acquire the lock of %U within %.6g s: it is held by %U",
-                     self->owner_name, (double)self->timeout_us / 1e6, holder);
+        PyObject *seconds = PyFloat_FromDouble((double)self->timeout_us / 1e6);
+        if (seconds != NULL) {
+            PyErr_Format(PyExc_TimeoutError,
+                         "could not acquire the lock of %U within %R s: it is held by %U",
+                         self->owner_name, seconds, holder);
+            Py_DECREF(seconds);
+        }
         Py_DECREF(holder);
         return NULL;
     }
@@ -484,3 +488,187 @@ PyType_Spec snakepit_timed_guard_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = timed_guard_slots,
 };
+
+/* ---------------------------------------------------------------- lock guard
+ *
+ * What `with adapter.acquire_lock():` enters.  A `with` statement looks __enter__ and
+ * __exit__ up on the type and binds them, which for ordinary C methods allocates a bound
+ * method object each time.  Here both names are descriptors that bind to the guard itself,
+ * and the guard's call dispatches on the argument count the interpreter uses: () enters,
+ * (exc_type, exc, tb) exits.  So the statement allocates nothing.  Each thread has its own
+ * guard per adapter (kept in its shard), so its reference count is never contended. */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    rlock_object *lock;
+} lock_guard;
+
+static PyObject *
+guard_enter(lock_guard *self)
+{
+    if (rlock_acquire(self->lock, -1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+guard_exit(lock_guard *self)
+{
+    if (rlock_release(self->lock) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;  /* falsy: exceptions from the body propagate */
+}
+
+static PyObject *
+guard_vectorcall(PyObject *op, PyObject *const *Py_UNUSED(args), size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) {
+        if (nargs == 0) {
+            return guard_enter((lock_guard *)op);
+        }
+        if (nargs == 3) {
+            return guard_exit((lock_guard *)op);
+        }
+    }
+    PyErr_SetString(PyExc_TypeError,
+                    "an acquire_lock() guard is entered with () and exited with (exc_type, exc, tb)");
+    return NULL;
+}
+
+PyObject *
+lock_guard_new(snakepit_state *st, rlock_object *lock)
+{
+    lock_guard *self = PyObject_New(lock_guard, st->lock_guard_type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = guard_vectorcall;
+    self->lock = (rlock_object *)Py_NewRef(lock);
+    return (PyObject *)self;
+}
+
+static void
+guard_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    Py_XDECREF(((lock_guard *)op)->lock);
+    PyObject_Free(op);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef guard_members[] = {
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(lock_guard, vectorcall), Py_READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot guard_slots[] = {
+    {Py_tp_dealloc, guard_dealloc},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_members, guard_members},
+    {Py_tp_doc, "Context manager returned by ThreadSafeAdapter.acquire_lock()."},
+    {0, NULL},
+};
+
+PyType_Spec snakepit_lock_guard_spec = {
+    .name = "snakepit_bridge._native._LockGuard",
+    .basicsize = sizeof(lock_guard),
+    /* Made immutable once __enter__/__exit__ are installed (lock_guard_type_ready). */
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = guard_slots,
+};
+
+/* __enter__ / __exit__ of the guard type: bound to a guard they return the guard itself;
+ * looked up on the class (contextlib.ExitStack does) they are called with the guard first. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    int is_exit;
+} guard_method;
+
+static PyObject *
+guard_method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    guard_method *self = (guard_method *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t expected = self->is_exit ? 4 : 1;
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd positional arguments",
+                     self->is_exit ? "__exit__" : "__enter__", expected);
+        return NULL;
+    }
+    snakepit_state *st = PyType_GetModuleState(Py_TYPE(op));
+    if (st == NULL) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(args[0], st->lock_guard_type)) {
+        PyErr_Format(PyExc_TypeError, "descriptor needs an acquire_lock() guard, not %.200s",
+                     Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    return self->is_exit ? guard_exit((lock_guard *)args[0]) : guard_enter((lock_guard *)args[0]);
+}
+
+static PyObject *
+guard_method_get(PyObject *op, PyObject *obj, PyObject *Py_UNUSED(type))
+{
+    return Py_NewRef(obj == NULL || obj == Py_None ? op : obj);
+}
+
+static void
+guard_method_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_Free(op);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef guard_method_members[] = {
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(guard_method, vectorcall), Py_READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot guard_method_slots[] = {
+    {Py_tp_dealloc, guard_method_dealloc},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_descr_get, guard_method_get},
+    {Py_tp_members, guard_method_members},
+    {0, NULL},
+};
+
+PyType_Spec snakepit_guard_method_spec = {
+    .name = "snakepit_bridge._native._LockGuardMethod",
+    .basicsize = sizeof(guard_method),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_VECTORCALL
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = guard_method_slots,
+};
+
+static int
+add_guard_method(snakepit_state *st, PyTypeObject *method_type, const char *name, int is_exit)
+{
+    guard_method *method = PyObject_New(guard_method, method_type);
+    if (method == NULL) {
+        return -1;
+    }
+    method->vectorcall = guard_method_vectorcall;
+    method->is_exit = is_exit;
+    int r = PyObject_SetAttrString((PyObject *)st->lock_guard_type, name, (PyObject *)method);
+    Py_DECREF(method);
+    return r;
+}
+
+int
+lock_guard_type_ready(snakepit_state *st, PyTypeObject *method_type)
+{
+    if (add_guard_method(st, method_type, "__enter__", 0) < 0
+        || add_guard_method(st, method_type, "__exit__", 1) < 0) {
+        return -1;
+    }
+    st->lock_guard_type->tp_flags |= Py_TPFLAGS_IMMUTABLETYPE;
+    PyType_Modified(st->lock_guard_type);
+    return 0;
+}

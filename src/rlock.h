@@ -38,6 +38,13 @@ int snakepit_parse_timeout(PyObject *obj, int allow_none, int64_t *timeout_us);
  * `owner_name` (the adapter class) and the thread holding it. */
 PyObject *timed_guard_new(snakepit_state *st, rlock_object *lock, PyObject *owner_name, int64_t timeout_us);
 
+extern PyType_Spec snakepit_lock_guard_spec;
+extern PyType_Spec snakepit_guard_method_spec;
+
+/* The per-thread context manager of acquire_lock() (see rlock.c). */
+PyObject *lock_guard_new(snakepit_state *st, rlock_object *lock);
+int lock_guard_type_ready(snakepit_state *st, PyTypeObject *method_type);
+
 /* Fork: make every lock whose owner does not exist in the child free again. */
 void rlocks_after_fork_child(snakepit_state *st);
 

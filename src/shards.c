@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+_Thread_local snakepit_record_cache snakepit_current_record;
+
 /* ---------------------------------------------------------------- slots */
 
 static shard_slot *
@@ -29,6 +31,52 @@ static void
 slot_free(shard_slot *slot)
 {
     PyMem_Free(slot->allocation);
+}
+
+/* Objects a slot owns (thread-local values, lock guard) are collected under the registry
+ * mutex and released after it, because releasing them may run any Python code. */
+typedef struct {
+    PyObject **items;
+    size_t n, capacity;
+} release_list;
+
+static void
+release_list_add(release_list *list, PyObject *obj)
+{
+    if (list->n == list->capacity) {
+        size_t grown = list->capacity ? list->capacity * 2 : 16;
+        PyObject **items = PyMem_Realloc(list->items, grown * sizeof(PyObject *));
+        if (items == NULL) {
+            return;  /* out of memory: leak rather than run code under the mutex */
+        }
+        list->items = items;
+        list->capacity = grown;
+    }
+    list->items[list->n++] = obj;
+}
+
+static void
+release_list_take(release_list *list, shard_slot *slot)
+{
+    if (slot->values != NULL) {
+        release_list_add(list, slot->values);
+        slot->values = NULL;
+    }
+    if (slot->guard != NULL) {
+        release_list_add(list, slot->guard);
+        slot->guard = NULL;
+    }
+}
+
+static void
+release_list_run(release_list *list)
+{
+    for (size_t i = 0; i < list->n; i++) {
+        Py_DECREF(list->items[i]);
+    }
+    PyMem_Free(list->items);
+    list->items = NULL;
+    list->n = list->capacity = 0;
 }
 
 /* Registry mutex held. */
@@ -227,6 +275,8 @@ record_create(snakepit_state *st)
         (void)PyDict_DelItem(tdict, st->record_key);
         return NULL;
     }
+    snakepit_current_record.state = st;
+    snakepit_current_record.record = rec;
     return rec;
 }
 
@@ -239,9 +289,11 @@ record_dealloc(PyObject *self)
     if (PyThread_tss_get(st->record_tss) == rec) {
         (void)PyThread_tss_set(st->record_tss, NULL);
     }
-    /* Values are released after the mutex: releasing them may run any Python code. */
-    PyObject **values = rec->used ? PyMem_Calloc(rec->used, sizeof(PyObject *)) : NULL;
-    size_t n_values = 0;
+    if (snakepit_current_record.record == rec) {
+        snakepit_current_record.state = NULL;
+        snakepit_current_record.record = NULL;
+    }
+    release_list owned = {0};
     registry_lock(&st->registry);
     for (size_t i = 0; i < rec->capacity; i++) {
         shard_slot *slot = rec->table[i];
@@ -250,15 +302,7 @@ record_dealloc(PyObject *self)
         }
         slot_retire(slot);
         slot_unlink(slot);
-        if (slot->values != NULL) {
-            if (values != NULL && n_values < rec->used) {
-                values[n_values++] = slot->values;
-            }
-            else {
-                /* Out of memory for the list: leak rather than run code under the mutex. */
-            }
-            slot->values = NULL;
-        }
+        release_list_take(&owned, slot);
         atomic_store_explicit(&slot->dead, 1, memory_order_release);
     }
     registry_unlock(&st->registry);
@@ -268,10 +312,7 @@ record_dealloc(PyObject *self)
         }
     }
     PyMem_Free(rec->table);
-    for (size_t i = 0; i < n_values; i++) {
-        Py_DECREF(values[i]);
-    }
-    PyMem_Free(values);
+    release_list_run(&owned);
     Py_XDECREF(rec->name);
     PyObject *module = rec->module;
     PyObject_Free(self);
@@ -296,7 +337,7 @@ shard_slot *
 shard_get_slow(shard_set *set)
 {
     snakepit_state *st = set->state;
-    thread_record *rec = (thread_record *)PyThread_tss_get(st->record_tss);
+    thread_record *rec = record_current(st);
     if (rec == NULL) {
         rec = record_create(st);
         if (rec == NULL) {
@@ -346,40 +387,6 @@ shard_set_init(snakepit_state *st, shard_set *set)
     registry_unlock(&st->registry);
 }
 
-/* Registry mutex held: detach every value of the set into a new PyMem array. */
-static PyObject **
-take_values(shard_set *set, size_t *n_out)
-{
-    size_t n = 0;
-    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
-        n += s->values != NULL;
-    }
-    *n_out = 0;
-    if (n == 0) {
-        return NULL;
-    }
-    PyObject **values = PyMem_Calloc(n, sizeof(PyObject *));
-    if (values == NULL) {
-        return NULL;  /* leak the values rather than release them under the mutex */
-    }
-    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
-        if (s->values != NULL) {
-            values[(*n_out)++] = s->values;
-            s->values = NULL;
-        }
-    }
-    return values;
-}
-
-static void
-release_values(PyObject **values, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        Py_DECREF(values[i]);
-    }
-    PyMem_Free(values);
-}
-
 void
 shard_set_fini(shard_set *set)
 {
@@ -387,12 +394,12 @@ shard_set_fini(shard_set *set)
     if (st == NULL) {
         return;  /* never initialised */
     }
-    size_t n_values;
+    release_list owned = {0};
     registry_lock(&st->registry);
-    PyObject **values = take_values(set, &n_values);
     shard_slot *slot = set->slots;
     while (slot != NULL) {
         shard_slot *next = slot->set_next;
+        release_list_take(&owned, slot);
         slot->set = NULL;
         slot->set_prev = slot->set_next = NULL;
         /* From here on only the owning thread touches the slot, to free it. */
@@ -411,7 +418,7 @@ shard_set_fini(shard_set *set)
     }
     set->reg_prev = set->reg_next = NULL;
     registry_unlock(&st->registry);
-    release_values(values, n_values);
+    release_list_run(&owned);
     for (Py_ssize_t i = 0; i < set->n_retired_names; i++) {
         Py_DECREF(set->retired_names[i].name);
     }
@@ -428,11 +435,13 @@ shard_set_clear_values(shard_set *set)
     if (st == NULL) {
         return;
     }
-    size_t n_values;
+    release_list owned = {0};
     registry_lock(&st->registry);
-    PyObject **values = take_values(set, &n_values);
+    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+        release_list_take(&owned, s);
+    }
     registry_unlock(&st->registry);
-    release_values(values, n_values);
+    release_list_run(&owned);
 }
 
 /* Called by the garbage collector: on free-threaded builds the world is stopped, and on
@@ -542,9 +551,8 @@ shards_after_fork_parent(snakepit_state *st)
 void
 shards_after_fork_child(snakepit_state *st)
 {
-    thread_record *mine = (thread_record *)PyThread_tss_get(st->record_tss);
-    PyObject **values = NULL;
-    size_t n_values = 0, capacity = 0;
+    thread_record *mine = record_current(st);
+    release_list owned = {0};
     for (shard_set *set = st->registry.sets; set != NULL; set = set->reg_next) {
         shard_slot *slot = set->slots;
         while (slot != NULL) {
@@ -553,20 +561,7 @@ shards_after_fork_child(snakepit_state *st)
                 atomic_store_explicit(&slot->active, 0, RELAXED);
                 slot_retire(slot);
                 slot_unlink(slot);
-                if (slot->values != NULL) {
-                    if (n_values == capacity) {
-                        size_t grown = capacity ? capacity * 2 : 16;
-                        PyObject **more = PyMem_Realloc(values, grown * sizeof(PyObject *));
-                        if (more != NULL) {
-                            values = more;
-                            capacity = grown;
-                        }
-                    }
-                    if (n_values < capacity) {
-                        values[n_values++] = slot->values;
-                    }
-                    slot->values = NULL;
-                }
+                release_list_take(&owned, slot);
                 atomic_store_explicit(&slot->dead, 1, memory_order_release);
             }
             slot = next;
@@ -574,5 +569,5 @@ shards_after_fork_child(snakepit_state *st)
     }
     atomic_store_explicit(&st->registry.fork_holder, 0, RELAXED);
     snakepit_mutex_reset(&st->registry.mutex);
-    release_values(values, n_values);
+    release_list_run(&owned);
 }

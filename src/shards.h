@@ -32,6 +32,7 @@ struct shard_slot {
     int depth;
     uint64_t start_ticks;
     PyObject *values;            /* thread-local values (dict) or NULL */
+    PyObject *guard;             /* this thread's acquire_lock() context manager or NULL */
     /* Immutable after creation. */
     uint64_t set_id;
     thread_record *record;
@@ -81,16 +82,34 @@ extern PyType_Spec snakepit_record_spec;
 void shard_set_init(snakepit_state *st, shard_set *set);
 /* Release every slot of a dying set; values are released after the registry mutex. */
 void shard_set_fini(shard_set *set);
-/* Release the thread-local values of every thread of this set, leaving the slots in
- * place (tp_clear of an adapter). */
+/* Release the thread-local values (and lock guards) of every thread of this set, leaving
+ * the slots in place (tp_clear of an adapter). */
 void shard_set_clear_values(shard_set *set);
 int shard_set_traverse_values(shard_set *set, visitproc visit, void *arg);
+
+/* Per-thread cache of the Py_tss lookup (which costs a call into libpthread on every
+ * tracked call).  It is not shared state: each thread sees only its own copy, and a record
+ * clears it when it dies.  The tss stays the source of truth (several module instances). */
+typedef struct {
+    snakepit_state *state;
+    thread_record *record;
+} snakepit_record_cache;
+extern _Thread_local snakepit_record_cache snakepit_current_record;
+
+static inline thread_record *
+record_current(snakepit_state *st)
+{
+    if (snakepit_current_record.state == st) {
+        return snakepit_current_record.record;
+    }
+    return (thread_record *)PyThread_tss_get(st->record_tss);
+}
 
 /* The calling thread's slot of `set`, or NULL without error if it has none yet. */
 static inline shard_slot *
 shard_find(shard_set *set)
 {
-    thread_record *rec = (thread_record *)PyThread_tss_get(set->state->record_tss);
+    thread_record *rec = record_current(set->state);
     if (rec == NULL) {
         return NULL;
     }

@@ -25,6 +25,7 @@ typedef struct {
     PyTypeObject *adapter_type;
     PyTypeObject *rlock_type;
     PyTypeObject *timed_guard_type;
+    PyTypeObject *lock_guard_type;
     PyTypeObject *tracker_type;
     PyTypeObject *method_type;
     PyTypeObject *part_type;
