@@ -108,6 +108,9 @@ def set_call_observer(observer: CallObserver | None, /) -> None:
 def lock_owner(lock: RLock, /) -> int:
     """Thread ident of the lock's owner, 0 when free (a snapshot)."""
 
+def _live_shards(tracker: RequestTracker, /) -> int:
+    """Number of threads currently holding a shard of the tracker (for tests)."""
+
 __version__: str
 free_threaded: bool
 clock_source: str

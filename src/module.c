@@ -60,6 +60,25 @@ lock_owner(PyObject *module, PyObject *lock)
     return PyLong_FromUnsignedLong(atomic_load_explicit(&((rlock_object *)lock)->owner, RELAXED));
 }
 
+/* For tests: how many threads currently hold a shard of this tracker. */
+static PyObject *
+live_shards(PyObject *module, PyObject *tracker)
+{
+    snakepit_state *st = get_state(module);
+    if (!PyObject_TypeCheck(tracker, st->tracker_type)) {
+        PyErr_Format(PyExc_TypeError, "_live_shards() needs a RequestTracker, not %.200s",
+                     Py_TYPE(tracker)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t count = 0;
+    registry_lock(&st->registry);
+    for (shard_slot *slot = ((tracker_object *)tracker)->set.slots; slot != NULL; slot = slot->set_next) {
+        count++;
+    }
+    registry_unlock(&st->registry);
+    return PyLong_FromSsize_t(count);
+}
+
 static PyObject *
 before_fork(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
@@ -94,6 +113,8 @@ static PyMethodDef module_functions[] = {
      "None removes it."},
     {"lock_owner", lock_owner, METH_O,
      "lock_owner(lock, /)\n--\n\nThread ident of the lock's owner, 0 when free (a snapshot)."},
+    {"_live_shards", live_shards, METH_O,
+     "_live_shards(tracker, /)\n--\n\nNumber of threads holding a shard of the tracker (tests)."},
     {"_before_fork", before_fork, METH_NOARGS, NULL},
     {"_after_fork_parent", after_fork_parent, METH_NOARGS, NULL},
     {"_after_fork_child", after_fork_child, METH_NOARGS, NULL},

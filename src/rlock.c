@@ -288,6 +288,11 @@ rlock_py_acquire_restore(PyObject *op, PyObject *state)
 {
     rlock_object *self = (rlock_object *)op;
     unsigned long level, owner;
+    if (!PyTuple_Check(state)) {
+        PyErr_Format(PyExc_TypeError, "_acquire_restore() needs a tuple, not %.200s",
+                     Py_TYPE(state)->tp_name);
+        return NULL;
+    }
     if (!PyArg_ParseTuple(state, "kk:_acquire_restore", &level, &owner)) {
         return NULL;
     }

@@ -1,0 +1,62 @@
+"""Packaging: the sdist carries every C source and header, and builds a wheel elsewhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BUILD_SDIST = "from setuptools import build_meta as b; import sys; print(b.build_sdist(sys.argv[1]))"
+BUILD_WHEEL = "from setuptools import build_meta as b; import sys; print(b.build_wheel(sys.argv[1]))"
+
+
+def run(code: str, out: Path, cwd: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(out)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sdist")
+    return out / run(BUILD_SDIST, out, ROOT)
+
+
+def test_sdist_carries_all_c_sources_and_headers(sdist):
+    with tarfile.open(sdist) as archive:
+        names = {Path(name).relative_to(Path(name).parts[0]).as_posix() for name in archive.getnames()}
+    expected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "src").glob("*.[ch]")}
+    assert expected and expected <= names
+    assert "snakepit_bridge/_native.pyi" in names and "snakepit_bridge/py.typed" in names
+
+
+def test_wheel_built_from_the_sdist_imports(sdist, tmp_path):
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path, filter="data") if sys.version_info >= (3, 12) else archive.extractall(tmp_path)
+    source = next(p for p in tmp_path.iterdir() if p.is_dir())
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = wheels / run(BUILD_WHEEL, wheels, source)
+    abi = "cp313t" if sysconfig.get_config_var("Py_GIL_DISABLED") else f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    assert f"-{abi}-" in wheel.name, wheel.name
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "site")
+    probe = (
+        "import sys, snakepit_bridge._native as n; "
+        "a = n.ThreadSafeAdapter(); a.set_thread_local('k', 1); "
+        "assert a.get_thread_local('k') == 1; print(n.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path / "site", capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(tmp_path / "site") in result.stdout

@@ -1,0 +1,386 @@
+"""ThreadSafeAdapter: construction, the lock as users reach it, thread-local storage, stats."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import sysconfig
+import threading
+import weakref
+
+import pytest
+
+import snakepit_bridge
+from snakepit_bridge import BaseAdapter, RequestTracker, RLock, ThreadSafeAdapter, _native
+from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter as ThreadedImport
+
+from _threads import run_threads
+
+
+class Counter(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+
+class ForgetsSuper(ThreadSafeAdapter):
+    def __init__(self, start: int) -> None:
+        self.count = start  # no super().__init__()
+
+
+class Token:
+    """A weak-referenceable value, to prove when storage releases it."""
+
+
+def test_gil_stays_disabled_after_import():
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        pytest.skip("GIL build")
+    assert sys._is_gil_enabled() is False
+
+
+def test_public_names_are_the_native_types():
+    assert ThreadedImport is ThreadSafeAdapter is snakepit_bridge._native.ThreadSafeAdapter
+    assert ThreadSafeAdapter.__mro__[1] is BaseAdapter
+    assert ThreadSafeAdapter.__thread_safe__ is True
+    assert isinstance(Counter(), BaseAdapter)
+
+
+def test_instances_have_dict_weakrefs_and_gc():
+    adapter = Counter()
+    assert vars(adapter) == {"count": 0}
+    ref = weakref.ref(adapter)
+    adapter.self_ref = adapter  # a cycle through __dict__
+    del adapter
+    gc.collect()
+    assert ref() is None
+
+
+def test_works_without_super_init():
+    adapter = ForgetsSuper(5)
+    with adapter.acquire_lock():
+        adapter.count += 1
+    adapter.set_thread_local("k", 1)
+    assert adapter.get_thread_local("k") == 1
+    assert adapter.get_stats()["adapter_class"] == "ForgetsSuper"
+    assert isinstance(adapter.lock, RLock) and isinstance(adapter.tracker, RequestTracker)
+
+
+def test_base_init_rejects_arguments():
+    with pytest.raises(TypeError, match="takes no arguments"):
+        ThreadSafeAdapter(1)
+
+
+def test_subclass_owns_lock_names():
+    adapter = Counter()
+    native = adapter.lock
+    assert adapter._lock is native
+    adapter._lock = threading.Lock()  # the guide's AtomicAdapter
+    adapter.lock = "mine"
+    adapter.tracker = None
+    assert adapter.lock == "mine" and isinstance(adapter._lock, type(threading.Lock()))
+    with adapter.acquire_lock():
+        assert native._is_owned()  # acquire_lock() still uses the native lock
+        with adapter.acquire_lock():  # and it is still reentrant
+            pass
+    assert not native.locked()
+    del adapter.lock
+    assert adapter.lock is native
+
+
+def test_acquire_lock_is_reentrant_and_releases_on_exception():
+    adapter = Counter()
+    with pytest.raises(ZeroDivisionError):
+        with adapter.acquire_lock():
+            with adapter.acquire_lock():
+                1 / 0
+    assert not adapter.lock.locked()
+    with adapter.acquire_lock() as entered:
+        assert entered is None
+        assert adapter.lock._recursion_count() == 1
+
+
+def test_acquire_lock_guard_is_reused_per_thread():
+    adapter = Counter()
+    assert adapter.acquire_lock() is adapter.acquire_lock()
+    other = run_threads(1, lambda _: adapter.acquire_lock())[0]
+    assert other is not adapter.acquire_lock()
+
+
+def test_acquire_lock_guard_protocol():
+    import contextlib
+
+    adapter = Counter()
+    guard = adapter.acquire_lock()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(guard)
+        assert adapter.lock._is_owned()
+    assert not adapter.lock.locked()
+    guard.__enter__()
+    guard.__exit__(None, None, None)
+    with pytest.raises(TypeError):
+        guard(1)
+    with pytest.raises(RuntimeError):
+        guard.__exit__(None, None, None)  # not held
+
+
+def test_acquire_lock_timeout_names_class_and_holder():
+    adapter = Counter()
+    held, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with adapter.acquire_lock():
+            held.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=holder, name="the-holder")
+    thread.start()
+    held.wait(10)
+    try:
+        with pytest.raises(TimeoutError, match=r"Counter.*'the-holder'"):
+            with adapter.acquire_lock(timeout=0.02):
+                pass
+        with pytest.raises(TimeoutError):
+            with adapter.acquire_lock(0):
+                pass
+    finally:
+        done.set()
+        thread.join()
+    with adapter.acquire_lock(timeout=5):
+        assert adapter.lock._is_owned()
+    assert not adapter.lock.locked()
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(-1, ValueError), (-0.5, ValueError), (float("nan"), ValueError), ("1", TypeError), (1e300, OverflowError)],
+)
+def test_acquire_lock_bad_timeouts(timeout, error):
+    with pytest.raises(error):
+        Counter().acquire_lock(timeout=timeout)
+
+
+def test_acquire_lock_bad_arguments():
+    adapter = Counter()
+    with pytest.raises(TypeError):
+        adapter.acquire_lock(1, 2)
+    with pytest.raises(TypeError):
+        adapter.acquire_lock(wait=1)
+
+
+# ---------------------------------------------------------------- thread-local storage
+
+
+def test_thread_local_basic_api():
+    adapter = Counter()
+    assert adapter.get_thread_local("missing") is None
+    assert adapter.get_thread_local("missing", 7) == 7
+    assert adapter.get_thread_local(key="missing", default=8) == 8
+    default: dict = {}
+    assert adapter.get_thread_local("cache", default) is default
+    assert adapter.get_thread_local("cache") is None  # the default is not stored
+    adapter.set_thread_local("cache", {"a": 1})
+    adapter.set_thread_local(("tuple", 1), "t")
+    adapter.set_thread_local(3, "three")
+    assert adapter.get_thread_local("cache") == {"a": 1}
+    assert adapter.get_thread_local(("tuple", 1)) == "t"
+    assert adapter.get_thread_local(3) == "three"
+    adapter.clear_thread_local("cache")
+    adapter.clear_thread_local("never-set")
+    assert adapter.get_thread_local("cache") is None
+    assert adapter.get_thread_local(3) == "three"
+    adapter.clear_thread_local()
+    assert adapter.get_thread_local(3) is None
+
+
+def test_thread_local_no_dunder_leak():
+    adapter = Counter()
+    for key in ("__class__", "__dict__", "__init__", ""):
+        assert adapter.get_thread_local(key, "default") == "default"
+    adapter.set_thread_local("__dict__", 1)
+    assert adapter.get_thread_local("__dict__") == 1
+
+
+@pytest.mark.parametrize("call", ["get", "set", "clear"])
+def test_thread_local_unhashable_keys_raise_type_error(call):
+    adapter = Counter()
+    for _ in range(2):  # before and after the thread has storage
+        with pytest.raises(TypeError, match="unhashable"):
+            if call == "get":
+                adapter.get_thread_local([1])
+            elif call == "set":
+                adapter.set_thread_local({}, 1)
+            else:
+                adapter.clear_thread_local([1])
+        adapter.set_thread_local("ok", 1)
+
+
+def test_thread_local_wrong_argument_counts():
+    adapter = Counter()
+    with pytest.raises(TypeError):
+        adapter.get_thread_local()
+    with pytest.raises(TypeError):
+        adapter.get_thread_local("a", 1, 2)
+    with pytest.raises(TypeError):
+        adapter.get_thread_local("a", nope=1)
+    with pytest.raises(TypeError):
+        adapter.set_thread_local("a")
+    with pytest.raises(TypeError):
+        adapter.clear_thread_local("a", "b")
+
+
+def test_thread_local_isolated_per_thread_and_per_adapter():
+    first, second = Counter(), Counter()
+    first.set_thread_local("who", "main")
+
+    def worker(index: int) -> tuple:
+        seen_before = first.get_thread_local("who")
+        first.set_thread_local("who", index)
+        second.set_thread_local("who", -index)
+        for _ in range(1000):
+            assert first.get_thread_local("who") == index
+            assert second.get_thread_local("who") == -index
+        return seen_before, first.get_thread_local("who")
+
+    results = run_threads(16, worker)
+    assert results == [(None, i) for i in range(16)]
+    assert first.get_thread_local("who") == "main"
+    assert second.get_thread_local("who") is None
+
+
+def test_thread_local_released_when_thread_ends():
+    adapter = Counter()
+    refs = []
+
+    def worker(_: int) -> None:
+        token = Token()
+        refs.append(weakref.ref(token))
+        adapter.set_thread_local("token", token)
+
+    run_threads(8, worker)
+    gc.collect()
+    assert [r() for r in refs] == [None] * 8
+
+
+def test_thread_local_released_when_adapter_dies_first():
+    adapter = Counter()
+    released = threading.Event()
+    stored, stop = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        token = Token()
+        weakref.finalize(token, released.set)
+        adapter.set_thread_local("token", token)
+        del token
+        stored.set()
+        stop.wait(10)  # the thread outlives the adapter
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    stored.wait(10)
+    try:
+        assert not released.is_set()
+        del adapter
+        gc.collect()
+        assert released.is_set()
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_thread_local_cycle_back_to_adapter_is_collected():
+    adapter = Counter()
+    adapter.set_thread_local("self", adapter)
+    adapter.set_thread_local("holder", {"adapter": adapter})
+    ref = weakref.ref(adapter)
+    del adapter
+    gc.collect()
+    assert ref() is None
+
+
+def test_many_short_lived_threads_leave_no_slots():
+    adapter = Counter()
+
+    def touch() -> None:
+        adapter.set_thread_local("k", object())
+        adapter.get_thread_local("k")
+
+    for _ in range(100):  # 100 x 100 = 10,000 threads
+        threads = [threading.Thread(target=touch) for _ in range(100)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    stats = adapter.get_stats()["tracker"]
+    # No thread made a request, so none is reported, and no shard outlives its thread.
+    assert stats["threads_seen"] == 0 and stats["requests_by_thread"] == {}
+    assert _native._live_shards(adapter.tracker) == 0
+
+
+def test_clear_from_a_value_destructor_is_safe():
+    adapter = Counter()
+
+    class ClearsOnDelete:
+        def __del__(self) -> None:
+            adapter.clear_thread_local()
+
+    adapter.set_thread_local("a", ClearsOnDelete())
+    adapter.set_thread_local("a", 1)  # replacing runs __del__, which clears everything
+    assert adapter.get_thread_local("a") in (None, 1)
+    adapter.set_thread_local("b", ClearsOnDelete())
+    adapter.clear_thread_local()
+    assert adapter.get_thread_local("b") is None
+
+
+# ---------------------------------------------------------------- stats
+
+
+def test_get_stats_shape_and_freshness():
+    adapter = Counter()
+    stats = adapter.get_stats()
+    assert set(stats) == {"adapter_class", "thread_safe", "tracker"}
+    assert stats["adapter_class"] == "Counter" and stats["thread_safe"] is True
+    tracker = stats["tracker"]
+    for key in (
+        "total_requests", "completed_requests", "active_requests", "total_active_requests",
+        "active_threads", "threads_seen", "requests_by_thread", "errors",
+        "total_duration", "mean_duration", "max_duration",
+    ):
+        assert key in tracker
+    stats["tracker"]["total_requests"] = 99
+    assert adapter.get_stats()["tracker"]["total_requests"] == 0
+    assert adapter.get_stats() is not adapter.get_stats()
+    assert adapter.get_stats_dict() == adapter.get_stats()
+
+
+def test_thread_safe_reflects_the_class_marker():
+    class Unsafe(ThreadSafeAdapter):
+        __thread_safe__ = False
+
+    assert Unsafe().get_stats()["thread_safe"] is False
+
+
+def test_overridden_get_stats_calling_get_stats_dict_does_not_recurse():
+    class Guide(Counter):
+        def get_stats(self) -> dict:
+            with self.acquire_lock():
+                stats = self.get_stats_dict()
+                stats["total_requests"] = self.count
+            return stats
+
+    stats = Guide().get_stats()
+    assert stats["total_requests"] == 0 and stats["adapter_class"] == "Guide"
+
+
+def test_track_request_counts_like_a_call():
+    adapter = Counter()
+    with adapter.track_request():
+        with adapter.track_request():  # nested: still one request
+            assert adapter.get_stats()["tracker"]["active_requests"] == 1
+    with pytest.raises(ValueError):
+        with adapter.track_request():
+            raise ValueError
+    tracker = adapter.get_stats()["tracker"]
+    assert tracker["total_requests"] == 2 and tracker["errors"] == 1
+    assert tracker["active_requests"] == 0

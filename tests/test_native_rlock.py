@@ -1,0 +1,180 @@
+"""The threading.RLock contract, for the native RLock and for every adapter's lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from snakepit_bridge import RLock, ThreadSafeAdapter
+from snakepit_bridge import _native
+
+from _threads import run_threads
+
+
+class Plain(ThreadSafeAdapter):
+    pass
+
+
+@pytest.fixture(params=["standalone", "adapter"])
+def lock(request):
+    return RLock() if request.param == "standalone" else Plain().lock
+
+
+def test_reacquire_and_release_levels(lock):
+    assert lock.acquire()
+    assert lock.acquire()
+    assert lock._recursion_count() == 2
+    lock.release()
+    assert lock._is_owned()
+    lock.release()
+    assert not lock._is_owned()
+    assert not lock.locked()
+
+
+def test_release_unowned_raises(lock):
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        lock.release()
+
+
+def test_release_from_other_thread_raises(lock):
+    lock.acquire()
+    caught: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            lock.release()
+        except RuntimeError as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert len(caught) == 1
+    assert lock._is_owned()
+    lock.release()
+
+
+def test_locked_reports_any_holder(lock):
+    held = threading.Event()
+    done = threading.Event()
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(10)
+    try:
+        assert lock.locked()
+        assert not lock._is_owned()
+        assert _native.lock_owner(lock) == thread.ident
+        assert lock.acquire(blocking=False) is False
+        started = time.monotonic()
+        assert lock.acquire(timeout=0.05) is False
+        assert time.monotonic() - started >= 0.04
+    finally:
+        done.set()
+        thread.join()
+    assert lock.acquire(timeout=1) is True
+    lock.release()
+
+
+def test_bad_arguments(lock):
+    with pytest.raises(ValueError, match="non-blocking"):
+        lock.acquire(False, 1)
+    with pytest.raises(ValueError, match="non-negative"):
+        lock.acquire(timeout=-2)
+    with pytest.raises(ValueError, match="NaN"):
+        lock.acquire(timeout=float("nan"))
+    with pytest.raises(OverflowError):
+        lock.acquire(timeout=1e300)
+    with pytest.raises(TypeError):
+        lock.acquire(timeout="1")
+    with pytest.raises(TypeError):
+        lock._acquire_restore("nope")
+    assert not lock.locked()
+
+
+def test_with_releases_on_exception(lock):
+    with pytest.raises(KeyError):
+        with lock:
+            with lock:
+                raise KeyError("boom")
+    assert not lock.locked()
+
+
+def test_release_save_and_restore(lock):
+    with pytest.raises(RuntimeError):
+        lock._release_save()
+    lock.acquire()
+    lock.acquire()
+    state = lock._release_save()
+    assert not lock.locked()
+    lock._acquire_restore(state)
+    assert lock._recursion_count() == 2
+    lock.release()
+    lock.release()
+    assert not lock.locked()
+
+
+def test_condition_wait_and_notify(lock):
+    condition = threading.Condition(lock)
+    items: list[int] = []
+
+    def consumer(_: int) -> int:
+        with condition:
+            with condition:  # reentrant: wait() must release every level
+                assert condition.wait_for(lambda: items, timeout=10)
+                return items[0]
+
+    def producer() -> None:
+        time.sleep(0.05)
+        with condition:
+            items.append(42)
+            condition.notify_all()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    assert run_threads(4, consumer) == [42, 42, 42, 42]
+    thread.join()
+    assert not lock.locked()
+
+
+def test_condition_wait_timeout(lock):
+    condition = threading.Condition(lock)
+    with condition:
+        assert condition.wait(0.01) is False
+        assert lock._is_owned()
+    assert not lock.locked()
+
+
+def test_mutual_exclusion_oracle(lock):
+    # An unlocked read-modify-write counter is exact only if the lock excludes.
+    counter = [0]
+    threads, iterations = 8, 5_000
+
+    def work(_: int) -> None:
+        for _ in range(iterations):
+            with lock:
+                value = counter[0]
+                counter[0] = value + 1
+
+    run_threads(threads, work)
+    assert counter[0] == threads * iterations
+
+
+def test_repr_shows_state(lock):
+    assert "unlocked" in repr(lock)
+    with lock:
+        assert "locked" in repr(lock) and "count=1" in repr(lock)
+
+
+def test_rlock_takes_no_arguments_and_is_final():
+    with pytest.raises(TypeError):
+        RLock(1)
+    with pytest.raises(TypeError):
+        type("Sub", (RLock,), {})
