@@ -178,3 +178,36 @@ def test_rlock_takes_no_arguments_and_is_final():
         RLock(1)
     with pytest.raises(TypeError):
         type("Sub", (RLock,), {})
+
+
+def test_blocked_waiter_does_not_stop_gc_or_other_threads(lock):
+    import gc
+
+    held, done = threading.Event(), threading.Event()
+    waiting = threading.Event()
+    result: list[bool] = []
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            done.wait(20)
+
+    def waiter() -> None:
+        waiting.set()
+        result.append(lock.acquire(timeout=20))
+        lock.release()
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=waiter)]
+    threads[0].start()
+    held.wait(10)
+    threads[1].start()
+    waiting.wait(10)
+    time.sleep(0.05)  # let the waiter block inside acquire()
+    # A collection needs every thread to reach a safe point (stop-the-world on 3.13t).
+    gc.collect()
+    counter = run_threads(4, lambda i: sum(range(1000)))
+    assert counter == [499500] * 4
+    done.set()
+    for thread in threads:
+        thread.join(20)
+    assert result == [True]
