@@ -1,0 +1,58 @@
+"""The import paths users write keep working, and upstream's helper names exist."""
+
+from __future__ import annotations
+
+
+import pytest
+
+import snakepit_bridge
+from snakepit_bridge import _native
+from snakepit_bridge.base_adapter_threaded import (
+    ThreadLocalStorage,
+    ThreadSafeAdapter,
+    require_thread_safe,
+    thread_safe_method,
+    tool,
+    validate_thread_safety,
+)
+
+from _threads import run_threads
+
+
+def test_root_and_threaded_module_export_the_same_objects():
+    assert snakepit_bridge.ThreadSafeAdapter is ThreadSafeAdapter is _native.ThreadSafeAdapter
+    assert snakepit_bridge.thread_safe_method is thread_safe_method is _native.thread_safe_method
+    assert snakepit_bridge.tool is tool
+    assert snakepit_bridge.__version__ == _native.__version__
+
+
+def test_thread_local_storage_helper():
+    storage = ThreadLocalStorage()
+    storage.set("k", 1)
+    assert storage.get("k") == 1 and storage.get("x", 2) == 2
+    assert run_threads(2, lambda _: storage.get("k")) == [None, None]
+    storage.delete("k")
+    storage.delete("k")
+    assert storage.get("k") is None
+    storage.set("a", 1)
+    storage.clear()
+    assert storage.get("a") is None
+
+
+def test_validate_and_require_thread_safe():
+    class Safe(ThreadSafeAdapter):
+        pass
+
+    class Unsafe(ThreadSafeAdapter):
+        __thread_safe__ = False
+
+    assert validate_thread_safety(Safe) and not validate_thread_safety(Unsafe)
+    assert not validate_thread_safety(type("One", (), {"__thread_safe__": 1}))
+
+    @require_thread_safe
+    def run(adapter):
+        return "ran"
+
+    assert run(Safe()) == "ran"
+    with pytest.raises(ValueError, match="Unsafe"):
+        run(Unsafe())
