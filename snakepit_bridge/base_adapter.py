@@ -1,12 +1,462 @@
-"""Adapter base class and the ``tool`` decorator (placeholder; the registry is built in issue 5).
+"""Adapter base class, the ``tool`` decorator and the tool registry.
 
-Constraints the native core relies on: ``BaseAdapter`` keeps ``__slots__ = ()`` and the plain
-``type`` metaclass, because ``snakepit_bridge._native.ThreadSafeAdapter`` is a C type that
-derives from it.
+An adapter exposes *tools*: methods declared with :func:`tool`. The registry finds them on the
+adapter's class, describes them (:meth:`BaseAdapter.get_tools`) and dispatches calls by name
+(:meth:`BaseAdapter.call_tool`, :meth:`BaseAdapter.execute_tool`), refusing anything that was not
+declared as a tool.
+
+Constraints the native core relies on: :class:`BaseAdapter` keeps ``__slots__ = ()``, the plain
+``type`` metaclass and an ``__init__`` that needs no instance state, because
+``snakepit_bridge._native.ThreadSafeAdapter`` is a C type that derives from it and never calls
+``BaseAdapter.__init__``. So everything the registry computes is cached per *class*, and the
+session context lives in the instance ``__dict__``, created on first use.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import threading
+import types
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+__all__ = [
+    "BaseAdapter",
+    "ParameterSpec",
+    "ToolMetadata",
+    "ToolSpec",
+    "UnknownToolError",
+    "tool",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# Name of the per-class registry cache stored in the class's own ``__dict__``.
+_REGISTRY_ATTR = "_snakepit_tool_registry_"
+
+
+@dataclass
+class ToolMetadata:
+    """What :func:`tool` attaches to a function as ``_tool_metadata``.
+
+    ``parameters`` is kept for compatibility with upstream; the registry derives parameter
+    specifications from the signature instead (see :class:`ParameterSpec`).
+    """
+
+    description: str = ""
+    supports_streaming: bool = False
+    parameters: list[Any] = field(default_factory=list)
+    required_variables: list[str] = field(default_factory=list)
+
+
+@overload
+def tool(func: _F, /) -> _F: ...
+@overload
+def tool(
+    description: str = "",
+    supports_streaming: bool = False,
+    required_variables: list[str] | tuple[str, ...] | None = None,
+) -> Callable[[_F], _F]: ...
+def tool(
+    description: Any = "",
+    supports_streaming: bool = False,
+    required_variables: list[str] | tuple[str, ...] | None = None,
+) -> Any:
+    """Declare a method as a tool of its adapter.
+
+    Use it as ``@tool`` or ``@tool(description=..., supports_streaming=..., required_variables=...)``.
+    The decorated function itself is returned, with a :class:`ToolMetadata` attached as
+    ``_tool_metadata``. Without a description the function's docstring is used. It may be
+    combined with ``@thread_safe_method`` in either order.
+    """
+    if callable(description) and not isinstance(description, str):
+        # Bare ``@tool``: the function arrives in place of the description.
+        return _attach_metadata(description, "", False, None)
+    if not isinstance(description, str):
+        raise TypeError(f"tool(): description must be a str, not {type(description).__name__}")
+    _checked_variables(required_variables)  # fail at the decorator line, not later
+
+    def decorator(func: _F) -> _F:
+        return _attach_metadata(func, description, supports_streaming, required_variables)
+
+    return decorator
+
+
+def _attach_metadata(
+    func: _F,
+    description: str,
+    supports_streaming: bool,
+    required_variables: list[str] | tuple[str, ...] | None,
+) -> _F:
+    names = _checked_variables(required_variables)
+    target = getattr(func, "__func__", func)  # staticmethod/classmethod: describe the function
+    doc = inspect.getdoc(target) or ""
+    metadata = ToolMetadata(
+        description=description or doc,
+        supports_streaming=bool(supports_streaming),
+        required_variables=names,
+    )
+    func._tool_metadata = metadata  # type: ignore[attr-defined]
+    return func
+
+
+def _checked_variables(required_variables: object) -> list[str]:
+    if required_variables is None:
+        return []
+    if isinstance(required_variables, str):
+        # Upstream silently split such a string into characters.
+        raise TypeError(
+            "tool(): required_variables must be a list of names, not a single string; "
+            f"did you mean [{required_variables!r}]?"
+        )
+    if not isinstance(required_variables, (list, tuple)):
+        raise TypeError("tool(): required_variables must be a list of str names")
+    for name in required_variables:
+        if not isinstance(name, str):
+            raise TypeError(f"tool(): required_variables must hold str names, got {name!r}")
+    return list(required_variables)
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter of a tool, derived from its signature.
+
+    ``type`` is a short lower-case name taken from the annotation (``"int"``, ``"str"``,
+    ``"list"``; ``"any"`` when unannotated). ``kind`` is ``"positional_or_keyword"``,
+    ``"keyword_only"``, ``"positional_only"``, ``"var_positional"`` (``*args``) or
+    ``"var_keyword"`` (``**kwargs``); the two variadic kinds are never required.
+    """
+
+    name: str
+    type: str
+    required: bool
+    default: Any = None
+    kind: str = "positional_or_keyword"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly description (a default that JSON cannot encode is given as repr)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "required": self.required,
+            "kind": self.kind,
+        }
+        if not self.required and self.kind not in ("var_positional", "var_keyword"):
+            data["default"] = _json_safe(self.default)
+        return data
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A declared tool as :meth:`BaseAdapter.get_tools` lists it."""
+
+    name: str
+    description: str
+    supports_streaming: bool
+    parameters: tuple[ParameterSpec, ...]
+    required_variables: tuple[str, ...]
+    adapter_class: str
+    module: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A fresh JSON-friendly dict of this specification."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "supports_streaming": self.supports_streaming,
+            "parameters": [p.to_dict() for p in self.parameters],
+            "required_variables": list(self.required_variables),
+            "adapter_class": self.adapter_class,
+            "module": self.module,
+        }
+
+
+class UnknownToolError(AttributeError):
+    """Raised when a name given to ``call_tool``/``execute_tool`` is not a declared tool.
+
+    It derives from ``AttributeError`` because upstream raised that for unknown names.
+    ``available`` lists the tools that do exist.
+    """
+
+    def __init__(self, message: str, *, tool_name: str, available: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.tool_name = tool_name
+        self.available = available
+
+
+def _json_safe(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+@dataclass(frozen=True)
+class _Entry:
+    spec: ToolSpec
+    signature: inspect.Signature  # without self/cls; binds the arguments on the slow path
+    # Precomputed for the fast argument check: Signature.bind costs tens of microseconds.
+    accepted: frozenset[str]
+    required: frozenset[str]
+    open_keywords: bool  # has **kwargs
+    simple: bool  # no positional-only parameters: the fast check is exact
+
+    def check_arguments(self, kwargs: Mapping[str, Any]) -> None:
+        """Raise TypeError (Signature.bind's message) when ``kwargs`` do not fit."""
+        if (
+            self.simple
+            and self.required.issubset(kwargs)
+            and (self.open_keywords or self.accepted.issuperset(kwargs))
+        ):
+            return
+        self.signature.bind(**kwargs)
+
+
+class _Registry:
+    """The tools of one adapter class, computed once and never mutated afterwards."""
+
+    def __init__(self, cls: type) -> None:
+        entries: dict[str, _Entry] = {}
+        for name, raw in _class_attributes(cls):
+            metadata = _find_metadata(raw)
+            if metadata is None:
+                continue
+            entries[name] = _build_entry(cls, name, raw, metadata)
+        self.entries: dict[str, _Entry] = dict(sorted(entries.items()))
+        self.specs: tuple[ToolSpec, ...] = tuple(e.spec for e in self.entries.values())
+        self.names: tuple[str, ...] = tuple(self.entries)
+
+
+def _class_attributes(cls: type) -> Iterator[tuple[str, Any]]:
+    """Each attribute name once, with the object the most derived class defines for it."""
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for name, raw in vars(klass).copy().items():  # snapshot: the dict may change
+            if name not in seen:
+                seen.add(name)
+                yield name, raw
+
+
+def _find_metadata(raw: Any) -> ToolMetadata | None:
+    """The ``ToolMetadata`` attached to a class attribute, through any layer of wrapping.
+
+    ``thread_safe_method`` objects carry it in their own ``__dict__`` (outer ``@tool``) or on the
+    wrapped function (inner ``@tool``); staticmethod/classmethod objects on themselves or on
+    ``__func__``.
+    """
+    obj: Any = raw
+    for _ in range(8):  # wrapping chains are short; the bound guards against cycles
+        try:
+            metadata = inspect.getattr_static(obj, "_tool_metadata", None)
+        except Exception:  # noqa: BLE001 - exotic descriptors: treat as "not a tool"
+            metadata = None
+        if isinstance(metadata, ToolMetadata):
+            return metadata
+        inner = _inner(obj)
+        if inner is None:
+            return None
+        obj = inner
+    return None
+
+
+def _inner(obj: Any) -> Any:
+    """What ``obj`` wraps (``__func__`` of static/class methods, else ``__wrapped__``), or None."""
+    try:
+        inner = getattr(obj, "__func__", None) or getattr(obj, "__wrapped__", None)
+    except Exception:  # noqa: BLE001 - an attribute whose lookup fails wraps nothing
+        return None
+    return None if inner is obj else inner
+
+
+def _underlying_function(raw: Any) -> Any:
+    obj = raw
+    for _ in range(8):
+        inner = _inner(obj)
+        if inner is None:
+            break
+        obj = inner
+    return obj
+
+
+def _build_entry(cls: type, name: str, raw: Any, metadata: ToolMetadata) -> _Entry:
+    func = _underlying_function(raw)
+    try:
+        signature = inspect.signature(func, eval_str=True)
+    except (NameError, TypeError, SyntaxError):  # forward references that cannot be resolved
+        signature = inspect.signature(func)
+    params = list(signature.parameters.values())
+    if not isinstance(raw, staticmethod) and params:
+        params = params[1:]  # self (or cls), supplied by binding
+    signature = signature.replace(parameters=params)
+    spec = ToolSpec(
+        name=name,
+        description=metadata.description,
+        supports_streaming=metadata.supports_streaming,
+        parameters=tuple(_parameter_spec(p) for p in params),
+        required_variables=tuple(metadata.required_variables),
+        adapter_class=cls.__name__,
+        module=cls.__module__,
+    )
+    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return _Entry(
+        spec=spec,
+        signature=signature,
+        accepted=frozenset(p.name for p in params if p.kind in keyword_kinds),
+        required=frozenset(
+            p.name for p in params if p.kind in keyword_kinds and p.default is p.empty
+        ),
+        open_keywords=any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params),
+        simple=not any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in params),
+    )
+
+
+def _parameter_spec(param: inspect.Parameter) -> ParameterSpec:
+    variadic = param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+    has_default = param.default is not param.empty
+    return ParameterSpec(
+        name=param.name,
+        type=_type_name(param.annotation),
+        required=not variadic and not has_default,
+        default=param.default if has_default else None,
+        kind=param.kind.name.lower(),
+    )
+
+
+def _type_name(annotation: Any) -> str:
+    """A short lower-case type name: ``list[float]`` -> ``list``, ``int | None`` -> ``int``."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return "any"
+    if annotation is None or annotation is type(None):
+        return "none"
+    if isinstance(annotation, str):  # unresolved forward reference
+        text = annotation.split("[", 1)[0].split("|", 1)[0].strip()
+        return (text.rsplit(".", 1)[-1] or "any").lower()
+    args = getattr(annotation, "__args__", None)
+    origin = getattr(annotation, "__origin__", None)
+    if isinstance(annotation, types.UnionType) or (origin is not None and str(origin) == "typing.Union"):
+        members = [a for a in (args or ()) if a is not type(None)]
+        return _type_name(members[0]) if len(members) == 1 else "any"
+    if origin is not None:
+        return _type_name(origin)
+    name = getattr(annotation, "__name__", None)
+    return name.lower() if isinstance(name, str) else "any"
+
+
+# Fallback cache for classes whose own __dict__ cannot take the registry (immutable types).
+_fallback_registries: weakref.WeakKeyDictionary[type, _Registry] = weakref.WeakKeyDictionary()
+_fallback_lock = threading.Lock()
+
+
+def _registry_for(cls: type) -> _Registry:
+    registry = vars(cls).get(_REGISTRY_ATTR)
+    if isinstance(registry, _Registry):
+        return registry
+    with _fallback_lock:
+        registry = _fallback_registries.get(cls)
+    if registry is not None:
+        return registry
+    registry = _Registry(cls)  # built outside any lock; a concurrent duplicate is harmless
+    try:
+        type.__setattr__(cls, _REGISTRY_ATTR, registry)
+    except (TypeError, AttributeError):
+        with _fallback_lock:
+            registry = _fallback_registries.setdefault(cls, registry)
+    return registry
+
 
 class BaseAdapter:
+    """Base class of every adapter: tool discovery, dispatch and the session context.
+
+    Tools are discovered on the class, once per class, so instances carry no registry state.
+    """
+
     __slots__ = ()
+
+    # -- tools -------------------------------------------------------------------------------
+    def get_tools(self) -> list[ToolSpec]:
+        """The declared tools of this adapter's class, sorted by name.
+
+        The specifications are immutable and computed once per class; the list is fresh.
+        """
+        return list(_registry_for(type(self)).specs)
+
+    def call_tool(self, tool_name: str, /, **kwargs: Any) -> Any:
+        """Call the declared tool ``tool_name`` with keyword arguments.
+
+        Raises :class:`UnknownToolError` (an ``AttributeError``) for a name that is not a declared
+        tool, listing the tools that exist, and ``TypeError`` naming the tool when the arguments
+        do not fit its signature. Exceptions raised by the tool itself propagate unchanged.
+        """
+        registry = _registry_for(type(self))
+        entry = registry.entries.get(tool_name) if isinstance(tool_name, str) else None
+        if entry is None:
+            available = ", ".join(registry.names) or "(none)"
+            raise UnknownToolError(
+                f"{type(self).__name__} has no tool {tool_name!r}; available tools: {available}",
+                tool_name=str(tool_name),
+                available=registry.names,
+            )
+        try:
+            entry.check_arguments(kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"bad arguments for tool {tool_name!r} of {type(self).__name__}: {exc} "
+                f"(expected {entry.signature})"
+            ) from None
+        return getattr(self, tool_name)(**kwargs)
+
+    def execute_tool(
+        self, tool_name: str, arguments: Mapping[str, Any] | None = None, context: Any = None
+    ) -> Any:
+        """Run a declared tool the way the bridge server does.
+
+        ``arguments`` maps parameter names to values (``None`` means no arguments). A non-None
+        ``context`` becomes the session context (see :meth:`set_session_context`).
+        """
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, Mapping):
+            raise TypeError(
+                f"execute_tool({tool_name!r}): arguments must be a mapping, "
+                f"not {type(arguments).__name__}"
+            )
+        bad_keys = [k for k in arguments if not isinstance(k, str)]
+        if bad_keys:
+            raise TypeError(
+                f"execute_tool({tool_name!r}): argument names must be str, got {bad_keys!r}"
+            )
+        if context is not None:
+            self.set_session_context(context)
+        return self.call_tool(tool_name, **arguments)
+
+    # -- session -----------------------------------------------------------------------------
+    def set_session_context(self, context: Any) -> None:
+        """Store the session context (readable as ``session_context``; see ``session_id``).
+
+        It is written straight into the instance ``__dict__``: it is bookkeeping of the bridge,
+        not adapter state, so the thread-safety checker does not observe it.
+        """
+        namespace = _instance_dict(self)
+        namespace["session_context"] = context
+        namespace["_session_context"] = context  # the name upstream's adapters read
+
+    @property
+    def session_id(self) -> str | None:
+        """``session_id`` of the session context, or ``None`` when there is none."""
+        namespace = getattr(self, "__dict__", None) or {}
+        context = namespace.get("session_context") or namespace.get("_session_context")
+        return getattr(context, "session_id", None) if context is not None else None
+
+
+def _instance_dict(adapter: BaseAdapter) -> dict[str, Any]:
+    try:
+        return object.__getattribute__(adapter, "__dict__")  # type: ignore[no-any-return]
+    except AttributeError:
+        raise TypeError(
+            f"{type(adapter).__name__} instances have no __dict__ (all of its classes declare "
+            "__slots__); a session context cannot be stored"
+        ) from None

@@ -1,0 +1,336 @@
+"""``ThreadedShowcaseAdapter``: every tool of the Phase 2 showcase, using the three patterns.
+
+* Pattern 1, shared read-only: ``model_config`` and the model weights (NumPy arrays marked
+  read-only) are built once in ``__init__`` and never changed.
+* Pattern 2, thread-local: each thread's result cache and current batch id live in the adapter's
+  thread-local storage, so they need no lock.
+* Pattern 3, locked shared mutable: request counters, per-thread and per-tool usage and the
+  bounded request history are only touched under ``self.acquire_lock()``.
+
+NumPy is optional: the module imports without it (``NUMPY_AVAILABLE`` is then False), and the
+tools that do maths with it (``compute_intensive``, ``matrix_multiply``, ``stress_test``) raise
+:class:`NumpyUnavailableError` saying how to install it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import asdict, dataclass
+from numbers import Real
+from typing import Any, Final
+
+from snakepit_bridge._native import ThreadSafeAdapter, thread_safe_method
+from snakepit_bridge.base_adapter import BaseAdapter, tool
+
+try:
+    import numpy as np
+except ImportError:  # the core package must work without NumPy
+    np = None  # type: ignore[assignment]
+
+__all__ = [
+    "NUMPY_AVAILABLE",
+    "ModelConfig",
+    "NumpyUnavailableError",
+    "ThreadedShowcaseAdapter",
+]
+
+NUMPY_AVAILABLE: Final[bool] = np is not None
+
+# Shapes of the demo network: 100 inputs -> 100 -> 50 -> 10 outputs.
+LAYER_SHAPES: Final = {"layer1": (100, 100), "layer2": (100, 50), "layer3": (50, 10)}
+INPUT_SIZE: Final = LAYER_SHAPES["layer1"][0]
+HISTORY_LIMIT: Final = 1000  # request_history keeps the newest entries only
+CACHE_LIMIT: Final = 128  # entries per thread in compute_intensive's cache
+MAX_TRACKED_THREAD_NAMES: Final = 1024  # beyond this, usage is counted under OTHER_THREADS
+OTHER_THREADS: Final = "(other threads)"
+MAX_ITERATIONS: Final = 1_000_000
+MAX_DELAY_MS: Final = 10_000
+MAX_DURATION_MS: Final = 60_000
+MAX_COMPLEXITY: Final = 1_000_000
+# Tools that do work and so count as requests in the adapter's own statistics.
+WORK_TOOLS: Final = ("batch_process", "compute_intensive", "matrix_multiply", "stress_test")
+
+
+class NumpyUnavailableError(RuntimeError):
+    """A showcase tool needs NumPy, which is not installed."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Read-only description of the demo model (Pattern 1)."""
+
+    name: str
+    version: str
+    complexity: int
+    thread_safe: bool = True
+
+
+def _require_numpy(tool_name: str) -> Any:
+    if np is None:
+        raise NumpyUnavailableError(
+            f"{tool_name} needs NumPy, which is not installed: "
+            "pip install 'snakepit-bridge[numpy]'"
+        )
+    return np
+
+
+def _int_arg(tool_name: str, name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{tool_name}: {name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{tool_name}: {name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _numbers_arg(tool_name: str, name: str, value: Any) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{tool_name}: {name} must be a list of numbers")
+    if not value:
+        raise ValueError(f"{tool_name}: {name} must not be empty")
+    if not all(isinstance(x, Real) and not isinstance(x, bool) for x in value):
+        raise TypeError(f"{tool_name}: {name} must contain only numbers")
+    return tuple(float(x) for x in value)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+class ThreadedShowcaseAdapter(ThreadSafeAdapter):
+    """Demonstrates the three thread-safety patterns with NumPy work tools."""
+
+    __thread_safe__ = True
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        # Pattern 1: shared read-only, built once.
+        self.model_config = ModelConfig(name="ThreadedShowcaseModel", version="2.0", complexity=5)
+        self.model_weights = self._build_weights(seed)
+        # Pattern 3: shared mutable, only touched under self.acquire_lock().
+        self.total_requests = 0
+        self.total_compute_time = 0.0
+        self.max_concurrent = 0
+        self.cache_hits = 0
+        self.batches_started = 0
+        self.thread_usage: dict[str, int] = {}
+        self.tool_calls: dict[str, int] = dict.fromkeys(WORK_TOOLS, 0)
+        self.request_history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LIMIT)
+
+    @staticmethod
+    def _build_weights(seed: int) -> dict[str, Any] | None:
+        if np is None:
+            return None
+        rng = np.random.default_rng(seed)
+        weights = {}
+        for name, shape in LAYER_SHAPES.items():
+            array = rng.standard_normal(shape) / np.sqrt(shape[0])
+            array.flags.writeable = False  # Pattern 1 enforced: any write raises
+            weights[name] = array
+        return weights
+
+    # -- Pattern 3 helper ------------------------------------------------------------------
+    def _record(
+        self, tool_name: str, seconds: float, cache_hit: bool = False, **history: Any
+    ) -> None:
+        """Count one request of ``tool_name``; the whole update is one locked section."""
+        thread = threading.current_thread().name
+        active = self.tracker.get_stats()["active_requests"]  # read before locking: no nesting
+        with self.acquire_lock():
+            self.total_requests += 1
+            self.total_compute_time += seconds
+            self.max_concurrent = max(self.max_concurrent, active)
+            key = thread
+            if key not in self.thread_usage and len(self.thread_usage) >= MAX_TRACKED_THREAD_NAMES:
+                key = OTHER_THREADS
+            self.thread_usage[key] = self.thread_usage.get(key, 0) + 1
+            self.tool_calls[tool_name] += 1
+            if cache_hit:
+                self.cache_hits += 1
+            if history:
+                self.request_history.append(
+                    {"tool": tool_name, "thread": thread, "timestamp": time.time(), **history}
+                )
+
+    # -- tools -----------------------------------------------------------------------------
+    @thread_safe_method
+    @tool(description="Reply with a message, a timestamp and the name of the serving thread")
+    def ping(self, message: str = "pong") -> dict[str, Any]:
+        return {"message": message, "timestamp": time.time(), "thread": threading.current_thread().name}
+
+    @thread_safe_method
+    @tool(description="CPU-bound NumPy loop with a per-thread result cache")
+    def compute_intensive(self, data: list[float], iterations: int = 1000) -> dict[str, Any]:
+        numpy = _require_numpy("compute_intensive")
+        started = time.perf_counter()
+        values = _numbers_arg("compute_intensive", "data", data)
+        iterations = _int_arg("compute_intensive", "iterations", iterations, 0, MAX_ITERATIONS)
+        key = (values, iterations)  # everything the result depends on
+
+        # Pattern 2: each thread has its own bounded LRU cache; no lock needed.
+        cache: OrderedDict[tuple[tuple[float, ...], int], float] | None = self.get_thread_local(
+            "compute_cache"
+        )
+        if cache is None:
+            cache = OrderedDict()
+            self.set_thread_local("compute_cache", cache)
+        result = cache.get(key)
+        cached = result is not None
+        if cached:
+            cache.move_to_end(key)
+        else:
+            array = numpy.asarray(values, dtype=numpy.float64)
+            for _ in range(iterations):
+                array = numpy.sin(array) * numpy.cos(array) + 0.1 * array
+            result = float(array.mean())
+            cache[key] = result
+            if len(cache) > CACHE_LIMIT:
+                cache.popitem(last=False)
+
+        self._record("compute_intensive", time.perf_counter() - started, cache_hit=cached)
+        return {
+            "result": result,
+            "iterations": iterations,
+            "input_size": len(values),
+            "execution_time_ms": _elapsed_ms(started),
+            "thread": threading.current_thread().name,
+            "cached": cached,
+        }
+
+    @thread_safe_method
+    @tool(description="Run a 100-element vector through the shared read-only 3-layer model")
+    def matrix_multiply(self, input_vector: list[float]) -> dict[str, Any]:
+        numpy = _require_numpy("matrix_multiply")
+        started = time.perf_counter()
+        values = _numbers_arg("matrix_multiply", "input_vector", input_vector)
+        if len(values) != INPUT_SIZE:
+            raise ValueError(
+                f"matrix_multiply: input_vector must have {INPUT_SIZE} elements, got {len(values)}"
+            )
+        weights = self.model_weights  # Pattern 1: shared, read-only, no lock
+        hidden = numpy.maximum(numpy.asarray(values) @ weights["layer1"], 0.0)
+        hidden = numpy.maximum(hidden @ weights["layer2"], 0.0)
+        output = hidden @ weights["layer3"]
+        self._record("matrix_multiply", time.perf_counter() - started)
+        return {
+            "output": output.tolist(),
+            "input_size": len(values),
+            "output_size": int(output.shape[0]),
+            "execution_time_ms": _elapsed_ms(started),
+            "thread": threading.current_thread().name,
+            "model": self.model_config.name,
+        }
+
+    @thread_safe_method
+    @tool(description="Hash each item of a batch, pausing delay_ms per item")
+    def batch_process(self, items: list[Any], delay_ms: int = 10) -> dict[str, Any]:
+        started = time.perf_counter()
+        if not isinstance(items, (list, tuple)):
+            raise TypeError("batch_process: items must be a list")
+        delay_ms = _int_arg("batch_process", "delay_ms", delay_ms, 0, MAX_DELAY_MS)
+        with self.acquire_lock():
+            self.batches_started += 1
+            batch_id = f"batch_{self.batches_started}"
+        thread = threading.current_thread().name
+        self.set_thread_local("current_batch_id", batch_id)  # Pattern 2
+        try:
+            results = []
+            for index, item in enumerate(items):
+                if delay_ms:
+                    time.sleep(delay_ms / 1000.0)
+                digest = hashlib.sha256(repr(item).encode()).hexdigest()[:16]
+                results.append({"item_id": index, "input": item, "output": digest, "thread": thread})
+        finally:
+            self.clear_thread_local("current_batch_id")
+        seconds = time.perf_counter() - started
+        self._record(
+            "batch_process",
+            seconds,
+            batch_id=batch_id,
+            items_processed=len(results),
+            execution_time=seconds,
+        )
+        return {
+            "batch_id": batch_id,
+            "items_processed": len(results),
+            "results": results,
+            "execution_time_ms": _elapsed_ms(started),
+            "thread": thread,
+        }
+
+    @thread_safe_method
+    @tool(description="Busy NumPy FFT loop for duration_ms; reports operations per second")
+    def stress_test(self, duration_ms: int = 100, complexity: int = 1000) -> dict[str, Any]:
+        numpy = _require_numpy("stress_test")
+        duration_ms = _int_arg("stress_test", "duration_ms", duration_ms, 0, MAX_DURATION_MS)
+        complexity = _int_arg("stress_test", "complexity", complexity, 1, MAX_COMPLEXITY)
+        rng = numpy.random.default_rng()
+        started = time.perf_counter()
+        deadline = started + duration_ms / 1000.0
+        iterations = 0
+        while True:  # at least one iteration, so the rate below is never 0/0
+            numpy.fft.fft(rng.standard_normal(complexity))
+            iterations += 1
+            if time.perf_counter() >= deadline:
+                break
+        seconds = time.perf_counter() - started
+        self._record("stress_test", seconds)
+        return {
+            "iterations": iterations,
+            "target_duration_ms": duration_ms,
+            "actual_duration_ms": round(seconds * 1000.0, 3),
+            "complexity": complexity,
+            "thread": threading.current_thread().name,
+            "ops_per_second": round(iterations / seconds, 3) if seconds > 0 else None,
+        }
+
+    @thread_safe_method
+    @tool(description="Adapter statistics: requests, threads, tools, tracker and model")
+    def get_adapter_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = dict(self.get_stats())  # fresh from the native core
+        with self.acquire_lock():  # one consistent snapshot, copied before the lock is released
+            stats["global_stats"] = {
+                "total_requests": self.total_requests,
+                "total_compute_time": self.total_compute_time,
+                "max_concurrent": self.max_concurrent,
+                "cache_hits": self.cache_hits,
+                "thread_usage": dict(self.thread_usage),
+                "tool_calls": dict(self.tool_calls),
+            }
+            stats["history_entries"] = len(self.request_history)
+        stats["model"] = asdict(self.model_config)
+        stats["numpy_available"] = NUMPY_AVAILABLE
+        return stats
+
+    @thread_safe_method
+    @tool(description="The newest request history entries (copies)")
+    def get_history(self, limit: int = 10) -> dict[str, Any]:
+        limit = _int_arg("get_history", "limit", limit, 1, HISTORY_LIMIT)
+        with self.acquire_lock():
+            total = len(self.request_history)
+            newest = list(self.request_history)[-limit:]
+        entries = [dict(entry) for entry in newest]  # entries hold scalars only: a deep copy
+        return {"entries": entries, "total_entries": total, "returned": len(entries)}
+
+    @thread_safe_method
+    @tool(description="Clear the calling thread's result cache")
+    def clear_caches(self) -> dict[str, Any]:
+        cache = self.get_thread_local("compute_cache")
+        cleared = len(cache) if cache is not None else 0
+        self.clear_thread_local("compute_cache")
+        thread = threading.current_thread().name
+        return {
+            "status": "success",
+            "message": f"cleared {cleared} cached result(s) of thread {thread}",
+            "cleared": cleared,
+            "thread": thread,
+        }
+
+    @thread_safe_method
+    def execute_tool(
+        self, tool_name: str, arguments: dict[str, Any] | None = None, context: Any = None
+    ) -> Any:
+        """Dispatch like BaseAdapter, tracked as one request (the tool call inside is nested)."""
+        return BaseAdapter.execute_tool(self, tool_name, arguments, context)

@@ -1,0 +1,382 @@
+"""The ``tool`` decorator and the tool registry of BaseAdapter (issue 5 §1)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+import pytest
+from _helpers_py import run_threads
+
+from snakepit_bridge import thread_safety_checker as tsc
+from snakepit_bridge.base_adapter import (
+    BaseAdapter,
+    ParameterSpec,
+    ToolMetadata,
+    ToolSpec,
+    UnknownToolError,
+    tool,
+)
+from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method
+from snakepit_bridge.base_adapter_threaded import tool as threaded_tool
+
+
+class Plain(BaseAdapter):
+    """A plain (not thread-safe) adapter with every kind of tool and non-tool."""
+
+    @tool(description="Add two numbers")
+    def add(self, a: int, b: int = 2) -> int:
+        return a + b
+
+    @tool
+    def echo(self, text: str, *args: object, repeat: Optional[int] = None, **extra: object) -> str:
+        """Echo the text back."""
+        return text * (repeat or 1)
+
+    @tool(description="raises inside")
+    def broken(self, value: int) -> int:
+        raise TypeError(f"inner failure with {value}")
+
+    @staticmethod
+    @tool(description="static tool")
+    def version(prefix: str = "v") -> str:
+        return prefix + "1"
+
+    @classmethod
+    @tool(description="class tool")
+    def kind(cls) -> str:
+        return cls.__name__
+
+    def helper(self) -> str:  # public but not declared
+        return "helper"
+
+    def _private(self) -> str:
+        return "private"
+
+
+class Threaded(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    @thread_safe_method
+    @tool(description="inner tool order")
+    def inner(self, x: list[float]) -> int:
+        with self.acquire_lock():
+            self.calls += 1
+        return len(x)
+
+    @tool(description="outer tool order")
+    @thread_safe_method
+    def outer(self, y: "dict[str, int] | None" = None) -> str:
+        return "outer"
+
+    @thread_safe_method
+    def tracked_not_tool(self) -> None:
+        return None
+
+    @thread_safe_method
+    @tool(description="takes a parameter called tool_name")
+    def named(self, tool_name: str) -> str:
+        return tool_name
+
+
+class NoInit(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    def __init__(self) -> None:  # forgets super().__init__(): the registry must not care
+        pass
+
+    @thread_safe_method
+    @tool
+    def hello(self) -> str:
+        return "hello"
+
+
+# -- tool() ----------------------------------------------------------------------------------
+
+
+def test_tool_factory_returns_the_same_function_with_metadata() -> None:
+    def f(self: object) -> None:
+        """Docstring."""
+
+    decorated = tool(description="d", supports_streaming=True, required_variables=["a", "b"])(f)
+    assert decorated is f
+    assert f._tool_metadata == ToolMetadata(  # type: ignore[attr-defined]
+        description="d", supports_streaming=True, parameters=[], required_variables=["a", "b"]
+    )
+
+
+def test_bare_tool_works_and_uses_the_docstring() -> None:
+    def f(self: object) -> None:
+        """Says hello."""
+
+    assert tool(f) is f
+    assert f._tool_metadata.description == "Says hello."  # type: ignore[attr-defined]
+    assert f._tool_metadata.supports_streaming is False  # type: ignore[attr-defined]
+
+
+def test_tool_rejects_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="single string"):
+        tool(required_variables="ab")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="description must be a str"):
+        tool(description=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="str names"):
+        tool(required_variables=[1])  # type: ignore[list-item]
+
+
+def test_threaded_module_reexports_the_same_tool() -> None:
+    assert threaded_tool is tool
+
+
+def test_base_adapter_keeps_the_constraints_of_the_native_core() -> None:
+    assert BaseAdapter.__slots__ == ()
+    assert type(BaseAdapter) is type
+    assert ThreadSafeAdapter.__mro__ == (ThreadSafeAdapter, BaseAdapter, object)
+
+
+# -- discovery and schemas -----------------------------------------------------------------
+
+
+def test_discovery_lists_declared_tools_only_sorted() -> None:
+    assert [t.name for t in Plain().get_tools()] == ["add", "broken", "echo", "kind", "version"]
+    assert [t.name for t in Threaded().get_tools()] == ["inner", "named", "outer"]
+
+
+def test_schema_from_signature() -> None:
+    specs = {t.name: t for t in Plain().get_tools()}
+    add = specs["add"]
+    assert add.description == "Add two numbers"
+    assert add.parameters == (
+        ParameterSpec("a", "int", True, None, "positional_or_keyword"),
+        ParameterSpec("b", "int", False, 2, "positional_or_keyword"),
+    )
+    echo = specs["echo"]
+    assert echo.description == "Echo the text back."
+    kinds = {p.name: (p.type, p.required, p.kind) for p in echo.parameters}
+    assert kinds == {
+        "text": ("str", True, "positional_or_keyword"),
+        "args": ("object", False, "var_positional"),
+        "repeat": ("int", False, "keyword_only"),
+        "extra": ("object", False, "var_keyword"),
+    }
+    assert [p.name for p in specs["version"].parameters] == ["prefix"]  # static: nothing dropped
+    assert specs["kind"].parameters == ()  # classmethod: cls dropped
+    assert add.adapter_class == "Plain" and add.module == __name__
+
+
+def test_schema_through_thread_safe_method_in_both_orders() -> None:
+    specs = {t.name: t for t in Threaded().get_tools()}
+    assert specs["inner"].description == "inner tool order"
+    assert specs["inner"].parameters == (ParameterSpec("x", "list", True),)
+    assert specs["outer"].description == "outer tool order"
+    assert specs["outer"].parameters[0].type == "dict"
+    assert specs["outer"].parameters[0].required is False
+
+
+def test_to_dict_is_json_friendly_and_fresh() -> None:
+    class Defaults(BaseAdapter):
+        @tool
+        def f(self, when: object = object(), n: int = 3) -> None:
+            """f"""
+
+    spec = Defaults().get_tools()[0]
+    data = spec.to_dict()
+    assert data["parameters"][0]["default"].startswith("<object object")
+    assert data["parameters"][1]["default"] == 3
+    data["parameters"].clear()
+    assert len(spec.to_dict()["parameters"]) == 2
+
+
+def test_registry_is_cached_per_class_not_per_instance() -> None:
+    first, second = Threaded(), Threaded()
+    specs = first.get_tools()
+    assert all(a is b for a, b in zip(specs, second.get_tools()))
+    assert isinstance(specs[0], ToolSpec)
+    assert "session_context" not in vars(first)  # no per-instance state was created
+    specs.clear()  # the list is a copy
+    assert len(first.get_tools()) == 3
+
+
+def test_adapter_that_skips_super_init_still_works() -> None:
+    adapter = NoInit()
+    assert [t.name for t in adapter.get_tools()] == ["hello"]
+    assert adapter.call_tool("hello") == "hello"
+
+
+def test_subclass_inherits_tools_and_can_hide_one_by_overriding() -> None:
+    class Child(Plain):
+        def add(self, a: int, b: int = 2) -> int:  # overridden without @tool
+            return 0
+
+        @tool(description="new")
+        def extra(self) -> str:
+            return "extra"
+
+    names = [t.name for t in Child().get_tools()]
+    assert "add" not in names and "extra" in names and "echo" in names
+    assert [t.name for t in Plain().get_tools()][0] == "add"  # parent cache unaffected
+
+
+def test_concurrent_first_discovery_agrees() -> None:
+    class Fresh(ThreadSafeAdapter):
+        __thread_safe__ = True
+
+        @thread_safe_method
+        @tool
+        def a(self) -> None:
+            """a"""
+
+        @tool
+        def b(self) -> None:
+            """b"""
+
+    adapter = Fresh()
+    results = run_threads(lambda _i: [t.name for t in adapter.get_tools()], 16)
+    assert results == [["a", "b"]] * 16
+
+
+# -- dispatch ------------------------------------------------------------------------------
+
+
+def test_call_tool_dispatches_declared_tools() -> None:
+    plain = Plain()
+    assert plain.call_tool("add", a=1) == 3
+    assert plain.call_tool("echo", text="ab", repeat=2) == "abab"
+    assert plain.call_tool("version", prefix="V") == "V1"
+    assert plain.call_tool("kind") == "Plain"
+    threaded = Threaded()
+    assert threaded.call_tool("inner", x=[1.0, 2.0]) == 2
+    assert threaded.call_tool("named", tool_name="x") == "x"
+    assert threaded.get_stats()["tracker"]["total_requests"] == 2
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["nope", "helper", "_private", "acquire_lock", "get_stats", "set_thread_local", "call_tool",
+     "tracked_not_tool", "__init__"],
+)
+def test_call_tool_refuses_anything_not_declared(name: str) -> None:
+    adapter = Threaded() if name in ("acquire_lock", "get_stats", "set_thread_local",
+                                     "tracked_not_tool") else Plain()
+    with pytest.raises(UnknownToolError) as info:
+        adapter.call_tool(name)
+    message = str(info.value)
+    assert repr(name) in message and "available tools:" in message
+    assert isinstance(info.value, AttributeError)
+    assert info.value.available == tuple(t.name for t in adapter.get_tools())
+
+
+def test_bad_arguments_give_a_type_error_naming_the_tool() -> None:
+    plain = Plain()
+    with pytest.raises(TypeError, match="'add'.*missing a required argument: 'a'"):
+        plain.call_tool("add")
+    with pytest.raises(TypeError, match="'add'.*unexpected keyword argument 'c'"):
+        plain.call_tool("add", a=1, c=3)
+
+
+def test_type_error_inside_a_tool_is_not_mistaken_for_bad_arguments() -> None:
+    with pytest.raises(TypeError) as info:
+        Plain().call_tool("broken", value=7)
+    assert str(info.value) == "inner failure with 7"
+
+
+def test_execute_tool_checks_arguments_and_sets_the_context() -> None:
+    class Ctx:
+        session_id = "s-1"
+
+    adapter = Threaded()
+    assert adapter.session_id is None
+    assert adapter.execute_tool("inner", {"x": [1, 2, 3]}, Ctx()) == 3
+    assert adapter.session_id == "s-1"
+    assert adapter.execute_tool("outer", None) == "outer"
+    with pytest.raises(TypeError, match="must be a mapping"):
+        adapter.execute_tool("inner", [1])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be str"):
+        adapter.execute_tool("inner", {1: 2})  # type: ignore[dict-item]
+    with pytest.raises(UnknownToolError):
+        adapter.execute_tool("acquire_lock", {})
+
+
+def test_session_context_on_plain_and_threaded_adapters() -> None:
+    class Ctx:
+        def __init__(self, sid: str) -> None:
+            self.session_id = sid
+
+    for adapter in (Plain(), Threaded(), NoInit()):
+        adapter.set_session_context(Ctx("abc"))
+        assert adapter.session_id == "abc"
+        assert adapter.session_context.session_id == "abc"  # type: ignore[attr-defined]
+
+    class Slotted(BaseAdapter):
+        __slots__ = ()
+
+    with pytest.raises(TypeError, match="no __dict__"):
+        Slotted().set_session_context(Ctx("x"))
+    assert Slotted().session_id is None
+
+
+def test_session_context_is_not_an_observed_adapter_write() -> None:
+    adapter = Threaded()
+    with tsc.ThreadSafetyChecker(strict_mode=True) as checker:
+        # Set from many threads without a lock: bookkeeping of the bridge, never a race.
+        run_threads(lambda i: adapter.execute_tool("outer", {}, context=object()), 8)
+    report = checker.get_report()
+    assert report["warnings"] == []
+    assert report["observed_writes"] == 0
+
+
+def test_many_threads_dispatch_through_the_registry() -> None:
+    adapter = Threaded()
+    lock = threading.Lock()
+    oracle = [0]
+
+    def worker(_i: int) -> None:
+        for _ in range(200):
+            adapter.call_tool("inner", x=[0.0])
+            with lock:
+                oracle[0] += 1
+
+    run_threads(worker, 16)
+    assert adapter.calls == oracle[0] == 16 * 200
+    assert adapter.get_stats()["tracker"]["total_requests"] == 16 * 200
+
+
+def test_discovery_ignores_class_attributes_whose_lookup_fails() -> None:
+    class Exploding:
+        def __getattr__(self, name: str) -> object:
+            raise RuntimeError(f"no {name}")
+
+    class Odd(BaseAdapter):
+        weird = Exploding()
+
+        @tool
+        def ok(self) -> str:
+            """ok"""
+            return "ok"
+
+    assert [t.name for t in Odd().get_tools()] == ["ok"]
+    assert Odd().call_tool("ok") == "ok"
+
+
+def test_argument_check_handles_every_parameter_kind() -> None:
+    class Kinds(BaseAdapter):
+        @tool
+        def positional_only(self, a: int, /) -> int:
+            """cannot be called by keyword"""
+            return a
+
+        @tool
+        def keywords(self, a: int, *, b: int = 0, **rest: int) -> int:
+            """open keywords"""
+            return a + b + sum(rest.values())
+
+    adapter = Kinds()
+    with pytest.raises(TypeError, match="'positional_only'"):
+        adapter.call_tool("positional_only", a=1)
+    assert adapter.call_tool("keywords", a=1, b=2, c=3, d=4) == 10
+    with pytest.raises(TypeError, match="'keywords'.*missing a required argument: 'a'"):
+        adapter.call_tool("keywords", b=2)
+    assert adapter.execute_tool("keywords", {"a": 5}) == 5
