@@ -1,0 +1,519 @@
+"""The ``snakepit-bridge`` command: ``hammer``, ``tools`` and ``info``.
+
+Exit status: 0 all good; 1 request errors, or checker warnings with ``--strict``; 2 usage errors
+(unknown adapter or tool, bad ``--args`` JSON, bad option values), always reported as one line on
+stderr; 130 when a hammer run was interrupted with Ctrl-C (its partial report is still printed).
+See ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import signal
+import sys
+import textwrap
+import threading
+import traceback
+import warnings
+from collections.abc import Sequence
+from typing import IO, Any, NoReturn
+
+from snakepit_bridge import hammer
+
+PROG = "snakepit-bridge"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (exit 2), never a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from snakepit_bridge import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description="Hammer, inspect and diagnose snakepit-bridge adapters.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "hammer",
+        help="call one shared adapter from many threads at once and report",
+        description=(
+            "Call one shared adapter instance from many threads released together, then report "
+            "requests, grouped errors, throughput, latency percentiles, the spread over threads, "
+            "the adapter's get_stats() and (with --thread-safety-check) the checker's findings."
+        ),
+    )
+    run.add_argument(
+        "adapter",
+        nargs="?",
+        default=hammer.DEFAULT_ADAPTER,
+        metavar="ADAPTER",
+        help="adapter class as module:Class or module.Class (default: the built-in showcase)",
+    )
+    run.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a tool to call; repeat to add tools (a repeated name gets more weight); "
+        "default: a mix of the adapter's tools",
+    )
+    run.add_argument(
+        "--args",
+        dest="args_json",
+        metavar="JSON",
+        help='per-tool keyword arguments as a JSON object, e.g. \'{"ping": {"message": "hi"}}\'; '
+        "merged over the default arguments",
+    )
+    amount = run.add_mutually_exclusive_group()
+    amount.add_argument(
+        "--requests",
+        type=_positive_int,
+        default=None,
+        metavar="M",
+        help=f"total requests over all threads (default {hammer.DEFAULT_REQUESTS:,})",
+    )
+    amount.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="run for this long instead of a number of requests",
+    )
+    run.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=hammer.DEFAULT_THREADS,
+        metavar="N",
+        help=f"worker threads (default {hammer.DEFAULT_THREADS})",
+    )
+    run.add_argument(
+        "--thread-safety-check",
+        action="store_true",
+        help="run with an enabled ThreadSafetyChecker and report its findings",
+    )
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 on any checker warning (implies --thread-safety-check)",
+    )
+    run.add_argument("--json", action="store_true", help="print the report as JSON")
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the request schedule and generated arguments (default: random, reported)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    run.set_defaults(handler=_cmd_hammer)
+
+    tools = commands.add_parser(
+        "tools",
+        help="list an adapter's tools and their parameter schemas",
+        description="List an adapter's declared tools and their parameter schemas.",
+    )
+    tools.add_argument(
+        "adapter",
+        nargs="?",
+        default=hammer.DEFAULT_ADAPTER,
+        metavar="ADAPTER",
+        help="adapter class as module:Class or module.Class (default: the built-in showcase)",
+    )
+    tools.add_argument("--json", action="store_true", help="print the tools as JSON")
+    tools.set_defaults(handler=_cmd_tools)
+
+    info = commands.add_parser(
+        "info",
+        help="package and interpreter facts (free-threading, GIL, native module, NumPy)",
+        description="Print package and interpreter facts.",
+    )
+    info.add_argument("--json", action="store_true", help="print the facts as JSON")
+    info.set_defaults(handler=_cmd_info)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _build_parser()
+    try:
+        options = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, and argparse's usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return int(options.handler(options))
+    except hammer.UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except hammer.AdapterConstructionError as exc:
+        # The adapter's own bug: its traceback is what its author needs.
+        cause = exc.__cause__ or exc
+        traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into a command that stopped reading (`| head`): not an error of ours.
+        _silence_stdout()
+        return EXIT_OK
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+# --------------------------------------------------------------------------------------------
+# hammer
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_tool_arguments(text: str | None) -> dict[str, dict[str, Any]]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise hammer.UsageError(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise hammer.UsageError(
+            "--args must be a JSON object mapping tool names to argument objects, "
+            'e.g. {"ping": {"message": "hi"}}'
+        )
+    for name, arguments in value.items():
+        if not isinstance(arguments, dict):
+            raise hammer.UsageError(
+                f"--args: the arguments of tool {name!r} must be a JSON object, "
+                f"not {type(arguments).__name__}"
+            )
+    return value
+
+
+def _cmd_hammer(options: argparse.Namespace) -> int:
+    arguments = _parse_tool_arguments(options.args_json)
+    adapter_class = hammer.load_adapter_class(options.adapter)
+    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
+    requests = options.requests if options.duration is None else None
+    if requests is None and options.duration is None:
+        requests = hammer.DEFAULT_REQUESTS
+    _interrupt_on_sigint()
+    if options.thread_safety_check or options.strict:
+        from snakepit_bridge.thread_safety_checker import ThreadSafetyWarning
+
+        # The report lists every finding; Python's warning printout would only repeat them.
+        warnings.simplefilter("ignore", ThreadSafetyWarning)
+    err = sys.stderr
+    progress = None if options.quiet else ProgressDisplay(err, requests, options.duration)
+
+    def announce(adapter: Any, mix: Sequence[hammer.ToolCall]) -> None:
+        if progress is not None:
+            amount = f"{requests:,} requests" if requests else f"{options.duration:g} s"
+            tools = ", ".join(call.tool for call in mix)
+            progress.line(
+                f"hammer: {hammer.adapter_spec(adapter_class)}, {options.threads} threads, "
+                f"{amount}, seed {seed}; tools: {tools}"
+            )
+
+    result = hammer.run_hammer(
+        adapter_class,
+        lambda adapter: hammer.build_mix(adapter, options.tool, arguments, seed),
+        threads=options.threads,
+        requests=requests,
+        duration=options.duration,
+        seed=seed,
+        thread_safety_check=options.thread_safety_check or options.strict,
+        strict=options.strict,
+        on_progress=progress,
+        progress_interval=progress.interval if progress is not None else 1.0,
+        on_started=announce,
+    )
+    if progress is not None:
+        progress.finish(result.interrupted)
+    if options.json:
+        json.dump(result.to_dict(), sys.stdout, indent=2, default=repr)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_report(result))
+    sys.stdout.flush()
+    return result.exit_code
+
+
+def _interrupt_on_sigint() -> None:
+    """Make SIGINT raise KeyboardInterrupt, which the run turns into a partial report.
+
+    Python leaves SIGINT ignored when it started ignored, as it does for background jobs of
+    non-interactive shells and some process supervisors; a hammer run must still stop on it.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class ProgressDisplay:
+    """Progress on stderr: a redrawn bar on a terminal, plain lines otherwise (logs, CI)."""
+
+    def __init__(self, stream: IO[str], requests: int | None, duration: float | None) -> None:
+        self.stream = stream
+        self.tty = _isatty(stream)
+        self.interval = 0.1 if self.tty else 1.0
+        self.requests = requests
+        self.duration = duration
+        self._bar_drawn = False
+
+    def line(self, text: str) -> None:
+        self._clear_bar()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def __call__(self, progress: hammer.Progress) -> None:
+        target = f"/{self.requests:,}" if self.requests else ""
+        timing = f"{progress.elapsed:5.1f}s" + (f"/{self.duration:g}s" if self.duration else "")
+        counts = (
+            f"{progress.completed:,}{target} requests, {progress.rate:,.0f} req/s, "
+            f"{progress.errors:,} errors, {timing}"
+        )
+        if self.tty:
+            width = 30
+            filled = int(progress.fraction * width)
+            bar = "#" * filled + "-" * (width - filled)
+            self.stream.write(f"\r[{bar}] {progress.fraction:4.0%} {counts}\x1b[K")
+            self._bar_drawn = True
+        else:
+            self.stream.write(f"progress: {progress.fraction:.0%} {counts}\n")
+        self.stream.flush()
+
+    def finish(self, interrupted: bool) -> None:
+        self._clear_bar()
+        if interrupted:
+            self.line("hammer: interrupted; partial report follows")
+
+    def _clear_bar(self) -> None:
+        if self._bar_drawn:
+            self.stream.write("\r\x1b[K")
+            self._bar_drawn = False
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def render_report(result: hammer.HammerResult) -> str:
+    """The human-readable hammer report."""
+    data = result.to_dict()
+    lines: list[str] = []
+    add = lines.append
+    title = "Hammer report (INTERRUPTED: partial)" if result.interrupted else "Hammer report"
+    add(title)
+    add("=" * len(title))
+    env = data["environment"]
+    gil = "enabled" if env["gil_enabled"] else "disabled"
+    build = "free-threaded build" if env["free_threaded_build"] else "GIL build"
+    add(f"adapter     {data['adapter']}")
+    add(f"python      {env['implementation']} {env['python']} ({build}), GIL {gil}")
+    amount = (
+        f"{result.target_requests:,} requests"
+        if result.target_requests
+        else f"{result.target_duration:g} s"
+    )
+    add(f"run         {result.threads} threads, {amount}, seed {result.seed}")
+    if result.unfinished_workers:
+        add(f"            {result.unfinished_workers} worker(s) stuck in a request are not counted")
+    req = data["requests"]
+    add(
+        f"requests    {req['completed']:,} completed, {req['succeeded']:,} succeeded, "
+        f"{req['failed']:,} failed"
+    )
+    add(f"elapsed     {data['elapsed_seconds']:.3f} s")
+    add(f"throughput  {data['throughput_per_second']:,.1f} requests/s")
+    lat = data["latency_ms"]
+    add(
+        f"latency ms  p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  "
+        f"max {lat['max']:.3f}"
+    )
+    spread = data["threads"]
+    add(
+        f"threads     {spread['count']} (requests per thread: min {spread['min']:,}, "
+        f"max {spread['max']:,}, mean {spread['mean']:,}, stdev {spread['stdev']:,})"
+    )
+    add("")
+    add("per tool")
+    name_width = max([len(n) for n in data["per_tool"]] + [4])
+    add(
+        f"  {'tool':<{name_width}}  {'requests':>9}  {'errors':>7}  "
+        f"{'p50 ms':>9}  {'p99 ms':>9}  {'max ms':>9}"
+    )
+    for name, stats in data["per_tool"].items():
+        t = stats["latency_ms"]
+        add(
+            f"  {name:<{name_width}}  {stats['requests']:>9,}  {stats['errors']:>7,}  "
+            f"{t['p50']:>9.3f}  {t['p99']:>9.3f}  {t['max']:>9.3f}"
+        )
+    if result.error_groups:
+        add("")
+        add(f"errors ({len(result.error_groups)} kind(s), {result.failed:,} request(s))")
+        for number, group in enumerate(result.error_groups, 1):
+            add(f"  [{number}] {group.count:,} x {group.tool}: {group.type}: {group.message}")
+            add(f"      at {group.location}")
+            add(textwrap.indent(group.traceback.rstrip("\n"), "      | "))
+    add("")
+    add("adapter get_stats()")
+    add(textwrap.indent(json.dumps(data["adapter_stats"], indent=2, default=repr), "  "))
+    if result.thread_safety is not None:
+        add("")
+        findings = result.checker_warnings
+        add(
+            f"thread-safety checker: {len(findings)} warning(s)"
+            + (" (--strict)" if result.strict else "")
+        )
+        for finding in findings:
+            add(f"  - {finding}")
+        for problem in (result.thread_safety.get("undeclared_adapters") or {}).values():
+            add(f"  note: {problem}")
+        for recommendation in result.thread_safety.get("recommendations", []) or []:
+            add(f"  {recommendation}")
+    add("")
+    verdict = {
+        EXIT_OK: "OK",
+        EXIT_FAILED: "FAILED: "
+        + (
+            f"{result.failed:,} request(s) raised"
+            if result.failed
+            else f"{len(result.checker_warnings)} checker warning(s) with --strict"
+        ),
+        EXIT_INTERRUPTED: "INTERRUPTED",
+    }[result.exit_code]
+    add(f"result: {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# tools
+# --------------------------------------------------------------------------------------------
+
+
+def _cmd_tools(options: argparse.Namespace) -> int:
+    adapter_class = hammer.load_adapter_class(options.adapter)
+    adapter = hammer.construct_adapter(adapter_class)
+    specs = hammer.tool_infos(adapter)
+    if options.json:
+        payload = {
+            "adapter": hammer.adapter_spec(adapter_class),
+            "tools": [spec.to_dict() for spec in specs],
+        }
+        json.dump(payload, sys.stdout, indent=2, default=repr)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(f"{hammer.adapter_spec(adapter_class)}: {len(specs)} tool(s)")
+    if not specs:
+        return EXIT_OK
+    rows = [
+        (
+            spec.name,
+            "yes" if spec.supports_streaming else "no",
+            ", ".join(_describe_parameter(p) for p in spec.parameters) or "-",
+            spec.description.strip().splitlines()[0] if spec.description.strip() else "",
+        )
+        for spec in specs
+    ]
+    headers = ("TOOL", "STREAMING", "PARAMETERS", "DESCRIPTION")
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(3)]
+    for row in [headers, *rows]:
+        line = f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
+        print(line.rstrip())
+    return EXIT_OK
+
+
+def _describe_parameter(param: hammer.ParameterInfo) -> str:
+    prefix = {"var_positional": "*", "var_keyword": "**"}.get(param.kind, "")
+    text = f"{prefix}{param.name}: {param.type}"
+    if param.has_default:
+        text += f" = {json.dumps(param.default, default=repr)}"
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# info
+# --------------------------------------------------------------------------------------------
+
+
+def collect_info() -> dict[str, Any]:
+    """Package and interpreter facts, for ``snakepit-bridge info``."""
+    from snakepit_bridge import __version__
+
+    from snakepit_bridge import _native
+
+    try:
+        # The distribution's metadata, not an import: importing NumPy could itself change the
+        # GIL state that this command reports.
+        numpy_version: str | None = importlib.metadata.version("numpy")
+    except importlib.metadata.PackageNotFoundError:
+        numpy_version = None
+    return {
+        "package_version": __version__,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "free_threaded_build": hammer.free_threaded_build(),
+        "gil_enabled": hammer.gil_enabled(),
+        "native_module": _native.__file__,
+        "numpy": numpy_version,
+    }
+
+
+def _cmd_info(options: argparse.Namespace) -> int:
+    facts = collect_info()
+    if options.json:
+        json.dump(facts, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    rows = [
+        ("snakepit-bridge", facts["package_version"]),
+        ("python", f"{facts['implementation']} {facts['python']} ({facts['executable']})"),
+        ("free-threaded", "yes" if facts["free_threaded_build"] else "no"),
+        ("GIL", "enabled" if facts["gil_enabled"] else "disabled"),
+        ("native module", facts["native_module"]),
+        ("numpy", facts["numpy"] or "not installed"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return EXIT_OK

@@ -1,0 +1,993 @@
+"""The hammer engine: many threads calling one shared adapter at once, measured.
+
+This is the machinery behind ``snakepit-bridge hammer`` and it is usable on its own::
+
+    from snakepit_bridge.hammer import load_adapter_class, build_mix, run_hammer
+
+    adapter_class = load_adapter_class("my_pkg.adapters:MyAdapter")
+    mix = lambda adapter: build_mix(adapter, seed=1)  # the default mix of the shared instance
+    result = run_hammer(adapter_class, mix, threads=16, requests=5000, seed=1)
+    print(result.to_dict()["latency_ms"])
+
+What a run does:
+
+* one adapter instance, built once (after the thread-safety checker when one is asked for, so the
+  checker observes it from its first write) and shared by every worker thread;
+* the worker threads wait on a :class:`threading.Barrier` and are released together, so the first
+  requests really overlap;
+* each request picks a tool from the mix (a seeded, weighted schedule, so ``--seed`` reproduces the
+  same multiset of calls), calls ``adapter.call_tool(name, **arguments)`` with a fresh copy of the
+  arguments, and records its latency in a bounded log-linear histogram;
+* exceptions are grouped by tool, type and raising line, one formatted traceback kept per group;
+* Ctrl-C (``KeyboardInterrupt`` in the main thread) stops the workers after their current request
+  and still returns a result, marked ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import os
+import platform
+import random
+import sys
+import sysconfig
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_ADAPTER = "snakepit_bridge.adapters.threaded_showcase:ThreadedShowcaseAdapter"
+DEFAULT_THREADS = 16
+DEFAULT_REQUESTS = 10_000
+REPORT_SCHEMA_VERSION = 1
+
+# Length of the repeating tool schedule in --duration mode (in --requests mode the schedule is
+# exactly as long as the run, so the per-tool counts are fixed by the seed).
+_DURATION_SCHEDULE_LENGTH = 4096
+
+
+class UsageError(Exception):
+    """What the user asked for cannot be run (unknown adapter or tool, bad arguments).
+
+    The CLI turns it into a one-line message and exit status 2.
+    """
+
+
+class AdapterConstructionError(Exception):
+    """The adapter class raised while being instantiated (a bug in the adapter: exit status 1).
+
+    The original exception is the ``__cause__``.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Adapters and their tools
+# --------------------------------------------------------------------------------------------
+
+
+def load_adapter_class(spec: str) -> type:
+    """Import the adapter class named by ``module:Class`` or ``module.Class``.
+
+    Raises :class:`UsageError` with a one-line reason when the module or class cannot be found,
+    the module fails to import, or the object is not an adapter class.
+    """
+    module_name, sep, qualname = spec.partition(":")
+    if not sep:
+        module_name, _, qualname = spec.rpartition(".")
+    if not module_name or not qualname:
+        raise UsageError(f"adapter must be 'module:Class' or 'module.Class', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise UsageError(f"unknown adapter {spec!r}: no module named {missing!r}") from None
+        raise UsageError(
+            f"cannot import adapter module {module_name!r}: {_one_line(exc)}"
+        ) from None
+    except Exception as exc:  # the user's module is broken; say so in one line, not a traceback
+        raise UsageError(
+            f"cannot import adapter module {module_name!r}: {_one_line(exc)}"
+        ) from None
+    target: Any = module
+    for part in qualname.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise UsageError(
+                f"unknown adapter {spec!r}: module {module_name!r} has no attribute {qualname!r}"
+            ) from None
+    if not isinstance(target, type):
+        raise UsageError(f"{spec!r} is not a class")
+    if not callable(getattr(target, "get_tools", None)) or not callable(
+        getattr(target, "call_tool", None)
+    ):
+        raise UsageError(f"{spec!r} is not an adapter: it has no get_tools() and call_tool()")
+    return target
+
+
+def construct_adapter(adapter_class: Callable[[], Any]) -> Any:
+    """``adapter_class()``, with a failure wrapped in :class:`AdapterConstructionError`."""
+    try:
+        return adapter_class()
+    except Exception as exc:
+        name = getattr(adapter_class, "__qualname__", repr(adapter_class))
+        raise AdapterConstructionError(f"constructing {name} failed: {_one_line(exc)}") from exc
+
+
+def adapter_spec(adapter_class: type) -> str:
+    """The ``module:Class`` name of a class, as the CLI accepts it."""
+    return f"{adapter_class.__module__}:{adapter_class.__qualname__}"
+
+
+_NO_DEFAULT: Any = object()
+_VARIADIC_KINDS = ("var_positional", "var_keyword")
+
+
+@dataclass(frozen=True)
+class ParameterInfo:
+    """One parameter of a tool, as the adapter's ``get_tools()`` schema describes it."""
+
+    name: str
+    type: str
+    required: bool
+    default: Any = _NO_DEFAULT
+    kind: str = "positional_or_keyword"
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not _NO_DEFAULT
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "required": self.required,
+            "kind": self.kind,
+        }
+        if self.has_default:
+            out["default"] = self.default
+        return out
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    """A declared tool of an adapter: name, description, streaming flag and parameters."""
+
+    name: str
+    description: str
+    supports_streaming: bool
+    parameters: tuple[ParameterInfo, ...]
+
+    @property
+    def required_parameters(self) -> tuple[ParameterInfo, ...]:
+        return tuple(p for p in self.parameters if p.required)
+
+    @property
+    def keyword_names(self) -> frozenset[str]:
+        """Names a caller may pass as keywords."""
+        return frozenset(
+            p.name for p in self.parameters if p.kind not in (*_VARIADIC_KINDS, "positional_only")
+        )
+
+    @property
+    def accepts_any_keyword(self) -> bool:
+        return any(p.kind == "var_keyword" for p in self.parameters)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "supports_streaming": self.supports_streaming,
+            "parameters": [p.to_dict() for p in self.parameters],
+        }
+
+
+def _as_mapping(entry: Any) -> Mapping[str, Any]:
+    """A registry entry as a mapping (``BaseAdapter.get_tools()`` gives objects with ``to_dict``)."""
+    if isinstance(entry, Mapping):
+        return entry
+    to_dict = getattr(entry, "to_dict", None)
+    mapping: Mapping[str, Any] = to_dict() if callable(to_dict) else vars(entry)
+    return mapping
+
+
+def _parameter_info(raw: Any) -> ParameterInfo:
+    entry = _as_mapping(raw)
+    kind = str(entry.get("kind", "positional_or_keyword"))
+    required = bool(entry.get("required", False)) and kind not in _VARIADIC_KINDS
+    return ParameterInfo(
+        name=str(entry["name"]),
+        type=str(entry.get("type") or "any"),
+        required=required,
+        default=entry["default"] if "default" in entry and not required else _NO_DEFAULT,
+        kind=kind,
+    )
+
+
+def tool_infos(adapter: Any) -> list[ToolInfo]:
+    """The adapter's declared tools, from its ``get_tools()``, normalised to :class:`ToolInfo`."""
+    specs = []
+    for raw in adapter.get_tools():
+        entry = _as_mapping(raw)
+        specs.append(
+            ToolInfo(
+                name=str(entry["name"]),
+                description=str(entry.get("description") or ""),
+                supports_streaming=bool(entry.get("supports_streaming", False)),
+                parameters=tuple(_parameter_info(p) for p in entry.get("parameters") or ()),
+            )
+        )
+    return specs
+
+
+# --------------------------------------------------------------------------------------------
+# The request mix
+# --------------------------------------------------------------------------------------------
+
+ArgumentFactory = Callable[[random.Random], dict[str, Any]]
+
+
+def _showcase_defaults() -> dict[str, tuple[int, ArgumentFactory]]:
+    """Weight and argument factory per showcase tool.
+
+    Arguments are valid and small: the default run of 10,000 requests should take seconds, not
+    minutes, on a 2-core machine, while every tool (and each of the three patterns) gets traffic.
+    """
+    return {
+        "ping": (2, lambda rng: {}),
+        "compute_intensive": (
+            3,
+            lambda rng: {
+                "data": [round(rng.uniform(-1, 1), 6) for _ in range(16)],
+                "iterations": 50,
+            },
+        ),
+        # The showcase's first weight layer is 100 x 100, so the input vector has 100 entries.
+        "matrix_multiply": (
+            3,
+            lambda rng: {"input_vector": [round(rng.uniform(-1, 1), 6) for _ in range(100)]},
+        ),
+        "batch_process": (
+            1,
+            lambda rng: {"items": [f"item-{rng.randrange(1000)}" for _ in range(3)], "delay_ms": 1},
+        ),
+        "stress_test": (1, lambda rng: {"duration_ms": 2, "complexity": 100}),
+        "get_adapter_stats": (1, lambda rng: {}),
+        "get_history": (1, lambda rng: {"limit": 5}),
+        "clear_caches": (1, lambda rng: {}),
+    }
+
+
+# Per-adapter default mixes, keyed by the class's ``module.qualname``; subclasses inherit them.
+DEFAULT_MIXES: dict[str, Callable[[], dict[str, tuple[int, ArgumentFactory]]]] = {
+    "snakepit_bridge.adapters.threaded_showcase.ThreadedShowcaseAdapter": _showcase_defaults,
+}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One entry of the request mix: a tool, its keyword arguments and its relative weight."""
+
+    tool: str
+    arguments: Mapping[str, Any]
+    weight: int = 1
+    streaming: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tool": self.tool, "args": dict(self.arguments), "weight": self.weight}
+
+
+def _table_for(adapter_class: type) -> dict[str, tuple[int, ArgumentFactory]] | None:
+    for klass in adapter_class.__mro__:
+        factory = DEFAULT_MIXES.get(f"{klass.__module__}.{klass.__qualname__}")
+        if factory is not None:
+            return factory()
+    return None
+
+
+def build_mix(
+    adapter: Any,
+    tools: Sequence[str] = (),
+    arguments: Mapping[str, Mapping[str, Any]] | None = None,
+    seed: int = 0,
+) -> list[ToolCall]:
+    """The request mix for ``adapter``.
+
+    ``tools`` selects tools by name (a repeated name counts once more in the weighting); when
+    empty, the default mix is used: the tools of the adapter's entry in :data:`DEFAULT_MIXES`
+    with their weights and arguments, plus every other tool whose parameters all have defaults
+    (or that ``arguments`` names), with weight 1. ``arguments`` maps a tool name to keyword arguments,
+    merged over the default ones. Raises :class:`UsageError` for unknown tools, unknown
+    parameters, missing required arguments, or an empty mix.
+    """
+    specs = {spec.name: spec for spec in tool_infos(adapter)}
+    available = ", ".join(sorted(specs)) or "(none)"
+    arguments = dict(arguments or {})
+    for name in arguments:
+        if name not in specs:
+            raise UsageError(f"--args names unknown tool {name!r}; available: {available}")
+    for name in tools:
+        if name not in specs:
+            raise UsageError(
+                f"unknown tool {name!r} for {type(adapter).__qualname__}; available: {available}"
+            )
+    if tools:
+        not_selected = sorted(set(arguments) - set(tools))
+        if not_selected:
+            raise UsageError(f"--args names tool {not_selected[0]!r}, which no --tool selects")
+
+    rng = random.Random(seed)
+    table = _table_for(type(adapter)) or {}
+    weights: dict[str, int] = {}
+    if tools:
+        for name in tools:
+            weights[name] = weights.get(name, 0) + 1
+    else:
+        # The adapter's table where it has an entry; otherwise every tool that can be called
+        # with the arguments at hand (so tools a subclass adds join the mix too).
+        for name, spec in specs.items():
+            if name in table:
+                weights[name] = table[name][0]
+            elif not spec.required_parameters or name in arguments:
+                weights[name] = 1
+    if not weights:
+        raise UsageError(
+            f"no tool of {type(adapter).__qualname__} can be called without arguments; "
+            "choose tools with --tool and give their arguments with --args"
+        )
+
+    mix = []
+    for name, weight in weights.items():
+        spec = specs[name]
+        args: dict[str, Any] = {}
+        if name in table:
+            args.update(table[name][1](rng))
+        args.update(arguments.get(name, {}))
+        known = spec.keyword_names
+        for key in args:
+            if key not in known and not spec.accepts_any_keyword:
+                raise UsageError(
+                    f"tool {name!r} has no parameter {key!r}; parameters: "
+                    + (", ".join(sorted(known)) or "(none)")
+                )
+        missing = [p.name for p in spec.required_parameters if p.name not in args]
+        if missing:
+            raise UsageError(
+                f"tool {name!r} needs argument(s) {', '.join(missing)}; give them with "
+                f"--args '{{\"{name}\": {{...}}}}'"
+            )
+        mix.append(ToolCall(name, args, weight, spec.supports_streaming))
+    return mix
+
+
+def _fresh_copy(value: Any) -> Any:
+    """A private copy of JSON-like arguments, as a server decoding a request would produce.
+
+    Each request gets its own lists and dicts, so a tool that mutates its input cannot create a
+    race that belongs to the harness rather than to the adapter.
+    """
+    if isinstance(value, list):
+        return [_fresh_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _fresh_copy(v) for k, v in value.items()}
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------------
+
+
+class LatencyHistogram:
+    """Log-linear histogram of latencies in nanoseconds: bounded memory, mergeable.
+
+    Each bucket keeps the 7 most significant bits of the value, so a percentile read from it is
+    within 1/128 (under 0.8 %) of the exact one; ``min`` and ``max`` are exact. A run of any
+    length costs a few thousand dict entries per thread instead of one float per request.
+    """
+
+    _MANTISSA_BITS = 7
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.count = 0
+        self.total_ns = 0
+        self.min_ns = 0
+        self.max_ns = 0
+
+    def record(self, ns: int) -> None:
+        shift = max(0, ns.bit_length() - self._MANTISSA_BITS)
+        index = (shift << self._MANTISSA_BITS) | (ns >> shift)
+        self.buckets[index] = self.buckets.get(index, 0) + 1
+        if self.count == 0 or ns < self.min_ns:
+            self.min_ns = ns
+        if ns > self.max_ns:
+            self.max_ns = ns
+        self.count += 1
+        self.total_ns += ns
+
+    def merge(self, other: LatencyHistogram) -> None:
+        for index, n in other.buckets.items():
+            self.buckets[index] = self.buckets.get(index, 0) + n
+        if other.count and (self.count == 0 or other.min_ns < self.min_ns):
+            self.min_ns = other.min_ns
+        self.max_ns = max(self.max_ns, other.max_ns)
+        self.count += other.count
+        self.total_ns += other.total_ns
+
+    def percentile(self, p: float) -> int:
+        """The nearest-rank ``p``-th percentile in ns (0 when empty)."""
+        if self.count == 0:
+            return 0
+        rank = max(1, math.ceil(p / 100.0 * self.count))
+        seen = 0
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen >= rank:
+                shift = index >> self._MANTISSA_BITS
+                mantissa = index & ((1 << self._MANTISSA_BITS) - 1)
+                low = mantissa << shift
+                high = ((mantissa + 1) << shift) - 1
+                return min(max((low + high) // 2, self.min_ns), self.max_ns)
+        return self.max_ns
+
+    def summary_ms(self) -> dict[str, float]:
+        """p50, p90, p99, max, min and mean in milliseconds."""
+
+        def ms(ns: float) -> float:
+            return round(ns / 1e6, 4)
+
+        return {
+            "p50": ms(self.percentile(50)),
+            "p90": ms(self.percentile(90)),
+            "p99": ms(self.percentile(99)),
+            "max": ms(self.max_ns),
+            "min": ms(self.min_ns),
+            "mean": ms(self.total_ns / self.count) if self.count else 0.0,
+        }
+
+
+@dataclass
+class ToolStats:
+    """Requests, errors and latencies of one tool (per worker, then merged)."""
+
+    requests: int = 0
+    errors: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def merge(self, other: ToolStats) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.latency.merge(other.latency)
+
+
+@dataclass
+class ErrorGroup:
+    """Requests that failed the same way: same tool, exception type and raising line."""
+
+    tool: str
+    type: str
+    location: str
+    message: str
+    traceback: str
+    count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tool": self.tool,
+            "type": self.type,
+            "location": self.location,
+            "message": self.message,
+            "count": self.count,
+            "traceback": self.traceback,
+        }
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _error_key(tool: str, exc: BaseException) -> tuple[str, str, str]:
+    """Group key: the tool, the exception's qualified type and where it was raised."""
+    tb = exc.__traceback__
+    location = "?"
+    while tb is not None:
+        location = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    kind = type(exc)
+    return tool, f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins."), location
+
+
+def _format_traceback(exc: BaseException) -> str:
+    # Drop the worker frame of this module: the traceback starts at the adapter's call_tool.
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code.co_filename == __file__ and tb.tb_next is not None:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+class _Worker:
+    """State of one worker thread; only that thread writes it while the run is going."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.requests = 0
+        self.errors = 0
+        self.per_tool: dict[str, ToolStats] = {}
+        self.error_groups: dict[tuple[str, str, str], ErrorGroup] = {}
+        self.finished = False
+        self.thread: threading.Thread | None = None
+
+    def record(self, tool: str, ns: int, exc: BaseException | None) -> None:
+        stats = self.per_tool.get(tool)
+        if stats is None:
+            stats = self.per_tool[tool] = ToolStats()
+        stats.requests += 1
+        stats.latency.record(ns)
+        if exc is not None:
+            stats.errors += 1
+            self.errors += 1
+            key = _error_key(tool, exc)
+            group = self.error_groups.get(key)
+            if group is None:
+                # Formatting is the costly part: done once per group per worker.
+                group = self.error_groups[key] = ErrorGroup(
+                    tool, key[1], key[2], str(exc), _format_traceback(exc)
+                )
+            group.count += 1
+        # Last, so a progress reader never sees a request counted before it is recorded.
+        self.requests += 1
+
+
+class _Tickets:
+    """Hands out request numbers; ``None`` once ``limit`` have been taken."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._limit = limit
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        with self._lock:
+            ticket = self._next
+            if self._limit is not None and ticket >= self._limit:
+                return None
+            self._next = ticket + 1
+            return ticket
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    completed: int
+    errors: int
+    elapsed: float
+    target_requests: int | None
+    target_duration: float | None
+
+    @property
+    def fraction(self) -> float:
+        if self.target_requests:
+            return min(1.0, self.completed / self.target_requests)
+        if self.target_duration:
+            return min(1.0, self.elapsed / self.target_duration)
+        return 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class HammerResult:
+    """Everything a run measured; :meth:`to_dict` is the JSON report (``--json``)."""
+
+    adapter: str
+    mix: list[ToolCall]
+    threads: int
+    target_requests: int | None
+    target_duration: float | None
+    seed: int
+    elapsed: float
+    latency: LatencyHistogram
+    per_tool: dict[str, ToolStats]
+    requests_per_thread: list[int]
+    error_groups: list[ErrorGroup]
+    interrupted: bool
+    unfinished_workers: int
+    adapter_stats: Any
+    thread_safety: dict[str, Any] | None
+    strict: bool
+    environment: dict[str, Any]
+
+    @property
+    def completed(self) -> int:
+        return sum(self.requests_per_thread)
+
+    @property
+    def failed(self) -> int:
+        return sum(group.count for group in self.error_groups)
+
+    @property
+    def checker_warnings(self) -> list[str]:
+        if not self.thread_safety:
+            return []
+        return [str(w) for w in self.thread_safety.get("warnings", [])]
+
+    @property
+    def exit_code(self) -> int:
+        """130 if interrupted, 1 on errors or (strict) checker warnings, else 0."""
+        if self.interrupted:
+            return 130
+        if self.failed or (self.strict and self.checker_warnings):
+            return 1
+        return 0
+
+    def thread_spread(self) -> dict[str, Any]:
+        counts = self.requests_per_thread
+        mean = sum(counts) / len(counts) if counts else 0.0
+        variance = sum((c - mean) ** 2 for c in counts) / len(counts) if counts else 0.0
+        return {
+            "count": len(counts),
+            "requests_per_thread": list(counts),
+            "min": min(counts, default=0),
+            "max": max(counts, default=0),
+            "mean": round(mean, 2),
+            "stdev": round(math.sqrt(variance), 2),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "adapter": self.adapter,
+            "interrupted": self.interrupted,
+            "unfinished_workers": self.unfinished_workers,
+            "config": {
+                "threads": self.threads,
+                "requests": self.target_requests,
+                "duration": self.target_duration,
+                "seed": self.seed,
+                "mix": [call.to_dict() for call in self.mix],
+                "thread_safety_check": self.thread_safety is not None,
+                "strict": self.strict,
+            },
+            "environment": self.environment,
+            "requests": {
+                "completed": self.completed,
+                "succeeded": self.completed - self.failed,
+                "failed": self.failed,
+            },
+            "elapsed_seconds": round(self.elapsed, 6),
+            "throughput_per_second": round(self.completed / self.elapsed, 2)
+            if self.elapsed > 0
+            else 0.0,
+            "latency_ms": self.latency.summary_ms(),
+            "per_tool": {
+                name: {
+                    "requests": stats.requests,
+                    "errors": stats.errors,
+                    "latency_ms": stats.latency.summary_ms(),
+                }
+                for name, stats in sorted(self.per_tool.items())
+            },
+            "threads": self.thread_spread(),
+            "errors": [group.to_dict() for group in self.error_groups],
+            "adapter_stats": self.adapter_stats,
+            "thread_safety": self.thread_safety,
+            "exit_code": self.exit_code,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Environment facts
+# --------------------------------------------------------------------------------------------
+
+
+def gil_enabled() -> bool:
+    """Whether the GIL is on now; interpreters before 3.13 cannot turn it off."""
+    probe = getattr(sys, "_is_gil_enabled", None)
+    return bool(probe()) if probe is not None else True
+
+
+def free_threaded_build() -> bool:
+    """Whether this interpreter was built with ``--disable-gil``."""
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def environment() -> dict[str, Any]:
+    """Interpreter facts that matter for reading a concurrency report."""
+    from snakepit_bridge import __version__
+
+    return {
+        "package_version": __version__,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "free_threaded_build": free_threaded_build(),
+        "gil_enabled": gil_enabled(),
+        "cpu_count": _cpu_count(),
+    }
+
+
+def _cpu_count() -> int | None:
+    # process_cpu_count (3.13+) honours CPU affinity; cpu_count is the fallback.
+    counter = getattr(os, "process_cpu_count", None) or os.cpu_count
+    return counter()
+
+
+def format_thread_stacks(threads: Iterable[threading.Thread]) -> str:
+    """The current stack of each given live thread, for "what is it stuck on" messages.
+
+    The thread-start frames of the ``threading`` module are left out: they are the same for
+    every thread and say nothing about where it is stuck.
+    """
+    frames = sys._current_frames()
+    parts = []
+    for thread in threads:
+        frame = frames.get(thread.ident) if thread.ident is not None else None
+        if frame is None:
+            continue
+        stack = traceback.extract_stack(frame)
+        while len(stack) > 1 and stack[0].filename == threading.__file__:
+            del stack[0]
+        text = "".join(traceback.format_list(stack))
+        parts.append(
+            f'Thread "{thread.name}" (ident {thread.ident}), most recent call last:\n{text}'
+        )
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+def _drain(value: Any) -> None:
+    """Consume a streaming tool's iterator so its whole work is inside the measured request."""
+    if isinstance(value, Iterator) or inspect.isgenerator(value):
+        for _ in value:
+            pass
+
+
+def start_checker() -> Any:
+    from snakepit_bridge.thread_safety_checker import ThreadSafetyChecker
+
+    # Never the checker's own strict mode: that raises inside the tool at the racy write, which
+    # would turn findings into request errors. --strict is applied to the report instead.
+    return ThreadSafetyChecker(enabled=True, strict_mode=False)
+
+
+def stop_checker(checker: Any) -> dict[str, Any]:
+    report = dict(checker.get_report())
+    # Stop observing: the checker must not outlive the run it belongs to.
+    for name in ("disable", "close", "stop"):
+        method = getattr(checker, name, None)
+        if callable(method):
+            method()
+            break
+    else:
+        exit_ = getattr(checker, "__exit__", None)
+        if callable(exit_):
+            exit_(None, None, None)
+    return report
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """A JSON-encodable copy of adapter-provided data (stats may hold anything)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if depth > 20:
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [_json_safe(v, depth + 1) for v in items]
+    return repr(value)
+
+
+def run_hammer(
+    adapter_class: type | Callable[[], Any],
+    mix: Sequence[ToolCall] | Callable[[Any], Sequence[ToolCall]],
+    *,
+    threads: int = DEFAULT_THREADS,
+    requests: int | None = DEFAULT_REQUESTS,
+    duration: float | None = None,
+    seed: int = 0,
+    thread_safety_check: bool = False,
+    strict: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_interval: float = 1.0,
+    on_started: Callable[[Any, Sequence[ToolCall]], None] | None = None,
+) -> HammerResult:
+    """Hammer one shared adapter from ``threads`` threads and measure it.
+
+    ``adapter_class`` is called once to build the shared adapter (after the checker starts, when
+    ``thread_safety_check`` or ``strict`` is set). ``mix`` is a list of :class:`ToolCall` or a
+    function of the adapter returning one (use it when the mix depends on the instance; it may
+    raise :class:`UsageError`). The run ends after ``requests`` requests, or after ``duration``
+    seconds when given. ``on_progress`` is called from the calling thread every
+    ``progress_interval`` seconds. A ``KeyboardInterrupt`` in the calling thread stops the run and
+    returns a result with ``interrupted=True``; a second one abandons workers stuck in a request.
+    """
+    if threads < 1:
+        raise UsageError("--threads must be at least 1")
+    if duration is not None:
+        if duration <= 0:
+            raise UsageError("--duration must be positive")
+        requests = None
+    elif requests is None or requests < 1:
+        raise UsageError("--requests must be at least 1")
+
+    checker = start_checker() if (thread_safety_check or strict) else None
+    try:
+        adapter = construct_adapter(adapter_class)
+        calls = list(mix(adapter) if callable(mix) else mix)
+        if not calls:
+            raise UsageError("the request mix is empty")
+        if on_started is not None:
+            on_started(adapter, calls)
+        weights = [call.weight for call in calls]
+        schedule_rng = random.Random(seed)
+        schedule = schedule_rng.choices(
+            range(len(calls)), weights=weights, k=requests or _DURATION_SCHEDULE_LENGTH
+        )
+        workers = [_Worker(i) for i in range(threads)]
+        interrupted, elapsed = _run_workers(
+            adapter, calls, schedule, workers, requests, duration, on_progress, progress_interval
+        )
+    except BaseException:
+        if checker is not None:
+            stop_checker(checker)
+        raise
+
+    finished = [w for w in workers if w.finished]
+    latency = LatencyHistogram()
+    per_tool: dict[str, ToolStats] = {}
+    groups: dict[tuple[str, str, str], ErrorGroup] = {}
+    for worker in finished:
+        for name, stats in worker.per_tool.items():
+            per_tool.setdefault(name, ToolStats()).merge(stats)
+            latency.merge(stats.latency)
+        for key, group in worker.error_groups.items():
+            if key in groups:
+                groups[key].count += group.count
+            else:
+                groups[key] = ErrorGroup(
+                    group.tool,
+                    group.type,
+                    group.location,
+                    group.message,
+                    group.traceback,
+                    group.count,
+                )
+    try:
+        adapter_stats = _json_safe(adapter.get_stats()) if hasattr(adapter, "get_stats") else None
+    except Exception as exc:  # a broken get_stats() is a finding, not a crash of the report
+        adapter_stats = {"error": _one_line(exc)}
+    thread_safety = _json_safe(stop_checker(checker)) if checker is not None else None
+
+    return HammerResult(
+        adapter=adapter_spec(adapter_class)
+        if isinstance(adapter_class, type)
+        else repr(adapter_class),
+        mix=calls,
+        threads=threads,
+        target_requests=requests,
+        target_duration=duration,
+        seed=seed,
+        elapsed=elapsed,
+        latency=latency,
+        per_tool=per_tool,
+        requests_per_thread=[w.requests for w in finished],
+        error_groups=sorted(groups.values(), key=lambda g: (-g.count, g.tool, g.type)),
+        interrupted=interrupted,
+        unfinished_workers=len(workers) - len(finished),
+        adapter_stats=adapter_stats,
+        thread_safety=thread_safety,
+        strict=strict,
+        environment=environment(),
+    )
+
+
+def _run_workers(
+    adapter: Any,
+    calls: Sequence[ToolCall],
+    schedule: Sequence[int],
+    workers: list[_Worker],
+    requests: int | None,
+    duration: float | None,
+    on_progress: Callable[[Progress], None] | None,
+    progress_interval: float,
+) -> tuple[bool, float]:
+    """Start the workers, wait for them (reporting progress), return (interrupted, elapsed)."""
+    stop = threading.Event()
+    tickets = _Tickets(requests)
+    # The calling thread is a party too: the clock starts when everybody is released.
+    barrier = threading.Barrier(len(workers) + 1)
+    # Written by the calling thread before it reaches the barrier, read by workers after it.
+    deadline_box: list[float] = []
+
+    def work(worker: _Worker) -> None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            worker.finished = True
+            return
+        deadline = deadline_box[0] if deadline_box else None
+        try:
+            while not stop.is_set():
+                ticket = tickets.take()
+                if ticket is None or (deadline is not None and time.perf_counter() >= deadline):
+                    break
+                call = calls[schedule[ticket % len(schedule)]]
+                arguments = _fresh_copy(call.arguments)
+                error: BaseException | None = None
+                started = time.perf_counter_ns()
+                try:
+                    result = adapter.call_tool(call.tool, **arguments)
+                    if call.streaming:
+                        _drain(result)
+                except BaseException as exc:  # every failure of a request is data
+                    error = exc
+                worker.record(call.tool, time.perf_counter_ns() - started, error)
+                del error
+        finally:
+            worker.finished = True
+
+    for worker in workers:
+        worker.thread = threading.Thread(
+            target=work, args=(worker,), name=f"hammer-{worker.index}", daemon=True
+        )
+        worker.thread.start()
+
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        if duration is not None:
+            deadline_box.append(time.perf_counter() + duration)
+        barrier.wait()
+        started = time.perf_counter()
+        next_report = started + progress_interval
+        for worker in workers:
+            assert worker.thread is not None
+            while worker.thread.is_alive():
+                worker.thread.join(timeout=min(progress_interval, 0.1))
+                now = time.perf_counter()
+                if on_progress is not None and now >= next_report:
+                    next_report = now + progress_interval
+                    on_progress(_progress(workers, now - started, requests, duration))
+    except KeyboardInterrupt:
+        interrupted = True
+        stop.set()
+        barrier.abort()
+        try:
+            for worker in workers:
+                assert worker.thread is not None
+                while worker.thread.is_alive():
+                    worker.thread.join(timeout=0.1)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: report without the workers still inside a request
+    elapsed = time.perf_counter() - started
+    if on_progress is not None and not interrupted:
+        on_progress(_progress(workers, elapsed, requests, duration))
+    return interrupted, elapsed
+
+
+def _progress(
+    workers: Sequence[_Worker], elapsed: float, requests: int | None, duration: float | None
+) -> Progress:
+    return Progress(
+        completed=sum(w.requests for w in workers),
+        errors=sum(w.errors for w in workers),
+        elapsed=elapsed,
+        target_requests=requests,
+        target_duration=duration,
+    )

@@ -1,0 +1,363 @@
+"""pytest plugin for adapter projects: concurrency tests in one line.
+
+Installed with the package (entry point ``pytest11``), so it is active in any project that has
+snakepit-bridge installed; disable it with ``-p no:snakepit_bridge``. It provides:
+
+* :func:`run_concurrently` (also the ``hammer`` fixture): call a function from N threads released
+  together by a barrier, re-raise every worker's exception with the worker's traceback, return the
+  results in a stable order, and fail with the stacks of stuck threads instead of hanging;
+* ``@pytest.mark.hammer(threads=N, iterations=1, timeout=None)``: run the test body itself in N
+  threads at once (fixtures are set up once and shared by the threads); works under
+  ``pytest -n auto``, where each xdist worker runs its hammered tests on its own;
+* the ``thread_safety_checker`` fixture: an enabled ``ThreadSafetyChecker`` for the test; the test
+  fails if the checker recorded warnings, unless it is marked
+  ``@pytest.mark.allow_thread_safety_warnings``.
+
+The default timeout is 60 seconds, set with the ini option ``snakepit_hammer_timeout`` and
+overridden per call (``hammer(..., timeout=)``) or per marker (``timeout=``); in those three
+places 0 means wait forever. See ``docs/testing.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time
+import traceback
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import pytest
+
+from snakepit_bridge.hammer import format_thread_stacks, start_checker, stop_checker
+
+__all__ = [
+    "ConcurrencyTimeoutError",
+    "Hammer",
+    "run_concurrently",
+]
+
+R = TypeVar("R")
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_THREADS = 8
+HAMMER_MARKER = "hammer"
+ALLOW_WARNINGS_MARKER = "allow_thread_safety_warnings"
+TIMEOUT_INI = "snakepit_hammer_timeout"
+
+_CHECKER_KEY = pytest.StashKey[Any]()
+
+
+class ConcurrencyTimeoutError(TimeoutError):
+    """Workers of :func:`run_concurrently` did not finish in time; the message has their stacks."""
+
+
+def run_concurrently(
+    fn: Callable[..., R],
+    threads: int = DEFAULT_THREADS,
+    iterations: int = 1,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    with_index: bool = False,
+) -> list[R]:
+    """Call ``fn(*args, **kwargs)`` ``iterations`` times in each of ``threads`` threads at once.
+
+    The threads wait on a barrier and start together. The results come back as one list ordered
+    by thread, then iteration (``threads * iterations`` items). With ``with_index=True`` the
+    thread's index (0 to ``threads - 1``) is passed as the first positional argument.
+
+    A worker stops at its first exception; the others carry on. Exceptions are then grouped by
+    type and raising line: one group is re-raised as the exception itself, several as an
+    ``ExceptionGroup`` of one exception per group. Each carries its worker's traceback and a note
+    saying which workers raised it.
+
+    If the workers have not finished after ``timeout`` seconds (``None``: wait forever), they are
+    asked to stop after their current call and :class:`ConcurrencyTimeoutError` is raised with
+    the stacks of the threads still running; threads stuck for good are left behind as daemons.
+    """
+    __tracebackhide__ = True  # pytest: show the test and the workers, not this machinery
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    if iterations < 0:
+        raise ValueError(f"iterations must not be negative, got {iterations}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive seconds or None, got {timeout}")
+    call_kwargs = dict(kwargs or {})
+    results: list[list[R]] = [[] for _ in range(threads)]
+    failures: list[tuple[int, BaseException] | None] = [None] * threads
+    stop = threading.Event()
+    barrier = threading.Barrier(threads)
+
+    def work(index: int) -> None:
+        try:
+            barrier.wait(timeout)
+        except threading.BrokenBarrierError:
+            return  # another worker never arrived; the timeout below reports it
+        call_args = (index, *args) if with_index else tuple(args)
+        out = results[index]
+        for iteration in range(iterations):
+            if stop.is_set():
+                return
+            try:
+                out.append(fn(*call_args, **call_kwargs))
+            except BaseException as exc:  # re-raised in the calling thread
+                failures[index] = (iteration, exc)
+                return
+
+    name = _describe(fn)
+    workers = [
+        threading.Thread(target=work, args=(i,), name=f"run_concurrently-{i} ({name})", daemon=True)
+        for i in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        for worker in workers:
+            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except BaseException:  # Ctrl-C while waiting: let the workers wind down
+        stop.set()
+        barrier.abort()
+        raise
+    stuck = [worker for worker in workers if worker.is_alive()]
+    if stuck:
+        stacks = format_thread_stacks(stuck)  # before stopping: where they are stuck now
+        stop.set()
+        barrier.abort()
+        raise ConcurrencyTimeoutError(
+            f"{len(stuck)} of {threads} threads running {name} did not finish within "
+            f"{timeout:g} s (deadlock, or too slow for the timeout?). Their stacks:\n\n{stacks}"
+        )
+    _raise_failures(failures, threads, name)
+    return [item for per_thread in results for item in per_thread]
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    """A short name for messages: the qualified name, through ``functools.partial`` layers."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _raise_failures(
+    failures: Sequence[tuple[int, BaseException] | None], threads: int, name: str
+) -> None:
+    __tracebackhide__ = True
+    groups: dict[tuple[type[BaseException], str], list[tuple[int, int, BaseException]]] = {}
+    for index, failure in enumerate(failures):
+        if failure is not None:
+            iteration, exc = failure
+            groups.setdefault((type(exc), _raise_site(exc)), []).append((index, iteration, exc))
+    if not groups:
+        return
+    representatives = []
+    for members in groups.values():
+        index, iteration, exc = members[0]
+        note = f"raised in worker {index} of {threads} (iteration {iteration}) running {name}"
+        if len(members) > 1:
+            others = ", ".join(str(m[0]) for m in members[1:])
+            note += f"; the same exception at the same line was raised by workers {others}"
+        exc.add_note(note)
+        representatives.append(exc)
+    if len(representatives) == 1:
+        raise representatives[0]
+    raising = sum(len(members) for members in groups.values())
+    raise BaseExceptionGroup(
+        f"{raising} of {threads} threads running {name} raised ({len(groups)} different failures)",
+        representatives,
+    )
+
+
+def _raise_site(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
+class Hammer:
+    """What the ``hammer`` fixture gives: :func:`run_concurrently` with the configured timeout."""
+
+    def __init__(self, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+
+    def __call__(
+        self,
+        fn: Callable[..., R],
+        threads: int = DEFAULT_THREADS,
+        iterations: int = 1,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        with_index: bool = False,
+    ) -> list[R]:
+        __tracebackhide__ = True
+        return run_concurrently(
+            fn,
+            threads,
+            iterations,
+            args,
+            kwargs,
+            timeout=self.timeout if timeout is None else _forever_if_zero(timeout),
+            with_index=with_index,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# pytest hooks and fixtures
+# --------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        TIMEOUT_INI,
+        help="seconds before a hammer / run_concurrently run fails with the stacks of stuck "
+        f"threads (default {DEFAULT_TIMEOUT:g}; 0 waits forever)",
+        default=str(DEFAULT_TIMEOUT),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{HAMMER_MARKER}(threads={DEFAULT_THREADS}, iterations=1, timeout=None): run the test "
+        "body in that many threads at once (snakepit-bridge)",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{ALLOW_WARNINGS_MARKER}: do not fail the test when its thread_safety_checker recorded "
+        "warnings (snakepit-bridge)",
+    )
+
+
+def _forever_if_zero(timeout: float) -> float | None:
+    """The plugin's convention (ini option, fixture, marker): 0 or less waits forever."""
+    return None if timeout <= 0 else timeout
+
+
+def _configured_timeout(config: pytest.Config) -> float | None:
+    raw = config.getini(TIMEOUT_INI)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{TIMEOUT_INI} must be a number of seconds, got {raw!r}") from None
+    return _forever_if_zero(value)
+
+
+@pytest.fixture
+def hammer(request: pytest.FixtureRequest) -> Hammer:
+    """Call a function from many threads at once: :func:`run_concurrently` as a fixture.
+
+    ``hammer(fn, threads=8, iterations=1, args=(), kwargs=None, *, timeout=None,
+    with_index=False)``; ``timeout=None`` means the ``snakepit_hammer_timeout`` ini value and
+    ``timeout=0`` waits forever.
+    """
+    return Hammer(_configured_timeout(request.config))
+
+
+@pytest.fixture
+def thread_safety_checker(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """An enabled ``ThreadSafetyChecker`` observing adapters for the duration of the test.
+
+    The test fails if the checker recorded warnings, unless it is marked
+    ``@pytest.mark.allow_thread_safety_warnings`` (then read ``checker.get_report()`` yourself).
+    Warnings recorded by the body fail the test itself; warnings recorded later, by the teardown
+    of fixtures set up after this one, fail it at teardown.
+    """
+    checker = start_checker()
+    request.node.stash[_CHECKER_KEY] = checker
+    try:
+        yield checker
+    finally:
+        del request.node.stash[_CHECKER_KEY]
+        stop_checker(checker)
+    reported = request.node.stash.get(_REPORTED_KEY, None)
+    if reported is not None:  # the body passed its own check; look for later findings only
+        late = _checker_warnings(checker)[reported:]
+        if late:
+            _fail_on_warnings(late, "during teardown")
+
+
+_REPORTED_KEY = pytest.StashKey[int]()
+
+
+def _checker_warnings(checker: Any) -> list[str]:
+    return [str(w) for w in checker.get_report().get("warnings", [])]
+
+
+def _fail_on_warnings(warnings: Sequence[str], when: str) -> None:
+    __tracebackhide__ = True
+    listed = "\n".join(f"  - {w}" for w in warnings)
+    pytest.fail(
+        f"the thread-safety checker recorded {len(warnings)} warning(s) {when}:\n{listed}\n"
+        f"(mark the test @pytest.mark.{ALLOW_WARNINGS_MARKER} if they are expected)",
+        pytrace=False,
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    # After the body passed, a test that uses the checker fails on its warnings: the test itself
+    # fails, with the warnings as the reason (a fixture teardown could only add an error).
+    outcome = yield
+    checker = item.stash.get(_CHECKER_KEY, None)
+    if checker is not None and item.get_closest_marker(ALLOW_WARNINGS_MARKER) is None:
+        warnings = _checker_warnings(checker)
+        item.stash[_REPORTED_KEY] = len(warnings)
+        if warnings:
+            _fail_on_warnings(warnings, "while the test ran")
+    return outcome
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    marker = pyfuncitem.get_closest_marker(HAMMER_MARKER)
+    if marker is None:
+        return (yield)
+    original = pyfuncitem.obj
+    if inspect.iscoroutinefunction(original) or inspect.isasyncgenfunction(original):
+        pytest.fail(
+            f"@pytest.mark.{HAMMER_MARKER} cannot run the async test {pyfuncitem.nodeid} in threads",
+            pytrace=False,
+        )
+    options = _marker_options(marker, pyfuncitem.config)
+
+    @functools.wraps(original)
+    def in_threads(**funcargs: Any) -> None:
+        __tracebackhide__ = True
+        run_concurrently(functools.partial(original, **funcargs), **options)
+
+    # pytest's own pytest_pyfunc_call calls ``pyfuncitem.obj`` with the fixture values; swap in
+    # the threaded runner for that one call.
+    pyfuncitem.obj = in_threads
+    try:
+        return (yield)
+    finally:
+        pyfuncitem.obj = original
+
+
+def _marker_options(marker: pytest.Mark, config: pytest.Config) -> dict[str, Any]:
+    allowed = {"threads", "iterations", "timeout"}
+    unknown = set(marker.kwargs) - allowed
+    if unknown or len(marker.args) > 1:
+        pytest.fail(
+            f"@pytest.mark.{HAMMER_MARKER} takes threads, iterations and timeout; "
+            f"got args {marker.args!r} and kwargs {sorted(marker.kwargs)!r}",
+            pytrace=False,
+        )
+    options: dict[str, Any] = {
+        "threads": marker.args[0] if marker.args else marker.kwargs.get("threads", DEFAULT_THREADS),
+        "iterations": marker.kwargs.get("iterations", 1),
+        "timeout": _configured_timeout(config)
+        if marker.kwargs.get("timeout") is None
+        else _forever_if_zero(marker.kwargs["timeout"]),
+    }
+    for key in ("threads", "iterations"):
+        if not isinstance(options[key], int) or options[key] < 1:
+            pytest.fail(
+                f"@pytest.mark.{HAMMER_MARKER}: {key} must be a positive int, got {options[key]!r}",
+                pytrace=False,
+            )
+    return options
