@@ -4,18 +4,29 @@ FT_VENV  := .venv
 GIL_VENV := .venv-gil
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-ft test-gil demo bench bench-quick clean
+.PHONY: setup test test-ft test-gil tsan valgrind demo bench bench-quick clean
 
 setup:
 	@scripts/setup.sh
 
+# The full check: the suite on 3.13t, on the GIL build, then the hammer and stress tests
+# under ThreadSanitizer (SKIP_TSAN=1 leaves that last step out).
 test: setup test-ft test-gil
+ifndef SKIP_TSAN
+	scripts/tsan.sh
+endif
 
 test-ft:
 	$(FT_VENV)/bin/python -m pytest -n auto $(PYTEST_ARGS)
 
 test-gil:
 	$(GIL_VENV)/bin/python -m pytest -n auto $(PYTEST_ARGS)
+
+tsan: setup
+	scripts/tsan.sh
+
+valgrind: setup
+	scripts/valgrind.sh
 
 demo: setup
 	$(FT_VENV)/bin/snakepit-bridge hammer
@@ -28,4 +39,4 @@ bench-quick: setup
 	$(FT_VENV)/bin/python -m benchmarks --quick
 
 clean:
-	rm -rf build dist *.egg-info snakepit_bridge/_native*.so $(FT_VENV) $(GIL_VENV)
+	rm -rf build dist *.egg-info snakepit_bridge/_native*.so $(FT_VENV) $(GIL_VENV) .venv-tsan

@@ -88,9 +88,9 @@ adapter_dealloc(PyObject *op)
 static PyObject *
 observer_get(snakepit_state *st, PyObject **slot)
 {
-    snakepit_mutex_lock(&st->observer_mutex);
+    observer_lock(st);
     PyObject *observer = Py_XNewRef(*slot);
-    snakepit_mutex_unlock(&st->observer_mutex);
+    observer_unlock(st);
     return observer;
 }
 
@@ -141,13 +141,15 @@ adapter_acquire_lock(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyOb
         /* The common path allocates nothing after a thread's first call: its guard. */
         shard_slot *slot = shard_get(&self->tracker->set);
         if (slot == NULL) {
-            return NULL;
+            /* An exiting thread keeps no shard: give it a guard of its own. */
+            return PyErr_Occurred() ? NULL : lock_guard_new(self->state, self->lock);
         }
         if (slot->guard == NULL) {
-            slot->guard = lock_guard_new(self->state, self->lock);
-            if (slot->guard == NULL) {
+            PyObject *guard = lock_guard_new(self->state, self->lock);
+            if (guard == NULL) {
                 return NULL;
             }
+            slot->guard = guard;
         }
         return Py_NewRef(slot->guard);
     }
@@ -241,15 +243,26 @@ adapter_set_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     }
     shard_slot *slot = shard_get(&self->tracker->set);
     if (slot == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "set_thread_local() while this thread is exiting: its storage is gone");
+        }
         return NULL;
     }
     if (slot->values == NULL) {
+        /* Hashing may run Python code that stores a value first: keep whichever dict won. */
         if (PyObject_Hash(args[0]) == -1) {
             return NULL;
         }
-        slot->values = PyDict_New();
-        if (slot->values == NULL) {
+        PyObject *fresh = PyDict_New();
+        if (fresh == NULL) {
             return NULL;
+        }
+        if (slot->values == NULL) {
+            slot->values = fresh;
+        }
+        else {
+            Py_DECREF(fresh);
         }
     }
     /* Hold the dict: replacing a value may run a __del__ that clears this storage. */

@@ -16,9 +16,9 @@ typedef struct {
 static int
 notify_call(snakepit_state *st, PyObject *method, PyObject *adapter, int entering)
 {
-    snakepit_mutex_lock(&st->observer_mutex);
+    observer_lock(st);
     PyObject *observer = Py_XNewRef(st->call_observer);
-    snakepit_mutex_unlock(&st->observer_mutex);
+    observer_unlock(st);
     if (observer == NULL) {
         return 0;
     }
@@ -49,14 +49,25 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
     snakepit_state *st = self->state;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (nargs == 0 || !adapter_check(st, args[0])) {
+        if (self->func == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "thread_safe_method was cleared");
+            return NULL;
+        }
         return PyObject_Vectorcall(self->func, args, nargsf, kwnames);  /* not an adapter */
+    }
+    if (self->func == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "thread_safe_method was cleared");
+        return NULL;
     }
     PyObject *adapter = args[0];
     /* Valid for the whole call: the caller holds the adapter, which holds its tracker, and
      * a slot is freed only when its thread or its tracker ends. */
     shard_slot *slot = shard_get(&((adapter_object *)adapter)->tracker->set);
     if (slot == NULL) {
-        return NULL;
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        return PyObject_Vectorcall(self->func, args, nargsf, kwnames);  /* exiting thread */
     }
     int observed = atomic_load_explicit(&st->observing_calls, RELAXED);
     if (observed && notify_call(st, op, adapter, 1) < 0) {
@@ -123,6 +134,21 @@ method_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (PyDict_SetItem(self->dict, st->str_dunder_thread_safe, Py_True) < 0) {
         goto error;
     }
+    /* A decorated method is shared by every thread that calls it, and each call takes a
+     * reference to it: on a free-threaded build that is an atomic add on one cache line
+     * for all threads.  CPython spares functions this (deferred reference counting; 3.13t
+     * makes them immortal once threads run), so decorated methods get the same: on 3.14+
+     * through the public call; on 3.13t, whose call is internal, by making the object
+     * immortal as 3.13t does with functions.  Like a function, it then lives as long as
+     * the process. */
+#if defined(Py_GIL_DISABLED) && PY_VERSION_HEX >= 0x030E0000
+    (void)PyUnstable_Object_EnableDeferredRefcount((PyObject *)self);
+#elif defined(Py_GIL_DISABLED)
+    PyObject_GC_UnTrack(self);
+    self->ob_base.ob_ref_local = _Py_IMMORTAL_REFCNT_LOCAL;
+    self->ob_base.ob_ref_shared = 0;
+    self->ob_base.ob_tid = 0;  /* unowned, as CPython leaves immortal objects */
+#endif
     return (PyObject *)self;
 error:
     Py_DECREF(self);

@@ -26,12 +26,12 @@ set_observer(PyObject *module, PyObject *observer, int calls)
         return NULL;
     }
     PyObject *replacement = observer == Py_None ? NULL : Py_NewRef(observer);
-    snakepit_mutex_lock(&st->observer_mutex);
+    observer_lock(st);
     PyObject **slot = calls ? &st->call_observer : &st->write_observer;
     PyObject *previous = *slot;
     *slot = replacement;
     atomic_store_explicit(calls ? &st->observing_calls : &st->observing_writes, replacement != NULL, RELAXED);
-    snakepit_mutex_unlock(&st->observer_mutex);
+    observer_unlock(st);
     Py_XDECREF(previous);
     Py_RETURN_NONE;
 }
@@ -71,11 +71,11 @@ live_shards(PyObject *module, PyObject *tracker)
         return NULL;
     }
     Py_ssize_t count = 0;
-    registry_lock(&st->registry);
+    registry_lock(st);
     for (shard_slot *slot = ((tracker_object *)tracker)->set.slots; slot != NULL; slot = slot->set_next) {
         count++;
     }
-    registry_unlock(&st->registry);
+    registry_unlock(st);
     return PyLong_FromSsize_t(count);
 }
 
@@ -97,8 +97,8 @@ static PyObject *
 after_fork_child(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     snakepit_state *st = get_state(module);
+    shards_after_fork_child(st);  /* first: it resets mutexes inherited locked */
     rlocks_after_fork_child(st);
-    shards_after_fork_child(st);
     Py_RETURN_NONE;
 }
 
@@ -201,6 +201,24 @@ module_exec(PyObject *module)
         return -1;
     }
 
+    if (intern(&st->str_unnamed, "<unnamed thread>") < 0) {
+        return -1;
+    }
+    st->stats_template = PyDict_New();
+    if (st->stats_template == NULL) {
+        return -1;
+    }
+    PyObject *stat_keys[] = {
+        st->str_total_requests, st->str_completed_requests, st->str_active_requests,
+        st->str_total_active_requests, st->str_active_threads, st->str_threads_seen,
+        st->str_requests_by_thread, st->str_errors, st->str_total_duration,
+        st->str_mean_duration, st->str_max_duration,
+    };
+    for (size_t i = 0; i < sizeof(stat_keys) / sizeof(stat_keys[0]); i++) {
+        if (PyDict_SetItem(st->stats_template, stat_keys[i], Py_None) < 0) {
+            return -1;
+        }
+    }
     st->record_tss = PyThread_tss_alloc();
     if (st->record_tss == NULL || PyThread_tss_create(st->record_tss) != 0) {
         PyErr_SetString(PyExc_RuntimeError, "cannot create thread-specific storage");
@@ -291,6 +309,8 @@ module_clear(PyObject *module)
     Py_CLEAR(st->part_type);
     Py_CLEAR(st->record_type);
     Py_CLEAR(st->record_key);
+    Py_CLEAR(st->stats_template);
+    Py_CLEAR(st->str_unnamed);
     PyObject **names[] = {
         &st->str_total_requests, &st->str_completed_requests, &st->str_active_requests,
         &st->str_total_active_requests, &st->str_active_threads, &st->str_threads_seen,

@@ -127,13 +127,13 @@ rlock_new(snakepit_state *st)
         return NULL;
     }
     self->state = st;
-    registry_lock(&st->registry);
+    registry_lock(st);
     self->reg_next = st->registry.locks;
     if (self->reg_next != NULL) {
         self->reg_next->reg_prev = self;
     }
     st->registry.locks = self;
-    registry_unlock(&st->registry);
+    registry_unlock(st);
     return self;
 }
 
@@ -165,7 +165,7 @@ rlock_dealloc(PyObject *op)
     }
     snakepit_state *st = self->state;
     if (st != NULL) {
-        registry_lock(&st->registry);
+        registry_lock(st);
         if (self->reg_prev != NULL) {
             self->reg_prev->reg_next = self->reg_next;
         }
@@ -175,7 +175,7 @@ rlock_dealloc(PyObject *op)
         if (self->reg_next != NULL) {
             self->reg_next->reg_prev = self->reg_prev;
         }
-        registry_unlock(&st->registry);
+        registry_unlock(st);
     }
     if (self->lock != NULL) {
         if (atomic_load_explicit(&self->owner, RELAXED) != 0) {
@@ -287,24 +287,30 @@ static PyObject *
 rlock_py_acquire_restore(PyObject *op, PyObject *state)
 {
     rlock_object *self = (rlock_object *)op;
-    unsigned long level, owner;
-    if (!PyTuple_Check(state)) {
-        PyErr_Format(PyExc_TypeError, "_acquire_restore() needs a tuple, not %.200s",
-                     Py_TYPE(state)->tp_name);
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 2) {
+        PyErr_Format(PyExc_TypeError, "_acquire_restore() needs the (count, owner) tuple "
+                     "from _release_save(), not %.200s", Py_TYPE(state)->tp_name);
         return NULL;
     }
-    if (!PyArg_ParseTuple(state, "kk:_acquire_restore", &level, &owner)) {
+    long count = PyLong_AsLong(PyTuple_GET_ITEM(state, 0));
+    if (count == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (level == 0 || owner == 0) {
+    unsigned long owner = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(state, 1));
+    if (owner == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (count <= 0 || owner == 0) {
         PyErr_SetString(PyExc_ValueError, "_acquire_restore() needs the state from _release_save()");
         return NULL;
     }
+    unsigned long level = (unsigned long)count;
     if (PyThread_acquire_lock_timed(self->lock, 0, 0) != PY_LOCK_ACQUIRED) {
-        int r = acquire_slow(self, -1);
-        if (r < 0) {
-            return NULL;
-        }
+        /* Not interruptible, like CPython's: Condition.wait() must return holding the
+         * lock even when a signal handler raises while it waits to get it back. */
+        Py_BEGIN_ALLOW_THREADS
+        (void)PyThread_acquire_lock_timed(self->lock, -1, 0);
+        Py_END_ALLOW_THREADS
     }
     atomic_store_explicit(&self->owner, owner, RELAXED);
     atomic_store_explicit(&self->level, level, RELAXED);
@@ -366,6 +372,7 @@ void
 rlocks_after_fork_child(snakepit_state *st)
 {
     unsigned long me = PyThread_get_thread_ident();
+    registry_lock(st);
     for (rlock_object *lock = st->registry.locks; lock != NULL; lock = lock->reg_next) {
         if (atomic_load_explicit(&lock->owner, RELAXED) == me) {
             continue;
@@ -377,6 +384,7 @@ rlocks_after_fork_child(snakepit_state *st)
         atomic_store_explicit(&lock->level, 0, RELAXED);
         PyThread_release_lock(lock->lock);
     }
+    registry_unlock(st);
 }
 
 /* ---------------------------------------------------------------- timed guard */

@@ -3,7 +3,10 @@
 
 #include <string.h>
 
-_Thread_local snakepit_record_cache snakepit_current_record;
+#include <unistd.h>
+
+_Thread_local snakepit_record_cache snakepit_current_record
+    __attribute__((visibility("hidden"), tls_model("initial-exec")));
 
 /* ---------------------------------------------------------------- slots */
 
@@ -106,6 +109,12 @@ slot_retire(shard_slot *slot)
     set->retired_started += started;
     set->retired_completed += atomic_load_explicit(&slot->completed, RELAXED);
     set->retired_errors += atomic_load_explicit(&slot->errors, RELAXED);
+    if (atomic_load_explicit(&slot->active, RELAXED)) {
+        /* Started and never ended (a thread gone mid-request): it ended, in error. */
+        set->retired_completed++;
+        set->retired_errors++;
+        atomic_store_explicit(&slot->active, 0, RELAXED);
+    }
     set->retired_busy_ticks += atomic_load_explicit(&slot->busy_ticks, RELAXED);
     uint64_t max_ticks = atomic_load_explicit(&slot->max_ticks, RELAXED);
     if (max_ticks > set->retired_max_ticks) {
@@ -115,7 +124,7 @@ slot_retire(shard_slot *slot)
         return;
     }
     set->retired_threads++;
-    PyObject *name = slot->record->name;
+    PyObject *name = slot->record->name != NULL ? slot->record->name : set->state->str_unnamed;
     for (Py_ssize_t i = 0; i < set->n_retired_names; i++) {
         if (set->retired_names[i].name == name
             || PyUnicode_Compare(set->retired_names[i].name, name) == 0) {
@@ -207,22 +216,32 @@ record_insert(thread_record *rec, shard_slot *slot)
     rec->used++;
 }
 
+/* The calling thread's threading name, looked up without creating a _DummyThread for
+ * threads that threading does not know (those get "Thread-<ident>"). */
 static PyObject *
 current_thread_name(void)
 {
+    unsigned long ident = PyThread_get_thread_ident();
+    PyObject *name = NULL;
     PyObject *threading = PyImport_ImportModule("threading");
-    if (threading == NULL) {
-        return NULL;
+    if (threading != NULL) {
+        PyObject *active = PyObject_GetAttrString(threading, "_active");
+        if (active != NULL) {
+            PyObject *thread = PyObject_CallMethod(active, "get", "k", ident);
+            if (thread != NULL && thread != Py_None) {
+                name = PyObject_GetAttrString(thread, "name");
+            }
+            Py_XDECREF(thread);
+            Py_DECREF(active);
+        }
+        Py_DECREF(threading);
     }
-    PyObject *thread = PyObject_CallMethod(threading, "current_thread", NULL);
-    Py_DECREF(threading);
-    if (thread == NULL) {
-        return NULL;
-    }
-    PyObject *name = PyObject_GetAttrString(thread, "name");
-    Py_DECREF(thread);
     if (name != NULL && !PyUnicode_Check(name)) {
         Py_SETREF(name, PyObject_Str(name));
+    }
+    if (name == NULL) {
+        PyErr_Clear();  /* a name is a label; never fail a request over it */
+        name = PyUnicode_FromFormat("Thread-%lu", ident);
     }
     return name;
 }
@@ -235,18 +254,13 @@ record_create(snakepit_state *st)
         PyErr_SetString(PyExc_RuntimeError, "snakepit_bridge: no thread state dict");
         return NULL;
     }
-    PyObject *name = current_thread_name();
-    if (name == NULL) {
-        return NULL;
-    }
     thread_record *rec = PyObject_New(thread_record, st->record_type);
     if (rec == NULL) {
-        Py_DECREF(name);
         return NULL;
     }
     rec->state = st;
     rec->module = NULL;
-    rec->name = name;
+    rec->name = NULL;
     rec->table = PyMem_Calloc(8, sizeof(shard_slot *));
     rec->capacity = 8;
     rec->used = 0;
@@ -277,6 +291,19 @@ record_create(snakepit_state *st)
     }
     snakepit_current_record.state = st;
     snakepit_current_record.record = rec;
+    /* Published first: looking the name up runs Python code, which may use the library
+     * on this thread again and must find this record. */
+    PyObject *name = current_thread_name();
+    if (name != NULL) {
+        registry_lock(st);
+        PyObject *previous = rec->name;
+        rec->name = name;
+        registry_unlock(st);
+        Py_XDECREF(previous);
+    }
+    else {
+        PyErr_Clear();
+    }
     return rec;
 }
 
@@ -287,14 +314,36 @@ record_dealloc(PyObject *self)
     snakepit_state *st = rec->state;
     PyTypeObject *tp = Py_TYPE(self);
     if (PyThread_tss_get(st->record_tss) == rec) {
+        /* The thread is ending.  Release its values while the record is still installed:
+         * a value's __del__ may use the library on this thread, and must find this record
+         * rather than build one that nothing would ever clear.  Repeat while releasing
+         * creates more (bounded). */
+        for (int pass = 0; pass < 8; pass++) {
+            release_list owned = {0};
+            registry_lock(st);
+            for (size_t i = 0; i < rec->capacity; i++) {
+                shard_slot *slot = rec->table[i];
+                if (slot != NULL && !atomic_load_explicit(&slot->dead, memory_order_acquire)) {
+                    release_list_take(&owned, slot);
+                }
+            }
+            registry_unlock(st);
+            if (owned.n == 0) {
+                PyMem_Free(owned.items);
+                break;
+            }
+            release_list_run(&owned);
+        }
         (void)PyThread_tss_set(st->record_tss, NULL);
+        /* From now on this thread makes no new shards (its calls run untracked). */
+        snakepit_current_record.exiting = 1;
     }
     if (snakepit_current_record.record == rec) {
         snakepit_current_record.state = NULL;
         snakepit_current_record.record = NULL;
     }
     release_list owned = {0};
-    registry_lock(&st->registry);
+    registry_lock(st);
     for (size_t i = 0; i < rec->capacity; i++) {
         shard_slot *slot = rec->table[i];
         if (slot == NULL || atomic_load_explicit(&slot->dead, memory_order_acquire)) {
@@ -305,7 +354,7 @@ record_dealloc(PyObject *self)
         release_list_take(&owned, slot);
         atomic_store_explicit(&slot->dead, 1, memory_order_release);
     }
-    registry_unlock(&st->registry);
+    registry_unlock(st);
     for (size_t i = 0; i < rec->capacity; i++) {
         if (rec->table[i] != NULL) {
             slot_free(rec->table[i]);
@@ -339,6 +388,9 @@ shard_get_slow(shard_set *set)
     snakepit_state *st = set->state;
     thread_record *rec = record_current(st);
     if (rec == NULL) {
+        if (snakepit_current_record.exiting) {
+            return NULL;  /* no exception: the caller runs without a shard */
+        }
         rec = record_create(st);
         if (rec == NULL) {
             return NULL;
@@ -357,13 +409,13 @@ shard_get_slow(shard_set *set)
     if (slot == NULL) {
         return NULL;
     }
-    registry_lock(&st->registry);
+    registry_lock(st);
     slot->set_next = set->slots;
     if (set->slots != NULL) {
         set->slots->set_prev = slot;
     }
     set->slots = slot;
-    registry_unlock(&st->registry);
+    registry_unlock(st);
     record_insert(rec, slot);
     rec->cached_id = set->id;
     rec->cached_slot = slot;
@@ -378,13 +430,13 @@ shard_set_init(snakepit_state *st, shard_set *set)
     memset(set, 0, sizeof(*set));
     set->state = st;
     set->id = atomic_fetch_add_explicit(&st->next_set_id, 1, RELAXED);
-    registry_lock(&st->registry);
+    registry_lock(st);
     set->reg_next = st->registry.sets;
     if (set->reg_next != NULL) {
         set->reg_next->reg_prev = set;
     }
     st->registry.sets = set;
-    registry_unlock(&st->registry);
+    registry_unlock(st);
 }
 
 void
@@ -395,7 +447,7 @@ shard_set_fini(shard_set *set)
         return;  /* never initialised */
     }
     release_list owned = {0};
-    registry_lock(&st->registry);
+    registry_lock(st);
     shard_slot *slot = set->slots;
     while (slot != NULL) {
         shard_slot *next = slot->set_next;
@@ -417,7 +469,7 @@ shard_set_fini(shard_set *set)
         set->reg_next->reg_prev = set->reg_prev;
     }
     set->reg_prev = set->reg_next = NULL;
-    registry_unlock(&st->registry);
+    registry_unlock(st);
     release_list_run(&owned);
     for (Py_ssize_t i = 0; i < set->n_retired_names; i++) {
         Py_DECREF(set->retired_names[i].name);
@@ -436,11 +488,11 @@ shard_set_clear_values(shard_set *set)
         return;
     }
     release_list owned = {0};
-    registry_lock(&st->registry);
+    registry_lock(st);
     for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
         release_list_take(&owned, s);
     }
-    registry_unlock(&st->registry);
+    registry_unlock(st);
     release_list_run(&owned);
 }
 
@@ -464,15 +516,18 @@ shard_set_snapshot(shard_set *set, shard_snapshot *snap)
 {
     snakepit_state *st = set->state;
     memset(snap, 0, sizeof(*snap));
-    registry_lock(&st->registry);
+    registry_lock(st);
     Py_ssize_t capacity = set->n_retired_names;
     for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
         capacity++;
     }
-    if (capacity > 0) {
+    if (capacity > 0 && capacity <= SNAKEPIT_SNAPSHOT_INLINE) {
+        snap->by_name = snap->inline_names;  /* the common case needs no allocation */
+    }
+    else if (capacity > 0) {
         snap->by_name = PyMem_Calloc((size_t)capacity, sizeof(retired_name));
         if (snap->by_name == NULL) {
-            registry_unlock(&st->registry);
+            registry_unlock(st);
             PyErr_NoMemory();
             return -1;
         }
@@ -505,12 +560,13 @@ shard_set_snapshot(shard_set *set, shard_snapshot *snap)
         }
         if (started > 0) {
             snap->threads_seen++;
-            snap->by_name[snap->n_by_name].name = Py_NewRef(s->record->name);
+            snap->by_name[snap->n_by_name].name =
+                Py_NewRef(s->record->name != NULL ? s->record->name : st->str_unnamed);
             snap->by_name[snap->n_by_name].requests = started;
             snap->n_by_name++;
         }
     }
-    registry_unlock(&st->registry);
+    registry_unlock(st);
     return 0;
 }
 
@@ -520,7 +576,9 @@ shard_snapshot_release(shard_snapshot *snap)
     for (Py_ssize_t i = 0; i < snap->n_by_name; i++) {
         Py_DECREF(snap->by_name[i].name);
     }
-    PyMem_Free(snap->by_name);
+    if (snap->by_name != snap->inline_names) {
+        PyMem_Free(snap->by_name);
+    }
     snap->by_name = NULL;
     snap->n_by_name = 0;
 }
@@ -530,18 +588,36 @@ shard_snapshot_release(shard_snapshot *snap)
 void
 shards_before_fork(snakepit_state *st)
 {
-#ifdef SNAKEPIT_HAVE_PYMUTEX
-    snakepit_mutex_lock(&st->registry.mutex);
-#endif
-    atomic_store_explicit(&st->registry.fork_holder, PyThread_get_thread_ident(), RELAXED);
+    /* Nothing is held across fork: other before-fork hooks and the import lock run after
+     * this, and a thread holding one of them may need the registry. */
+    atomic_store_explicit(&st->fork.parent_pid, (long)getpid(), RELAXED);
+    atomic_store_explicit(&st->fork.thread, PyThread_get_thread_ident(), RELAXED);
 }
 
 void
 shards_after_fork_parent(snakepit_state *st)
 {
-    atomic_store_explicit(&st->registry.fork_holder, 0, RELAXED);
+    atomic_store_explicit(&st->fork.thread, 0, RELAXED);
+}
+
+void
+snakepit_fork_check(snakepit_state *st, fork_safe_mutex *m, _Atomic unsigned int *generation)
+{
 #ifdef SNAKEPIT_HAVE_PYMUTEX
-    snakepit_mutex_unlock(&st->registry.mutex);
+    unsigned long forking = atomic_load_explicit(&st->fork.thread, RELAXED);
+    if (forking != 0 && forking == PyThread_get_thread_ident()
+        && (long)getpid() != atomic_load_explicit(&st->fork.parent_pid, RELAXED)) {
+        /* The forking thread, now alone in the child: start a new fork generation. */
+        atomic_store_explicit(&st->fork.thread, 0, RELAXED);
+        atomic_fetch_add_explicit(&st->fork.generation, 1, RELAXED);
+    }
+    unsigned int current = atomic_load_explicit(&st->fork.generation, RELAXED);
+    if (atomic_load_explicit(generation, RELAXED) != current) {
+        snakepit_mutex_reset(&m->mutex);
+        atomic_store_explicit(generation, current, RELAXED);
+    }
+#else
+    (void)st, (void)m, (void)generation;
 #endif
 }
 
@@ -553,6 +629,9 @@ shards_after_fork_child(snakepit_state *st)
 {
     thread_record *mine = record_current(st);
     release_list owned = {0};
+    registry_lock(st);
+    observer_lock(st);  /* resets the observer mutex too, if it came locked */
+    observer_unlock(st);
     for (shard_set *set = st->registry.sets; set != NULL; set = set->reg_next) {
         shard_slot *slot = set->slots;
         while (slot != NULL) {
@@ -567,7 +646,6 @@ shards_after_fork_child(snakepit_state *st)
             slot = next;
         }
     }
-    atomic_store_explicit(&st->registry.fork_holder, 0, RELAXED);
-    snakepit_mutex_reset(&st->registry.mutex);
+    registry_unlock(st);
     release_list_run(&owned);
 }

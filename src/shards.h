@@ -68,7 +68,7 @@ struct thread_record {
     PyObject_HEAD
     snakepit_state *state;
     PyObject *module;            /* keeps the state alive */
-    PyObject *name;              /* threading name at first use */
+    PyObject *name;              /* threading name at first use (NULL until known) */
     shard_slot **table;          /* open addressing on set_id, power-of-two capacity */
     size_t capacity;
     size_t used;
@@ -93,8 +93,11 @@ int shard_set_traverse_values(shard_set *set, visitproc visit, void *arg);
 typedef struct {
     snakepit_state *state;
     thread_record *record;
+    int exiting;                 /* this thread's record is gone: no new shards */
 } snakepit_record_cache;
-extern _Thread_local snakepit_record_cache snakepit_current_record;
+/* initial-exec: one load instead of a __tls_get_addr call on every use. */
+extern _Thread_local snakepit_record_cache snakepit_current_record
+    __attribute__((visibility("hidden"), tls_model("initial-exec")));
 
 static inline thread_record *
 record_current(snakepit_state *st)
@@ -130,7 +133,8 @@ shard_find(shard_set *set)
     }
 }
 
-/* The calling thread's slot of `set`, created on first use; NULL with an exception. */
+/* The calling thread's slot of `set`, created on first use; NULL with an exception, or
+ * NULL without one when the thread is exiting (its storage is already released). */
 shard_slot *shard_get_slow(shard_set *set);
 
 static inline shard_slot *
@@ -141,12 +145,15 @@ shard_get(shard_set *set)
 }
 
 /* Statistics snapshot, taken under the registry mutex. */
+#define SNAKEPIT_SNAPSHOT_INLINE 16
+
 typedef struct {
     int64_t started, completed, errors, active_requests, active_threads, threads_seen;
     uint64_t busy_ticks, max_ticks;
-    retired_name *by_name;       /* PyMem array of new references, merged by the caller */
+    retired_name *by_name;       /* new references, merged by the caller */
     Py_ssize_t n_by_name;
     int64_t other_requests;
+    retired_name inline_names[SNAKEPIT_SNAPSHOT_INLINE];
 } shard_snapshot;
 
 int shard_set_snapshot(shard_set *set, shard_snapshot *snap);

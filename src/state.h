@@ -9,14 +9,28 @@
 typedef struct shard_set shard_set;
 typedef struct rlock_object rlock_object;
 
-/* Guards every link between per-thread records, shard sets and locks (slot creation,
- * thread exit, adapter death, statistics reads, fork).  Held only for short C sections
- * that neither run Python code nor allocate Python objects. */
+/* A short mutex that survives os.fork().  Nothing is held across fork (the before-fork
+ * hook only records who forks), but a mutex can be inherited locked: PyMutex may hand a
+ * released mutex to a parked waiter, which then owns it while the world is stopped for the
+ * fork.  In the child only the forking thread exists, so the first lock there resets it. */
 typedef struct {
     snakepit_mutex mutex;
-    /* Ident of the thread that holds the mutex across os.fork(); lock/unlock are no-ops
-     * for that thread until the fork hooks finish. */
-    _Atomic unsigned long fork_holder;
+} fork_safe_mutex;
+
+/* Who is forking: set by the before-fork hook, cleared after it in the parent.  The
+ * child sees it too, with a different pid. */
+typedef struct {
+    _Atomic unsigned long thread;
+    _Atomic long parent_pid;
+    _Atomic unsigned int generation;   /* bumped in every child */
+} fork_watch;
+
+/* Guards every link between per-thread records, shard sets and locks (slot creation,
+ * thread exit, adapter death, statistics reads, fork).  Held only for short C sections
+ * that neither run Python code, nor allocate Python objects, nor block. */
+typedef struct {
+    fork_safe_mutex lock;
+    _Atomic unsigned int lock_generation;  /* fork generation the mutex belongs to */
     shard_set *sets;            /* all live shard sets (doubly linked) */
     rlock_object *locks;        /* all live native locks (doubly linked) */
 } snakepit_registry;
@@ -35,6 +49,7 @@ typedef struct {
     Py_tss_t *record_tss;       /* fast pointer to the calling thread's record */
 
     snakepit_registry registry;
+    fork_watch fork;
     _Atomic uint64_t next_set_id;
     snakepit_clock clock;
 
@@ -42,7 +57,8 @@ typedef struct {
      * observer_mutex and called outside it. */
     _Atomic int observing_writes;
     _Atomic int observing_calls;
-    snakepit_mutex observer_mutex;
+    fork_safe_mutex observer_mutex;
+    _Atomic unsigned int observer_generation;
     PyObject *write_observer;
     PyObject *call_observer;
 
@@ -68,32 +84,39 @@ typedef struct {
     PyObject *str_current_thread;
     PyObject *str_active;
     PyObject *str_get;
+    PyObject *str_unnamed;
+    PyObject *stats_template;   /* the tracker statistics keys, copied to presize */
+    _Atomic uint64_t seconds_per_tick_bits;  /* cached once accurate (a double's bits) */
+
 } snakepit_state;
 
+/* In the only thread of a forked child, a mutex inherited from the parent may still look
+ * held by a thread that does not exist here: forget that state once per fork. */
+void snakepit_fork_check(snakepit_state *st, fork_safe_mutex *m, _Atomic unsigned int *generation);
+
 static inline void
-registry_lock(snakepit_registry *reg)
+fork_safe_lock(snakepit_state *st, fork_safe_mutex *m, _Atomic unsigned int *generation)
 {
 #ifdef SNAKEPIT_HAVE_PYMUTEX
-    if (atomic_load_explicit(&reg->fork_holder, RELAXED) == PyThread_get_thread_ident()) {
-        return;
+    if (atomic_load_explicit(&st->fork.thread, RELAXED) != 0
+        || atomic_load_explicit(generation, RELAXED) != atomic_load_explicit(&st->fork.generation, RELAXED)) {
+        snakepit_fork_check(st, m, generation);
     }
-    snakepit_mutex_lock(&reg->mutex);
+    snakepit_mutex_lock(&m->mutex);
 #else
-    (void)reg;
+    (void)st, (void)m, (void)generation;
 #endif
 }
 
 static inline void
-registry_unlock(snakepit_registry *reg)
+fork_safe_unlock(fork_safe_mutex *m)
 {
-#ifdef SNAKEPIT_HAVE_PYMUTEX
-    if (atomic_load_explicit(&reg->fork_holder, RELAXED) == PyThread_get_thread_ident()) {
-        return;
-    }
-    snakepit_mutex_unlock(&reg->mutex);
-#else
-    (void)reg;
-#endif
+    snakepit_mutex_unlock(&m->mutex);
 }
+
+#define registry_lock(st) fork_safe_lock((st), &(st)->registry.lock, &(st)->registry.lock_generation)
+#define registry_unlock(st) fork_safe_unlock(&(st)->registry.lock)
+#define observer_lock(st) fork_safe_lock((st), &(st)->observer_mutex, &(st)->observer_generation)
+#define observer_unlock(st) fork_safe_unlock(&(st)->observer_mutex)
 
 #endif /* SNAKEPIT_STATE_H */

@@ -1,6 +1,8 @@
 /* RequestTracker.  See tracker.h. */
 #include "tracker.h"
 
+#include <string.h>
+
 tracker_object *
 tracker_new(snakepit_state *st)
 {
@@ -106,6 +108,25 @@ error:
     return NULL;
 }
 
+/* The TSC ratio is measured against the monotonic clock since import; after a second
+ * it is accurate to a few parts per billion and is kept, saving two clock reads. */
+static double
+cached_seconds_per_tick(snakepit_state *st)
+{
+    uint64_t bits = atomic_load_explicit(&st->seconds_per_tick_bits, RELAXED);
+    double ratio;
+    if (bits != 0) {
+        memcpy(&ratio, &bits, sizeof(ratio));
+        return ratio;
+    }
+    ratio = snakepit_seconds_per_tick(&st->clock);
+    if (snakepit_mono_ns() - st->clock.base_ns >= 1000000000u) {
+        memcpy(&bits, &ratio, sizeof(bits));
+        atomic_store_explicit(&st->seconds_per_tick_bits, bits, RELAXED);
+    }
+    return ratio;
+}
+
 PyObject *
 tracker_stats_dict(tracker_object *self)
 {
@@ -114,10 +135,11 @@ tracker_stats_dict(tracker_object *self)
     if (shard_set_snapshot(&self->set, &snap) < 0) {
         return NULL;
     }
-    double seconds_per_tick = snakepit_seconds_per_tick(&st->clock);
+    double seconds_per_tick = cached_seconds_per_tick(st);
     double total = (double)snap.busy_ticks * seconds_per_tick;
     PyObject *by_thread = NULL;
-    PyObject *stats = PyDict_New();
+    /* Copying a template with every key presizes the dict and skips resizes. */
+    PyObject *stats = PyDict_Copy(st->stats_template);
     if (stats == NULL) {
         goto error;
     }
@@ -154,7 +176,10 @@ tracker_py_start(PyObject *op, PyObject *Py_UNUSED(ignored))
     tracker_object *self = (tracker_object *)op;
     shard_slot *slot = shard_get(&self->set);
     if (slot == NULL) {
-        return NULL;
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;  /* an exiting thread is not tracked */
     }
     tracker_begin(self->state, slot);
     Py_RETURN_NONE;
@@ -164,6 +189,9 @@ static int
 tracker_finish(tracker_object *self, int error)
 {
     shard_slot *slot = shard_find(&self->set);
+    if (slot == NULL && snakepit_current_record.exiting) {
+        return 0;  /* matching the untracked start of an exiting thread */
+    }
     if (slot == NULL || slot->depth == 0) {
         PyErr_SetString(PyExc_RuntimeError,
                         "end_request() without a matching start_request() in this thread");

@@ -96,6 +96,9 @@ def test_bad_arguments(lock):
         lock.acquire(timeout="1")
     with pytest.raises(TypeError):
         lock._acquire_restore("nope")
+    for bad in ((-1, 1), (0, 1), (1, 0)):
+        with pytest.raises((ValueError, OverflowError)):
+            lock._acquire_restore(bad)
     assert not lock.locked()
 
 

@@ -1,0 +1,304 @@
+"""One measurement process: one implementation, one group of cases.
+
+Run by the runner as ``python -m benchmarks.worker --impl native --group single --out FILE``;
+it writes one JSON object to FILE (stdout is left to whatever the measured code prints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import sysconfig
+import time
+import traceback
+from typing import Any
+
+from benchmarks import cases as C
+from benchmarks.timing import (
+    UNROLL,
+    LoopCase,
+    ThreadRun,
+    calibrate,
+    compile_loop,
+    env_values,
+    measure_interleaved,
+    run_in_threads,
+    summarize,
+)
+
+# Full runs: each round of a single-thread case takes ~40 ms, each thread of a scaling run
+# ~300 ms. Quick runs (CI): fixed, small loop counts; they only prove the runner works.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "full": {
+        "rounds": 5,  # per pass; the runner runs three passes per implementation, alternating
+        "round_ns": 40e6,
+        "fixed_n": None,
+        "scaling_reps": 5,
+        "scaling_thread_ns": 300e6,
+        "scaling_fixed_n": None,
+        "mem_objects": 20_000,
+        "mem_values": 100_000,
+        "flat_calls": 1_000_000,
+        "flat_warmup": 100_000,
+        "hammer_threads": 16,
+        "hammer_total": 100_000,
+    },
+    "quick": {
+        "rounds": 3,
+        "round_ns": None,
+        "fixed_n": 300,  # x UNROLL = 3,000 operations per round
+        "scaling_reps": 1,
+        "scaling_thread_ns": None,
+        "scaling_fixed_n": 300,
+        "mem_objects": 1_000,
+        "mem_values": 2_000,
+        "flat_calls": 20_000,
+        "flat_warmup": 2_000,
+        "hammer_threads": 16,
+        "hammer_total": 1_600,
+    },
+}
+
+
+def gil_enabled() -> bool:
+    check = getattr(sys, "_is_gil_enabled", None)
+    return True if check is None else bool(check())
+
+
+def scaling_thread_counts() -> list[int]:
+    """Thread counts besides 1 (the serial reference): 2 and os.cpu_count()."""
+    return sorted({2, max(2, os.cpu_count() or 2)})
+
+
+# --- single-thread ----------------------------------------------------------------------------
+
+
+def run_single(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, Any]:
+    base, decorator, quiet, info = C.load_impl(impl)
+    bench_cls = C.make_bench_class(base, decorator, quiet)
+    env = C.single_env(bench_cls)
+    cm_env, cm_stmt, cm_desc = C.c_context_floor()
+    env.update(cm_env)
+    names = list(env)
+    args = env_values(env, names)
+
+    loops: list[LoopCase] = []
+    stmts: dict[str, str] = {}
+    for case in C.FLOORS:  # always measured: every target is judged against them
+        stmt = cm_stmt if case.name == "c_with" else case.stmt
+        key = "floor:" + case.name
+        stmts[key] = stmt
+        loops.append(LoopCase(key, compile_loop(stmt, names, label=key), args))
+    for case in C.SINGLE_CASES:
+        if selected is not None and case.name not in selected:
+            continue
+        stmts[case.name] = case.stmt
+        loops.append(LoopCase(case.name, compile_loop(case.stmt, names, label=case.name), args))
+
+    measure_interleaved(loops, rounds=s["rounds"], target_ns=s["round_ns"], fixed_n=s["fixed_n"])
+    raw = {
+        lc.name: {
+            "stmt": stmts[lc.name],
+            "ops_per_round": [lc.n * UNROLL],
+            "samples_ns": [round(x, 3) for x in lc.samples],
+            "wall_samples_ns": [round(x, 3) for x in lc.wall_samples],
+        }
+        for lc in loops
+    }
+    out = summarize_single(raw)
+    out["floors"]["c_with"]["description"] = cm_desc
+    out["info"] = info
+    out["raw"] = raw
+    out["c_with_description"] = cm_desc
+    if "get_stats" in out["cases"]:
+        stats = env["a"].get_stats()
+        tracker = stats.get("tracker", {})
+        out["get_stats_keys"] = sorted(stats)
+        out["get_stats_tracker_keys"] = sorted(tracker) if isinstance(tracker, dict) else []
+        out["cases"]["get_stats"]["keys"] = out["get_stats_keys"]
+        out["cases"]["get_stats"]["tracker_keys"] = out["get_stats_tracker_keys"]
+    return out
+
+
+def summarize_single(raw: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-case figures from raw per-round samples (CPU time; loop overhead subtracted).
+
+    Used on one worker's rounds and again by the runner on the rounds of several passes.
+    """
+    loop = raw["floor:loop"]["samples_ns"]
+    loop_best, loop_median = min(loop), statistics.median(loop)
+    wall_loop = raw["floor:loop"]["wall_samples_ns"]
+    wall_best, wall_median = min(wall_loop), statistics.median(wall_loop)
+    cases: dict[str, Any] = {}
+    floors: dict[str, Any] = {}
+    for name, r in raw.items():
+        if name == "floor:loop":
+            entry: dict[str, Any] = {
+                "best_ns": loop_best,
+                "median_ns": loop_median,
+                "rounds": len(loop),
+                "note": "loop overhead per statement; subtracted from every other figure",
+            }
+        else:
+            entry = summarize(r["samples_ns"], loop_best, loop_median)
+            wall = summarize(r["wall_samples_ns"], wall_best, wall_median)
+            entry["wall_best_ns"] = wall["best_ns"]
+            entry["wall_median_ns"] = wall["median_ns"]
+        entry["stmt"] = r["stmt"]
+        entry["ops_per_round"] = r["ops_per_round"]
+        entry["samples_ns"] = r["samples_ns"]
+        if name.startswith("floor:"):
+            floors[name[len("floor:") :]] = entry
+        else:
+            cases[name] = entry
+    return {"cases": cases, "floors": floors}
+
+
+# --- scaling ----------------------------------------------------------------------------------
+
+
+def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, Any]:
+    base, decorator, quiet, info = C.load_impl(impl)
+    bench_cls = C.make_bench_class(base, decorator, quiet)
+    shared = bench_cls()
+    shared.set_thread_local("hit", 1)
+    counts = scaling_thread_counts()
+    names = ["a", "x", "k"]
+    if selected is not None:  # every figure is reported next to its ceiling
+        selected = selected | {c.ceiling for c in C.SCALING_CASES if c.name in selected and c.ceiling}
+
+    plan = []
+    for case in C.SCALING_CASES:
+        if selected is not None and case.name not in selected:
+            continue
+        fn = compile_loop(case.stmt, names, label=case.name)
+
+        def make_args(_i: int, _shared: bool = case.shared, _own: bool = case.own_class) -> tuple[Any, ...]:
+            if _shared:
+                a = shared
+            elif _own:
+                a = C.make_bench_class(base, decorator, quiet)()
+            else:
+                a = bench_cls()
+            a.set_thread_local("hit", 1)
+            return (a, 1, "hit")
+
+        if s["scaling_fixed_n"] is not None:
+            n = s["scaling_fixed_n"]
+        else:
+            n = calibrate(fn, make_args(0), s["scaling_thread_ns"])
+        plan.append((case, fn, make_args, n))
+
+    serial: dict[str, list[ThreadRun]] = {case.name: [] for case, *_ in plan}
+    parallel: dict[str, dict[int, list[ThreadRun]]] = {case.name: {c: [] for c in counts} for case, *_ in plan}
+    for _ in range(s["scaling_reps"]):
+        for case, fn, make_args, n in plan:
+            serial[case.name].append(run_in_threads(fn, make_args, 1, n))
+            for count in counts:
+                parallel[case.name][count].append(run_in_threads(fn, make_args, count, n))
+
+    results: dict[str, Any] = {}
+    for case, _fn, _make_args, n in plan:
+        ops = n * UNROLL
+        runs1 = serial[case.name]
+        by_threads: dict[str, Any] = {
+            "1": {"speedup_median": 1.0, "note": "serial reference (one thread)"},
+        }
+        for count in counts:
+            runs = parallel[case.name][count]
+            # Each repetition's parallel run is compared with the serial run just before it.
+            sp = [r1.wall_ns * count / rn.wall_ns for r1, rn in zip(runs1, runs)]
+            cpu_sp = [
+                r1.cpu_ns[0] * count / (sum(rn.cpu_ns) / count) for r1, rn in zip(runs1, runs) if sum(rn.cpu_ns)
+            ]
+            par = [rn.parallelism for rn in runs]
+            by_threads[str(count)] = {
+                "speedup_median": statistics.median(sp),
+                "speedup_min": min(sp),
+                "speedup_max": max(sp),
+                "speedups": [round(x, 4) for x in sp],
+                "parallel_s_median": statistics.median(r.wall_ns for r in runs) / 1e9,
+                # Diagnostics for a shared machine: how many threads really ran at once, and
+                # the speedup the CPU time per operation implies (contention costs CPU time;
+                # waiting for a core does not).
+                "parallelism_median": statistics.median(par),
+                "cpu_speedup_median": statistics.median(cpu_sp) if cpu_sp else None,
+            }
+        results[case.name] = {
+            "stmt": case.stmt,
+            "shared_adapter": case.shared,
+            "ceiling": case.ceiling,
+            "ops_per_thread": ops,
+            "serial_s_median": statistics.median(r.wall_ns for r in runs1) / 1e9,
+            "serial_ns_per_op": statistics.median(r.wall_ns for r in runs1) / ops,
+            "serial_cpu_ns_per_op": statistics.median(r.cpu_ns[0] for r in runs1) / ops,
+            "reps": s["scaling_reps"],
+            "threads": by_threads,
+        }
+    return {"info": info, "thread_counts": [1, *counts], "cases": results}
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def run_group(impl: str, group: str, quick: bool, selected: set[str] | None) -> dict[str, Any]:
+    s = SETTINGS["quick" if quick else "full"]
+    if group == "single":
+        return run_single(impl, s, selected)
+    if group == "scaling":
+        return run_scaling(impl, s, selected)
+    if group == "memory":
+        from benchmarks import memory
+
+        return memory.run(impl, s, selected)
+    if group == "hammer":
+        from benchmarks import hammer
+
+        return hammer.run(impl, s, selected)
+    raise ValueError(f"unknown group {group!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
+    parser.add_argument("--impl", required=True, choices=C.IMPLS)
+    parser.add_argument("--group", required=True, choices=C.GROUPS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    parser.add_argument("--out", required=True)
+    ns = parser.parse_args(argv)
+    selected = {c for c in ns.cases.split(",") if c} or None
+
+    out: dict[str, Any] = {
+        "impl": ns.impl,
+        "group": ns.group,
+        "pid": os.getpid(),
+        "python": sys.version,
+        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    started = time.perf_counter()
+    status = 0
+    try:
+        out.update(run_group(ns.impl, ns.group, ns.quick, selected))
+        out["available"] = True
+    except ImportError as exc:
+        out["available"] = False
+        out["reason"] = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - reported to the runner
+        out["available"] = True
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        out["traceback"] = traceback.format_exc()
+        status = 1
+    out["gil_enabled"] = gil_enabled()
+    out["elapsed_s"] = time.perf_counter() - started
+    out["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    with open(ns.out, "w", encoding="utf-8") as f:
+        json.dump(out, f)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

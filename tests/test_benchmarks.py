@@ -1,0 +1,173 @@
+"""The benchmark runner works and its output is complete (quick mode). No timing is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str) -> Any:
+    """Import ``benchmarks.<name>`` from the checkout (benchmarks/ is not an installed package)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, f"runner failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
+    data = json.loads(proc.stdout)  # stdout is nothing but the JSON document
+    assert json.loads(out.read_text()) == data
+    return data
+
+
+def _positive(value: Any, where: str) -> None:
+    assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{where}: {value!r}"
+    assert math.isfinite(value) and value > 0, f"{where}: {value!r}"
+
+
+def _finite(value: Any, where: str) -> None:
+    assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{where}: {value!r}"
+    assert math.isfinite(value), f"{where}: {value!r}"
+
+
+def test_runs_on_this_interpreter(run: dict[str, Any]) -> None:
+    meta = run["meta"]
+    assert run["schema"] == 1
+    assert meta["quick"] is True
+    assert meta["executable"] == sys.executable
+    assert meta["python_version"].startswith(".".join(map(str, sys.version_info[:3])))
+    assert meta["cpu_count"] and meta["date_utc"]
+    cases = _load("cases")
+    assert set(run["impls"]) == set(cases.IMPLS)
+    for impl, groups in run["impls"].items():
+        assert set(groups) == set(cases.GROUPS), impl
+        for group, res in groups.items():
+            assert res["available"], f"{impl}/{group}: {res.get('reason')}"
+            assert not res.get("error"), f"{impl}/{group}: {res.get('error')}\n{res.get('traceback')}"
+
+
+def test_free_threaded_build_keeps_the_gil_disabled(run: dict[str, Any]) -> None:
+    for impl, groups in run["impls"].items():
+        for group, res in groups.items():
+            if res["free_threaded_build"]:
+                assert res["gil_enabled"] is False, f"{impl}/{group}"
+
+
+def test_single_thread_cases_and_floors_complete(run: dict[str, Any]) -> None:
+    cases = _load("cases")
+    for impl in cases.IMPLS:
+        single = run["impls"][impl]["single"]
+        assert set(single["cases"]) == {c.name for c in cases.SINGLE_CASES}, impl
+        assert set(single["floors"]) == {c.name for c in cases.FLOORS}, impl
+        for kind in ("cases", "floors"):
+            for name, entry in single[kind].items():
+                for key in ("best_ns", "median_ns"):
+                    _positive(entry[key], f"{impl} {kind} {name} {key}")
+                assert entry["rounds"] >= 1
+                for sample in entry["samples_ns"]:
+                    _positive(sample, f"{impl} {name} sample")
+        stats = single["cases"]["get_stats"]
+        assert {"adapter_class", "thread_safe", "tracker"} <= set(stats["keys"])
+        assert {"total_requests", "active_threads", "threads_seen"} <= set(stats["tracker_keys"])
+
+
+def test_scaling_complete(run: dict[str, Any]) -> None:
+    cases = _load("cases")
+    for impl in cases.IMPLS:
+        scaling = run["impls"][impl]["scaling"]
+        counts = scaling["thread_counts"]
+        assert counts[0] == 1 and 2 in counts
+        assert set(scaling["cases"]) == {c.name for c in cases.SCALING_CASES}
+        for name, entry in scaling["cases"].items():
+            _positive(entry["serial_ns_per_op"], f"{impl} {name} serial")
+            _positive(entry["ops_per_thread"], f"{impl} {name} ops")
+            assert set(entry["threads"]) == {str(c) for c in counts}
+            for count, figures in entry["threads"].items():
+                _positive(figures["speedup_median"], f"{impl} {name} x{count}")
+                for speedup in figures.get("speedups", []):
+                    _positive(speedup, f"{impl} {name} x{count}")
+
+
+def test_memory_complete(run: dict[str, Any]) -> None:
+    cases = _load("cases")
+    for impl in cases.IMPLS:
+        memory = run["impls"][impl]["memory"]["cases"]
+        assert set(memory) == set(cases.MEMORY_CASES)
+        _positive(memory["adapter"]["traced_bytes_per_object"], f"{impl} adapter")
+        _positive(memory["adapter_used"]["traced_bytes_per_object"], f"{impl} adapter_used")
+        _finite(memory["tl_value"]["traced_bytes_per_value"], f"{impl} tl_value")
+        for name in ("adapter", "adapter_used"):
+            if memory[name]["rss_bytes_per_object"] is not None:
+                _finite(memory[name]["rss_bytes_per_object"], f"{impl} {name} rss")
+        flat = memory["flat_tracked_calls"]
+        _positive(flat["calls"], f"{impl} flat calls")
+        _finite(flat["traced_growth_bytes"], f"{impl} flat traced")
+        assert isinstance(flat["flat"], bool)
+        # Every call was counted by the adapter's tracker (warm-up included).
+        assert flat["tracker_total_requests"] >= flat["calls"]
+
+
+def test_hammer_counts_exact_or_skipped_with_reason(run: dict[str, Any]) -> None:
+    for impl in ("native", "baseline"):
+        hammer = run["impls"][impl]["hammer"]["cases"]["hammer_compute_intensive"]
+        if hammer.get("skipped"):
+            assert hammer["reason"], impl
+            continue
+        assert impl == "native"
+        assert hammer["exact"], hammer["checks"]
+        assert hammer["threads"] == 16
+        _positive(hammer["requests_per_s"], "hammer")
+
+
+def test_targets_judged(run: dict[str, Any]) -> None:
+    ids = [t["id"] for t in run["targets"]]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {
+        "tracked_overhead",
+        "acquire_lock_vs_floor",
+        "acquire_lock_vs_rlock",
+        "tl_hit_vs_floor",
+        "tl_hit_vs_local",
+        "tl_hit_vs_obj_floor",
+        "tracked_vs_baseline",
+        "acquire_lock_vs_baseline",
+        "tl_miss_vs_baseline",
+        "get_stats_vs_baseline",
+        "tl_hit_vs_baseline",
+        "scaling_tracked_2",
+        "scaling_tl_hit_2",
+        "memory_flat",
+    }
+    for target in run["targets"]:
+        assert target["met"] in (True, False, None)
+        if target["id"] == "tracked_overhead":  # a difference of two timings: any sign
+            _finite(target["value"], target["id"])
+        elif target["op"] != "flat":
+            _positive(target["value"], target["id"])
+
+
+def test_tables_render(run: dict[str, Any]) -> None:
+    report = _load("report")
+    text = report.text(run)
+    markdown = report.markdown(run)
+    for case in _load("cases").SINGLE_CASES:
+        assert case.title in text and case.title in markdown
+    assert "Targets" in text and "Scaling" in text and "Memory" in text
