@@ -304,17 +304,24 @@ def test_memory_flat(prim):
     assert rss1 - rss0 <= RSS_TOLERANCE, f"RSS grew by {(rss1 - rss0) >> 10} KiB over {N} runs"
     # Finer: Python-allocator bytes still allocated after a shorter traced run.
     if TRACEMALLOC:
-        tracemalloc.start()
-        try:
-            prim(a, WARMUP // 4 or 1)
-            gc.collect()
-            before = tracemalloc.get_traced_memory()[0]
-            prim(a, TRACE_N)
-            gc.collect()
-            after = tracemalloc.get_traced_memory()[0]
-        finally:
-            tracemalloc.stop()
-        assert after - before <= TRACE_TOLERANCE, f"{after - before} traced bytes kept after {TRACE_N} runs"
+        # On 3.13t some frees wait for every thread to pass a quiescent state, which a
+        # loaded machine can delay past one measurement; a leak grows in every attempt.
+        growth = []
+        for _ in range(3):
+            tracemalloc.start()
+            try:
+                prim(a, WARMUP // 4 or 1)
+                gc.collect()
+                before = tracemalloc.get_traced_memory()[0]
+                prim(a, TRACE_N)
+                gc.collect()
+                after = tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+            growth.append(after - before)
+            if growth[-1] <= TRACE_TOLERANCE:
+                break
+        assert min(growth) <= TRACE_TOLERANCE, f"{growth} traced bytes kept after {TRACE_N} runs"
     # The adapter is still sane and collectable.
     assert not a.lock.locked()
     t = a.get_stats()["tracker"]
