@@ -216,6 +216,39 @@ record_insert(thread_record *rec, shard_slot *slot)
     rec->used++;
 }
 
+/* Remove a slot from its owner's table (owner thread only), keeping linear probing valid
+ * by shifting later entries of the run back. */
+static void
+record_remove(thread_record *rec, shard_slot *slot)
+{
+    if (rec->capacity == 0) {
+        return;
+    }
+    size_t mask = rec->capacity - 1;
+    size_t i = table_index(slot->set_id, mask);
+    while (rec->table[i] != slot) {
+        if (rec->table[i] == NULL) {
+            return;
+        }
+        i = (i + 1) & mask;
+    }
+    for (size_t j = (i + 1) & mask; rec->table[j] != NULL; j = (j + 1) & mask) {
+        size_t home = table_index(rec->table[j]->set_id, mask);
+        /* Entry j may move to hole i unless its home lies cyclically in (i, j]. */
+        int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (!stays) {
+            rec->table[i] = rec->table[j];
+            i = j;
+        }
+    }
+    rec->table[i] = NULL;
+    rec->used--;
+    if (rec->cached_slot == slot) {
+        rec->cached_id = 0;
+        rec->cached_slot = NULL;
+    }
+}
+
 /* The calling thread's threading name, looked up without creating a _DummyThread for
  * threads that threading does not know (those get "Thread-<ident>"). */
 static PyObject *
@@ -447,15 +480,26 @@ shard_set_fini(shard_set *set)
         return;  /* never initialised */
     }
     release_list owned = {0};
+    /* Slots of the calling thread are freed at once (the common case of an adapter made
+     * and dropped on one thread); other threads free theirs when they next grow. */
+    thread_record *mine = record_current(st);
+    shard_slot *free_now = NULL;
     registry_lock(st);
     shard_slot *slot = set->slots;
     while (slot != NULL) {
         shard_slot *next = slot->set_next;
         release_list_take(&owned, slot);
         slot->set = NULL;
-        slot->set_prev = slot->set_next = NULL;
-        /* From here on only the owning thread touches the slot, to free it. */
-        atomic_store_explicit(&slot->dead, 1, memory_order_release);
+        slot->set_prev = NULL;
+        if (mine != NULL && slot->record == mine) {
+            slot->set_next = free_now;
+            free_now = slot;
+        }
+        else {
+            slot->set_next = NULL;
+            /* From here on only the owning thread touches the slot, to free it. */
+            atomic_store_explicit(&slot->dead, 1, memory_order_release);
+        }
         slot = next;
     }
     set->slots = NULL;
@@ -470,6 +514,12 @@ shard_set_fini(shard_set *set)
     }
     set->reg_prev = set->reg_next = NULL;
     registry_unlock(st);
+    while (free_now != NULL) {
+        shard_slot *next = free_now->set_next;
+        record_remove(mine, free_now);
+        slot_free(free_now);
+        free_now = next;
+    }
     release_list_run(&owned);
     for (Py_ssize_t i = 0; i < set->n_retired_names; i++) {
         Py_DECREF(set->retired_names[i].name);

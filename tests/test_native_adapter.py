@@ -438,3 +438,23 @@ def test_first_use_inside_name_lookup_reuses_the_record():
     thread.start()
     thread.join()
     assert _native._live_shards(adapter.tracker) == 0
+
+
+def test_many_adapters_on_one_thread_keep_their_values_while_others_die():
+    import random
+
+    rng = random.Random(7)
+    alive: dict[int, Counter] = {}
+    for step in range(3_000):
+        if alive and rng.random() < 0.45:
+            del alive[rng.choice(list(alive))]  # freed at once: same thread
+        else:
+            adapter = Counter()
+            adapter.set_thread_local("id", step)
+            alive[step] = adapter
+        if step % 97 == 0:
+            for key, adapter in alive.items():
+                assert adapter.get_thread_local("id") == key
+    for key, adapter in alive.items():
+        assert adapter.get_thread_local("id") == key
+        assert _native._live_shards(adapter.tracker) == 1
