@@ -35,43 +35,13 @@ fi
 command -v apt-get >/dev/null || die "no python3.13t found and no apt-get to fetch CPython's source; install a free-threaded CPython 3.13 (e.g. 'uv python install 3.13t') or set PYTHON"
 command -v cc >/dev/null || command -v gcc >/dev/null || die "no C compiler; install gcc or set PYTHON to a python3.13t"
 
-debian_mirror() {
-  # First Debian archive URI from the deb822 .sources files or the one-line .list files.
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) { print $i; exit } }' "$f")
-    [ -n "$uri" ] && { echo "${uri%/}"; return; }
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\// && $i ~ /\/debian\/?$/) { print $i; exit } }' "$f")
-    [ -n "$uri" ] && { echo "${uri%/}"; return; }
-  done
-}
-MIRROR=$(debian_mirror)
-[ -n "$MIRROR" ] || die "could not read a Debian mirror from /etc/apt; set PYTHON to a python3.13t"
-
-WORK="$CACHE_ROOT/build"
-APT="$WORK/apt"
-mkdir -p "$APT/lists/partial" "$APT/archives/partial" "$APT/parts" "$WORK/src"
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-signed=""; [ -f "$keyring" ] && signed="signed-by=$keyring"
-echo "deb-src [$signed] $MIRROR trixie main" > "$APT/sources.list"
-APT_OPTS=(-o "Dir::Etc::SourceList=$APT/sources.list" -o "Dir::Etc::SourceParts=$APT/parts"
-          -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT" -o "APT::Sandbox::User=root")
-
 log "building free-threaded CPython $CPY_VERSION into $PREFIX (once per machine, a few minutes)"
+# The upstream tarball, from Debian's python3.13 source package (shared with scripts/tsan.sh).
+tarball=$(CPY_VERSION="$CPY_VERSION" "$(dirname "$0")/cpython-source.sh") \
+  || die "no CPython $CPY_VERSION source; set PYTHON to a python3.13t"
+WORK="$CACHE_ROOT/build"
+mkdir -p "$WORK/src"
 cd "$WORK/src"
-if ! ls python3.13_"$CPY_VERSION".orig.tar.[gx]z >/dev/null 2>&1; then
-  apt-get "${APT_OPTS[@]}" -qq update >&2 || die "apt-get update of the private trixie source list failed"
-  # Ask for the version whose upstream tarball is $CPY_VERSION.
-  ver=$(apt-cache "${APT_OPTS[@]}" showsrc python3.13 | awk '/^Version:/ {print $2}' | grep "^$CPY_VERSION-" | head -n1)
-  [ -n "$ver" ] || die "trixie has no python3.13 $CPY_VERSION source package"
-  apt-get "${APT_OPTS[@]}" -qq source --download-only "python3.13=$ver" >&2 || die "download of python3.13=$ver failed"
-fi
-tarball=$(ls python3.13_"$CPY_VERSION".orig.tar.xz python3.13_"$CPY_VERSION".orig.tar.gz 2>/dev/null | head -n1 || true)
-[ -n "$tarball" ] || die "no python3.13_$CPY_VERSION.orig tarball in $WORK/src"
 rm -rf "Python-$CPY_VERSION"
 tar -xf "$tarball"
 [ -d "Python-$CPY_VERSION" ] || die "$tarball did not unpack to Python-$CPY_VERSION"

@@ -1,6 +1,8 @@
 /* Native reentrant lock.  See rlock.h. */
 #include "rlock.h"
 
+#include "shards.h"
+
 #include <math.h>
 
 /* ---------------------------------------------------------------- core */
@@ -420,25 +422,11 @@ timed_guard_dealloc(PyObject *op)
     Py_DECREF(tp);
 }
 
-/* "'Worker-3' (ident 1234)" for the thread with this ident, as far as threading knows. */
+/* "thread 'Worker-3' (ident 1234)" for the thread with this ident, as far as threading knows. */
 static PyObject *
 describe_thread(unsigned long ident)
 {
-    PyObject *name = NULL;
-    PyObject *threading = PyImport_ImportModule("threading");
-    if (threading != NULL) {
-        PyObject *active = PyObject_GetAttrString(threading, "_active");
-        if (active != NULL) {
-            PyObject *thread = PyObject_CallMethod(active, "get", "k", ident);
-            if (thread != NULL && thread != Py_None) {
-                name = PyObject_GetAttrString(thread, "name");
-            }
-            Py_XDECREF(thread);
-            Py_DECREF(active);
-        }
-        Py_DECREF(threading);
-    }
-    PyErr_Clear();  /* the description is best effort */
+    PyObject *name = snakepit_thread_name(ident);
     PyObject *text = name != NULL ? PyUnicode_FromFormat("thread %R (ident %lu)", name, ident)
                                   : PyUnicode_FromFormat("thread ident %lu", ident);
     Py_XDECREF(name);

@@ -249,12 +249,9 @@ record_remove(thread_record *rec, shard_slot *slot)
     }
 }
 
-/* The calling thread's threading name, looked up without creating a _DummyThread for
- * threads that threading does not know (those get "Thread-<ident>"). */
-static PyObject *
-current_thread_name(void)
+PyObject *
+snakepit_thread_name(unsigned long ident)
 {
-    unsigned long ident = PyThread_get_thread_ident();
     PyObject *name = NULL;
     PyObject *threading = PyImport_ImportModule("threading");
     if (threading != NULL) {
@@ -274,9 +271,16 @@ current_thread_name(void)
     }
     if (name == NULL) {
         PyErr_Clear();  /* a name is a label; never fail a request over it */
-        name = PyUnicode_FromFormat("Thread-%lu", ident);
     }
     return name;
+}
+
+static PyObject *
+current_thread_name(void)
+{
+    unsigned long ident = PyThread_get_thread_ident();
+    PyObject *name = snakepit_thread_name(ident);
+    return name != NULL ? name : PyUnicode_FromFormat("Thread-%lu", ident);
 }
 
 static thread_record *

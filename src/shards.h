@@ -78,6 +78,10 @@ struct thread_record {
 
 extern PyType_Spec snakepit_record_spec;
 
+/* The threading name of the thread with this ident, looked up without side effects (no
+ * _DummyThread is created); NULL, with no exception set, when threading does not know it. */
+PyObject *snakepit_thread_name(unsigned long ident);
+
 /* Give the set a fresh id and register it (for fork handling). */
 void shard_set_init(snakepit_state *st, shard_set *set);
 /* Release every slot of a dying set; values are released after the registry mutex. */
