@@ -14,6 +14,9 @@ typedef struct {
     PyObject_HEAD
     PyObject *dict;
     PyObject *weakreflist;
+    /* Every method call on a shared adapter writes its reference count (in the header);
+     * keep the pointers every call reads a cache line away from it. */
+    char header_gap[SNAKEPIT_CACHE_LINE];
     rlock_object *lock;
     tracker_object *tracker;
     snakepit_state *state;
