@@ -149,12 +149,6 @@ slot_retire(shard_slot *slot)
 
 /* ---------------------------------------------------------------- thread records */
 
-static size_t
-table_index(uint64_t id, size_t mask)
-{
-    return (size_t)(id * 0x9E3779B97F4A7C15ull >> 32) & mask;
-}
-
 /* Rebuild the table with room for one more live slot, freeing slots whose set died.
  * Owner thread only.  Returns 0 or -1 with MemoryError. */
 static int
@@ -189,7 +183,7 @@ record_make_room(thread_record *rec)
             slot_free(slot);
             continue;
         }
-        size_t j = table_index(slot->set_id, capacity - 1);
+        size_t j = shard_table_index(slot->set_id, capacity - 1);
         while (table[j] != NULL) {
             j = (j + 1) & (capacity - 1);
         }
@@ -208,7 +202,7 @@ static void
 record_insert(thread_record *rec, shard_slot *slot)
 {
     size_t mask = rec->capacity - 1;
-    size_t i = table_index(slot->set_id, mask);
+    size_t i = shard_table_index(slot->set_id, mask);
     while (rec->table[i] != NULL) {
         i = (i + 1) & mask;
     }
@@ -225,7 +219,7 @@ record_remove(thread_record *rec, shard_slot *slot)
         return;
     }
     size_t mask = rec->capacity - 1;
-    size_t i = table_index(slot->set_id, mask);
+    size_t i = shard_table_index(slot->set_id, mask);
     while (rec->table[i] != slot) {
         if (rec->table[i] == NULL) {
             return;
@@ -233,7 +227,7 @@ record_remove(thread_record *rec, shard_slot *slot)
         i = (i + 1) & mask;
     }
     for (size_t j = (i + 1) & mask; rec->table[j] != NULL; j = (j + 1) & mask) {
-        size_t home = table_index(rec->table[j]->set_id, mask);
+        size_t home = shard_table_index(rec->table[j]->set_id, mask);
         /* Entry j may move to hole i unless its home lies cyclically in (i, j]. */
         int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
         if (!stays) {
@@ -433,11 +427,11 @@ shard_get_slow(shard_set *set)
             return NULL;
         }
     }
-    else {
-        shard_slot *found = shard_find(set);
-        if (found != NULL) {
-            return found;
-        }
+    /* Creating the record ran Python code (the thread-name lookup), which may already
+     * have made this slot. */
+    shard_slot *found = shard_find(set);
+    if (found != NULL) {
+        return found;
     }
     if (record_make_room(rec) < 0) {
         return NULL;

@@ -112,6 +112,13 @@ record_current(snakepit_state *st)
     return (thread_record *)PyThread_tss_get(st->record_tss);
 }
 
+/* Home position of a set id in a thread's open-addressing table. */
+static inline size_t
+shard_table_index(uint64_t id, size_t mask)
+{
+    return (size_t)(id * 0x9E3779B97F4A7C15ull >> 32) & mask;
+}
+
 /* The calling thread's slot of `set`, or NULL without error if it has none yet. */
 static inline shard_slot *
 shard_find(shard_set *set)
@@ -124,7 +131,7 @@ shard_find(shard_set *set)
         return rec->cached_slot;
     }
     size_t mask = rec->capacity - 1;
-    for (size_t i = (size_t)(set->id * 0x9E3779B97F4A7C15ull >> 32) & mask;; i = (i + 1) & mask) {
+    for (size_t i = shard_table_index(set->id, mask);; i = (i + 1) & mask) {
         shard_slot *slot = rec->table[i];
         if (slot == NULL) {
             return NULL;

@@ -79,11 +79,6 @@ typedef struct {
     PyObject *str_tracker;
     PyObject *str_dunder_thread_safe;
     PyObject *str_timeout;
-    PyObject *str_blocking;
-    PyObject *str_name;
-    PyObject *str_current_thread;
-    PyObject *str_active;
-    PyObject *str_get;
     PyObject *str_unnamed;
     PyObject *stats_template;   /* the tracker statistics keys, copied to presize */
     _Atomic uint64_t seconds_per_tick_bits;  /* cached once accurate (a double's bits) */

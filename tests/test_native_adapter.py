@@ -430,13 +430,23 @@ def test_first_use_inside_name_lookup_reuses_the_record():
         def name(self, value):
             pass
 
+    errors: list[BaseException] = []
+    results: list[object] = []
+
     def body() -> None:
-        adapter.set_thread_local("k", "v")
-        assert adapter.get_thread_local("k") == "v"
+        try:
+            adapter.set_thread_local("k", "v")
+            results.append(adapter.get_thread_local("k"))
+            results.append(adapter.get_thread_local("from-name"))  # stored during the lookup
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
 
     thread = NamedThread(target=body)
     thread.start()
     thread.join()
+    assert errors == []
+    assert results == ["v", 1]
+    assert seen and seen[0] == "unset"
     assert _native._live_shards(adapter.tracker) == 0
 
 
