@@ -39,6 +39,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+
+def _add_adapter_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "adapter",
+        nargs="?",
+        default=hammer.DEFAULT_ADAPTER,
+        metavar="ADAPTER",
+        help="adapter class as module:Class or module.Class (default: the built-in showcase)",
+    )
+
 def _build_parser() -> argparse.ArgumentParser:
     from snakepit_bridge import __version__
 
@@ -58,13 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "the adapter's get_stats() and (with --thread-safety-check) the checker's findings."
         ),
     )
-    run.add_argument(
-        "adapter",
-        nargs="?",
-        default=hammer.DEFAULT_ADAPTER,
-        metavar="ADAPTER",
-        help="adapter class as module:Class or module.Class (default: the built-in showcase)",
-    )
+    _add_adapter_argument(run)
     run.add_argument(
         "--tool",
         action="append",
@@ -127,13 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="list an adapter's tools and their parameter schemas",
         description="List an adapter's declared tools and their parameter schemas.",
     )
-    tools.add_argument(
-        "adapter",
-        nargs="?",
-        default=hammer.DEFAULT_ADAPTER,
-        metavar="ADAPTER",
-        help="adapter class as module:Class or module.Class (default: the built-in showcase)",
-    )
+    _add_adapter_argument(tools)
     tools.add_argument("--json", action="store_true", help="print the tools as JSON")
     tools.set_defaults(handler=_cmd_tools)
 
