@@ -27,6 +27,7 @@ adapter_tp_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSE
         Py_DECREF(self);
         return NULL;
     }
+    self->set_id = self->tracker->set.id;
     return (PyObject *)self;
 }
 
@@ -166,55 +167,65 @@ adapter_acquire_lock(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyOb
     return guard;
 }
 
+/* get_thread_local()'s arguments when given by keyword or in a wrong number: kept out of
+ * line so that the common positional call needs no stack frame for them. */
+static Py_NO_INLINE int
+get_thread_local_parse_slow(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **key,
+                            PyObject **fallback)
+{
+    static const char *names[] = {"key", "default"};
+    PyObject *parsed[2] = {NULL, NULL};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get_thread_local() takes at most 2 arguments");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        parsed[i] = args[i];
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *kw = PyTuple_GET_ITEM(kwnames, i);
+        int index = -1;
+        for (int j = 0; j < 2; j++) {
+            if (PyUnicode_CompareWithASCIIString(kw, names[j]) == 0) {
+                index = j;
+            }
+        }
+        if (index < 0 || parsed[index] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         index < 0 ? "get_thread_local() got an unexpected keyword argument %R"
+                                   : "get_thread_local() got multiple values for argument %R",
+                         kw);
+            return -1;
+        }
+        parsed[index] = args[nargs + i];
+    }
+    if (parsed[0] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "get_thread_local() missing required argument 'key'");
+        return -1;
+    }
+    *key = parsed[0];
+    if (parsed[1] != NULL) {
+        *fallback = parsed[1];
+    }
+    return 0;
+}
+
 static PyObject *
 adapter_get_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     adapter_object *self = (adapter_object *)op;
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     PyObject *key, *fallback = Py_None;
-    if (nkw == 0 && (nargs == 1 || nargs == 2)) {
+    if (kwnames == NULL && (nargs == 1 || nargs == 2)) {
         key = args[0];
         if (nargs == 2) {
             fallback = args[1];
         }
     }
-    else {
-        static const char *names[] = {"key", "default"};
-        PyObject *parsed[2] = {NULL, NULL};
-        if (nargs > 2) {
-            PyErr_SetString(PyExc_TypeError, "get_thread_local() takes at most 2 arguments");
-            return NULL;
-        }
-        for (Py_ssize_t i = 0; i < nargs; i++) {
-            parsed[i] = args[i];
-        }
-        for (Py_ssize_t i = 0; i < nkw; i++) {
-            PyObject *kw = PyTuple_GET_ITEM(kwnames, i);
-            int index = -1;
-            for (int j = 0; j < 2; j++) {
-                if (PyUnicode_CompareWithASCIIString(kw, names[j]) == 0) {
-                    index = j;
-                }
-            }
-            if (index < 0 || parsed[index] != NULL) {
-                PyErr_Format(PyExc_TypeError,
-                             index < 0 ? "get_thread_local() got an unexpected keyword argument %R"
-                                       : "get_thread_local() got multiple values for argument %R",
-                             kw);
-                return NULL;
-            }
-            parsed[index] = args[nargs + i];
-        }
-        if (parsed[0] == NULL) {
-            PyErr_SetString(PyExc_TypeError, "get_thread_local() missing required argument 'key'");
-            return NULL;
-        }
-        key = parsed[0];
-        if (parsed[1] != NULL) {
-            fallback = parsed[1];
-        }
+    else if (get_thread_local_parse_slow(args, nargs, kwnames, &key, &fallback) < 0) {
+        return NULL;
     }
-    shard_slot *slot = shard_find(&self->tracker->set);
+    shard_slot *slot = shard_find_id(self->state, self->set_id);
     if (slot == NULL || slot->values == NULL) {
         /* Still reject unhashable keys, so a miss and a hit fail alike. */
         if (PyObject_Hash(key) == -1) {
@@ -222,11 +233,19 @@ adapter_get_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs, 
         }
         return Py_NewRef(fallback);
     }
-    /* Hold the dict: a key's __eq__ may clear this thread's storage mid-lookup. */
-    PyObject *values = Py_NewRef(slot->values);
     PyObject *value;
-    int found = snakepit_dict_get_ref(values, key, &value);
-    Py_DECREF(values);
+    int found;
+    if (PyUnicode_CheckExact(key) && !slot->values_any_key) {
+        /* Only exact str keys on both sides: comparing them runs no Python code, so the
+         * dict cannot be cleared mid-lookup and needs no reference of its own. */
+        found = snakepit_dict_get_ref(slot->values, key, &value);
+    }
+    else {
+        /* Hold the dict: a key's __eq__ may clear this thread's storage mid-lookup. */
+        PyObject *values = Py_NewRef(slot->values);
+        found = snakepit_dict_get_ref(values, key, &value);
+        Py_DECREF(values);
+    }
     if (found < 0) {
         return NULL;
     }
@@ -260,10 +279,14 @@ adapter_set_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         }
         if (slot->values == NULL) {
             slot->values = fresh;
+            slot->values_any_key = 0;
         }
         else {
             Py_DECREF(fresh);
         }
+    }
+    if (!PyUnicode_CheckExact(args[0])) {
+        slot->values_any_key = 1;  /* before inserting: see adapter_get_thread_local */
     }
     /* Hold the dict: replacing a value may run a __del__ that clears this storage. */
     PyObject *values = Py_NewRef(slot->values);

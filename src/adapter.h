@@ -20,6 +20,7 @@ typedef struct {
     rlock_object *lock;
     tracker_object *tracker;
     snakepit_state *state;
+    uint64_t set_id;             /* the tracker's shard set id (immutable), for lookups */
 } adapter_object;
 
 extern PyType_Spec snakepit_adapter_spec;

@@ -32,6 +32,7 @@ struct shard_slot {
     int depth;
     uint64_t start_ticks;
     PyObject *values;            /* thread-local values (dict) or NULL */
+    int values_any_key;          /* values may hold a key that is not an exact str */
     PyObject *guard;             /* this thread's acquire_lock() context manager or NULL */
     /* Immutable after creation. */
     uint64_t set_id;
@@ -119,29 +120,38 @@ shard_table_index(uint64_t id, size_t mask)
     return (size_t)(id * 0x9E3779B97F4A7C15ull >> 32) & mask;
 }
 
-/* The calling thread's slot of `set`, or NULL without error if it has none yet. */
+/* The calling thread's slot of the set with this id, or NULL without error if it has none
+ * yet.  Callers that keep the id next to their other hot fields (adapters) save a load of
+ * the set itself. */
 static inline shard_slot *
-shard_find(shard_set *set)
+shard_find_id(snakepit_state *st, uint64_t set_id)
 {
-    thread_record *rec = record_current(set->state);
+    thread_record *rec = record_current(st);
     if (rec == NULL) {
         return NULL;
     }
-    if (rec->cached_id == set->id) {
+    if (rec->cached_id == set_id) {
         return rec->cached_slot;
     }
     size_t mask = rec->capacity - 1;
-    for (size_t i = shard_table_index(set->id, mask);; i = (i + 1) & mask) {
+    for (size_t i = shard_table_index(set_id, mask);; i = (i + 1) & mask) {
         shard_slot *slot = rec->table[i];
         if (slot == NULL) {
             return NULL;
         }
-        if (slot->set_id == set->id) {
-            rec->cached_id = set->id;
+        if (slot->set_id == set_id) {
+            rec->cached_id = set_id;
             rec->cached_slot = slot;
             return slot;
         }
     }
+}
+
+/* The calling thread's slot of `set`, or NULL without error if it has none yet. */
+static inline shard_slot *
+shard_find(shard_set *set)
+{
+    return shard_find_id(set->state, set->id);
 }
 
 /* The calling thread's slot of `set`, created on first use; NULL with an exception, or

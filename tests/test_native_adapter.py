@@ -336,6 +336,63 @@ def test_clear_from_a_value_destructor_is_safe():
     adapter.clear_thread_local()
     assert adapter.get_thread_local("b") is None
 
+class ClearsOnCompare:
+    """A key equal in hash to a str, whose __eq__ clears the adapter's storage for this thread."""
+
+    def __init__(self, adapter: ThreadSafeAdapter, twin: str) -> None:
+        self.adapter = adapter
+        self.twin = twin
+        self.compared = 0
+
+    def __hash__(self) -> int:
+        return hash(self.twin)
+
+    def __eq__(self, other: object) -> bool:
+        self.compared += 1
+        self.adapter.clear_thread_local()
+        for i in range(50):  # reuse the freed memory if it was freed too early
+            self.adapter.set_thread_local(f"filler{i}", [i])
+        return False
+
+
+def test_lookup_with_a_key_whose_eq_clears_the_storage_is_safe():
+    adapter = Counter()
+    adapter.set_thread_local("hit", 1)
+    key = ClearsOnCompare(adapter, "hit")
+    assert adapter.get_thread_local(key, "dflt") == "dflt"
+    assert key.compared >= 1  # the stored "hit" was compared with it
+    assert adapter.get_thread_local("hit") is None  # cleared by __eq__
+    assert adapter.get_thread_local("filler3") == [3]
+
+
+def test_str_lookup_that_meets_a_stored_key_whose_eq_clears_the_storage_is_safe():
+    # A str lookup skips holding the storage only while every stored key is an exact str;
+    # here a stored key runs Python code when compared with the str being looked up.
+    adapter = Counter()
+    key = ClearsOnCompare(adapter, "probe")
+    adapter.set_thread_local(key, "value")
+    assert key.compared == 0
+    assert adapter.get_thread_local("probe", "dflt") == "dflt"
+    assert key.compared >= 1
+    assert adapter.get_thread_local(key) is None  # the storage was cleared and refilled
+    assert adapter.get_thread_local("filler7") == [7]
+    # Storage made afresh holds only str keys again; lookups still work.
+    adapter.clear_thread_local()
+    adapter.set_thread_local("probe", 2)
+    assert adapter.get_thread_local("probe") == 2
+
+
+def test_str_subclass_keys_are_found_by_equal_str_keys():
+    class Name(str):
+        pass
+
+    adapter = Counter()
+    adapter.set_thread_local(Name("k"), 1)
+    adapter.set_thread_local("j", 2)
+    assert adapter.get_thread_local("k") == 1
+    assert adapter.get_thread_local(Name("j")) == 2
+
+
 
 # ---------------------------------------------------------------- stats
 
