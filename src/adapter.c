@@ -233,19 +233,13 @@ adapter_get_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs, 
         }
         return Py_NewRef(fallback);
     }
+    /* Hold the dict: a key's __eq__ may clear this thread's storage mid-lookup.  (The dict
+     * is reachable from Python through gc.get_referents(adapter), so no assumption about
+     * the keys it holds is safe.) */
+    PyObject *values = Py_NewRef(slot->values);
     PyObject *value;
-    int found;
-    if (PyUnicode_CheckExact(key) && !slot->values_any_key) {
-        /* Only exact str keys on both sides: comparing them runs no Python code, so the
-         * dict cannot be cleared mid-lookup and needs no reference of its own. */
-        found = snakepit_dict_get_ref(slot->values, key, &value);
-    }
-    else {
-        /* Hold the dict: a key's __eq__ may clear this thread's storage mid-lookup. */
-        PyObject *values = Py_NewRef(slot->values);
-        found = snakepit_dict_get_ref(values, key, &value);
-        Py_DECREF(values);
-    }
+    int found = snakepit_dict_get_ref(values, key, &value);
+    Py_DECREF(values);
     if (found < 0) {
         return NULL;
     }
@@ -279,14 +273,10 @@ adapter_set_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         }
         if (slot->values == NULL) {
             slot->values = fresh;
-            slot->values_any_key = 0;
         }
         else {
             Py_DECREF(fresh);
         }
-    }
-    if (!PyUnicode_CheckExact(args[0])) {
-        slot->values_any_key = 1;  /* before inserting: see adapter_get_thread_local */
     }
     /* Hold the dict: replacing a value may run a __del__ that clears this storage. */
     PyObject *values = Py_NewRef(slot->values);

@@ -32,7 +32,6 @@ struct shard_slot {
     int depth;
     uint64_t start_ticks;
     PyObject *values;            /* thread-local values (dict) or NULL */
-    int values_any_key;          /* values may hold a key that is not an exact str */
     PyObject *guard;             /* this thread's acquire_lock() context manager or NULL */
     /* Immutable after creation. */
     uint64_t set_id;

@@ -366,8 +366,7 @@ def test_lookup_with_a_key_whose_eq_clears_the_storage_is_safe():
 
 
 def test_str_lookup_that_meets_a_stored_key_whose_eq_clears_the_storage_is_safe():
-    # A str lookup skips holding the storage only while every stored key is an exact str;
-    # here a stored key runs Python code when compared with the str being looked up.
+    # The stored key runs Python code when compared with the str being looked up.
     adapter = Counter()
     key = ClearsOnCompare(adapter, "probe")
     adapter.set_thread_local(key, "value")
@@ -376,11 +375,40 @@ def test_str_lookup_that_meets_a_stored_key_whose_eq_clears_the_storage_is_safe(
     assert key.compared >= 1
     assert adapter.get_thread_local(key) is None  # the storage was cleared and refilled
     assert adapter.get_thread_local("filler7") == [7]
-    # Storage made afresh holds only str keys again; lookups still work.
-    adapter.clear_thread_local()
-    adapter.set_thread_local("probe", 2)
-    assert adapter.get_thread_local("probe") == 2
 
+
+def _values_dict_holding(adapter: ThreadSafeAdapter, key: object) -> dict:
+    """This thread's values dict of the adapter: the GC sees it among the adapter's referents."""
+    found = [d for d in gc.get_referents(adapter) if isinstance(d, dict) and key in d and d is not adapter.__dict__]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_lookup_holds_the_values_dict_even_when_keys_were_put_there_behind_its_back():
+    # gc.get_referents() hands out the values dict itself, so a key can reach it without
+    # set_thread_local(). A lookup must hold the dict however the keys got there: here a
+    # stored key's __eq__ clears the storage mid-lookup, and the dict must survive it.
+    adapter = Counter()
+    adapter.set_thread_local("probe-other", 0)
+    values = _values_dict_holding(adapter, "probe-other")
+    refs_at_rest = sys.getrefcount(values)
+    refs_seen: list[int] = []
+
+    class Sneaky(ClearsOnCompare):
+        __hash__ = ClearsOnCompare.__hash__
+
+        def __eq__(self, other: object) -> bool:
+            refs_seen.append(sys.getrefcount(values))
+            return super().__eq__(other)
+
+    sneaky = Sneaky(adapter, "probe")
+    values[sneaky] = "value"  # behind set_thread_local's back
+    assert adapter.get_thread_local("probe", "dflt") == "dflt"
+    assert sneaky.compared >= 1
+    # During the comparison the lookup held one more reference than the storage alone.
+    assert refs_seen[0] == refs_at_rest + 1
+    assert adapter.get_thread_local("filler2") == [2]
+    assert "probe-other" not in adapter.__dict__
 
 def test_str_subclass_keys_are_found_by_equal_str_keys():
     class Name(str):
