@@ -56,18 +56,45 @@ class ScalingCase:
     stmt: str
     title: str
     shared: bool  # one adapter for all threads, or one per thread
-    ceiling: str | None  # the bare-call case this one is judged against
+    ceiling: str | None  # the bare-call case this one is judged against (run just before it)
     own_class: bool = False  # each thread also makes its own adapter class (own decorator objects)
+    native_only: bool = False  # measures the native module's own machinery; no baseline figure
 
+
+# Statement names: ``a`` the adapter, ``x`` a small int, ``k`` a key set on the calling thread,
+# ``q`` a non-adapter object shared like ``a`` whose class holds the same decorator (forward_call),
+# ``g`` the calling thread's bound method ``a.get_thread_local`` (tl_hit_bound).
+SCALING_NAMES: tuple[str, ...] = ("a", "x", "k", "q", "g")
 
 SCALING_CASES: tuple[ScalingCase, ...] = (
     ScalingCase("bare_call", "a.bare(x)", "bare call, shared adapter (ceiling)", True, None),
     ScalingCase("tracked_call", "a.tracked(x)", "tracked call, shared adapter", True, "bare_call"),
     ScalingCase("tl_hit", "a.get_thread_local(k)", "thread-local read, shared adapter", True, "bare_call"),
     ScalingCase("locked_increment", "a.increment()", "tracked increment under the lock, shared", True, "bare_call"),
+    # References for the shared-adapter figures: what the interpreter itself allows when a
+    # call goes through C. a.__sizeof__() is object's own C method (METH_NOARGS, returns a
+    # cached small int): any C method called on the shared adapter, with nothing of ours in
+    # it. forward_call is the decorator object on an object that is not an adapter: it then
+    # only forwards the call to the same Python function (the C-to-Python call every C
+    # wrapper makes), with no tracking at all.
+    ScalingCase("c_method", "a.__sizeof__()", "stdlib C method a.__sizeof__(), shared adapter", True, "bare_call"),
+    ScalingCase(
+        "forward_call", "q.fwd(x)", "C wrapper forwarding to the function, no tracking, shared", True,
+        "bare_call", native_only=True,
+    ),
+    # What lifts the ceiling: a bound method made once per thread. Calling it neither looks the
+    # name up on the instance nor passes the adapter as an argument, so the shared adapter's
+    # reference count is not touched per call (the usual hot-loop idiom, ``get = self.get_...``).
+    ScalingCase(
+        "tl_hit_bound", "g(k)", "thread-local read via g = a.get_thread_local, shared", True, "bare_call"
+    ),
     ScalingCase("bare_call_per_thread", "a.bare(x)", "bare call, adapter per thread", False, None),
     ScalingCase(
         "tracked_call_per_thread", "a.tracked(x)", "tracked call, adapter per thread", False, "bare_call_per_thread"
+    ),
+    ScalingCase(
+        "tl_hit_per_thread", "a.get_thread_local(k)", "thread-local read, adapter per thread", False,
+        "bare_call_per_thread",
     ),
     # Nothing shared at all, not even the decorator object in the class: the difference from
     # tracked_call_per_thread is what sharing the decorator object costs.
@@ -156,6 +183,27 @@ def make_bench_class(base: type, decorator: Any, quiet: Any) -> type:
     }
     exec(compile(BENCH_ADAPTER_SOURCE, "<benchmarks BenchAdapter>", "exec"), namespace)
     return namespace["BenchAdapter"]
+
+
+FORWARD_SOURCE = """
+class NotAnAdapter:
+    def __init__(self):
+        self.counter = 0
+
+    def bare(self, x):
+        return x
+"""
+
+
+def make_forward_object(bench_cls: type) -> Any:
+    """An object shared like the adapter, whose class holds BenchAdapter's decorator object
+    for ``tracked`` as ``fwd``: the native decorator tracks adapters only, so on this object
+    it just forwards the call to the same function (see the forward_call scaling case)."""
+    namespace: dict[str, Any] = {"__name__": "benchmarks.bench_adapter"}
+    exec(compile(FORWARD_SOURCE, "<benchmarks NotAnAdapter>", "exec"), namespace)
+    cls = namespace["NotAnAdapter"]
+    cls.fwd = bench_cls.__dict__["tracked"]
+    return cls()
 
 
 class _DictWithDict(dict):

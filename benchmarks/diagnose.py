@@ -30,6 +30,7 @@ STATEMENTS: tuple[tuple[str, str], ...] = (
     ("d.get(k)", "d.get(k)"),
     ("o.get(k): dict subclass instance with a __dict__", "o.get(k)"),
     ("dget(d, k): dict.get, no method lookup", "dget(d, k)"),
+    ("getattr(tl, k, None): threading.local", "getattr(tl, k, None)"),
     ("with a.acquire_lock(): pass", "with a.acquire_lock():\n    pass"),
     ("a.acquire_lock(): the call alone", "a.acquire_lock()"),
     ("with guard: pass (guard = a.acquire_lock(), reused)", "with guard:\n    pass"),

@@ -143,7 +143,9 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
             "Scaling: speedup = serial time x N / parallel time (median of repetitions)",
             ["case", "threads", "native", "native ceiling", "native/ceiling", "ran at once",
              "native from CPU time", "baseline", "baseline ceiling", "serial ns/op native / baseline"],
-            "ceiling = a bare method call on an adapter shared the same way; 'ran at once' = thread CPU "
+            "ceiling = a bare method call on an adapter shared the same way; native/ceiling = median "
+            "over repetitions of the case's speedup / its ceiling's speedup measured just before it, "
+            "with the quartiles; 'ran at once' = thread CPU "
             "time / wall time (N when the machine is otherwise idle); 'from CPU time' = N x serial / "
             "parallel CPU time per operation (contention costs CPU time, waiting for a core does not)",
         )
@@ -167,14 +169,18 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                 nc = fig(nat_sc, case.ceiling)
                 bs = fig(base_sc, case.name)
                 bc = fig(base_sc, case.ceiling)
-                rel = None if ns is None or not nc else ns / nc
+                rel = fig(nat_sc, case.name, "vs_ceiling_median")
+                quart = fig(nat_sc, case.name, "vs_ceiling_quartiles")
+                rel_text = _fmt_x(rel)
+                if rel is not None and quart:
+                    rel_text += f" ({quart[0]:.2f}-{quart[1]:.2f})"
                 par = fig(nat_sc, case.name, "parallelism_median")
                 t.add(
                     case.title,
                     count,
                     _fmt_x(ns),
                     _fmt_x(nc) if case.ceiling else "(is the ceiling)",
-                    _fmt_x(rel) if case.ceiling else "",
+                    rel_text if case.ceiling else "",
                     "-" if par is None else f"{par:.2f}",
                     _fmt_x(fig(nat_sc, case.name, "cpu_speedup_median")),
                     _fmt_x(bs),
@@ -278,7 +284,9 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                 limit = f"{tg['op']} {tg['limit']:.2f}x"
                 value = _fmt_x(tg["value"], 3)
                 med = _fmt_x(tg["value_from_medians"], 3)
-                if tg.get("speedup") is not None:
+                if tg.get("quartiles"):
+                    value += f" (quartiles {tg['quartiles'][0]:.2f}-{tg['quartiles'][1]:.2f})"
+                elif tg.get("speedup") is not None:
                     value += f" ({tg['speedup']:.2f}x vs ceiling {tg['ceiling']:.2f}x)"
                 if tg.get("value_from_cpu_time") is not None:
                     med = f"CPU time: {tg['value_from_cpu_time']:.3f}x"

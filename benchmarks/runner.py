@@ -104,7 +104,9 @@ def resolve_cases(names: list[str]) -> dict[str, set[str] | None]:
     return selected
 
 
-def run_worker(impl: str, group: str, quick: bool, selected: set[str] | None) -> dict[str, Any]:
+def run_worker(
+    impl: str, group: str, quick: bool, selected: set[str] | None, scaling_reps: int | None = None
+) -> dict[str, Any]:
     fd, path = tempfile.mkstemp(prefix=f"bench-{impl}-{group}-", suffix=".json")
     os.close(fd)
     cmd = [sys.executable, "-m", "benchmarks.worker", "--impl", impl, "--group", group, "--out", path]
@@ -112,13 +114,17 @@ def run_worker(impl: str, group: str, quick: bool, selected: set[str] | None) ->
         cmd.append("--quick")
     if selected:
         cmd += ["--cases", ",".join(sorted(selected))]
+    timeout = WORKER_TIMEOUT_S
+    if scaling_reps is not None and group == "scaling":
+        cmd += ["--scaling-reps", str(scaling_reps)]
+        timeout = max(timeout, 60 * scaling_reps)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     started = time.perf_counter()
     try:
         proc = subprocess.run(
             cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            timeout=WORKER_TIMEOUT_S,
+            timeout=timeout,
         )
         try:
             with open(path, encoding="utf-8") as f:
@@ -136,7 +142,7 @@ def run_worker(impl: str, group: str, quick: bool, selected: set[str] | None) ->
         if out.get("error"):
             out.setdefault("stderr", proc.stderr[-4000:])
     except subprocess.TimeoutExpired:
-        out = {"impl": impl, "group": group, "available": True, "error": f"timed out after {WORKER_TIMEOUT_S} s"}
+        out = {"impl": impl, "group": group, "available": True, "error": f"timed out after {timeout} s"}
     finally:
         try:
             os.unlink(path)
@@ -162,7 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         "--cases", nargs="*", default=[], metavar="NAME",
         help=f"cases or groups to run (groups: {', '.join(C.GROUPS)}; default: all)",
     )
+    parser.add_argument(
+        "--scaling-reps", type=int, metavar="N",
+        help="repetitions of every scaling case (default: 7; 1 with --quick); more narrows the medians",
+    )
     ns = parser.parse_args(argv)
+    if ns.scaling_reps is not None and ns.scaling_reps < 1:
+        parser.error("--scaling-reps must be at least 1")
     impls = [i for i in ns.impl.split(",") if i]
     for impl in impls:
         if impl not in C.IMPLS:
@@ -194,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if group == "single" and data["impls"][impl].get("single", {}).get("error"):
             continue  # a failed pass is reported as is; no more passes
         print(f"benchmarks: {impl} / {group} ...", end="", file=sys.stderr, flush=True)
-        out = run_worker(impl, group, ns.quick, selection[group])
+        out = run_worker(impl, group, ns.quick, selection[group], ns.scaling_reps)
         if group == "single" and out.get("available", True) and not out.get("error"):
             single_outs[impl].append(out)
             data["impls"][impl]["single"] = merge_single(single_outs[impl])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import sysconfig
@@ -36,7 +37,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "rounds": 5,  # per pass; the runner runs three passes per implementation, alternating
         "round_ns": 40e6,
         "fixed_n": None,
-        "scaling_reps": 5,
+        "scaling_reps": 7,
         "scaling_thread_ns": 300e6,
         "scaling_fixed_n": None,
         "mem_objects": 20_000,
@@ -161,20 +162,32 @@ def summarize_single(raw: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, Any]:
+    """Scaling of each case, each repetition paired with a fresh run of its ceiling.
+
+    On a shared 2-vCPU machine the cost of a contended cache line changes from minute to
+    minute (where the host places the two vCPUs), by more than the effects measured here.
+    So every case is judged against its ceiling measured *just before it*: per repetition,
+    the ceiling runs (serially, then in parallel), then the case does, and the ratio of the
+    two speedups is one sample. Cases run in a different order in every repetition.
+    """
     base, decorator, quiet, info = C.load_impl(impl)
     bench_cls = C.make_bench_class(base, decorator, quiet)
     shared = bench_cls()
     shared.set_thread_local("hit", 1)
+    forward = C.make_forward_object(bench_cls) if impl == "native" else None
     counts = scaling_thread_counts()
-    names = ["a", "x", "k"]
+    wanted = [
+        c
+        for c in C.SCALING_CASES
+        if (selected is None or c.name in selected) and not (c.native_only and impl != "native")
+    ]
     if selected is not None:  # every figure is reported next to its ceiling
-        selected = selected | {c.ceiling for c in C.SCALING_CASES if c.name in selected and c.ceiling}
+        names = {c.name for c in wanted} | {c.ceiling for c in wanted if c.ceiling}
+        wanted = [c for c in C.SCALING_CASES if c.name in names and not (c.native_only and impl != "native")]
 
-    plan = []
-    for case in C.SCALING_CASES:
-        if selected is not None and case.name not in selected:
-            continue
-        fn = compile_loop(case.stmt, names, label=case.name)
+    plan: dict[str, tuple[C.ScalingCase, Any, Any, int]] = {}
+    for case in wanted:
+        fn = compile_loop(case.stmt, C.SCALING_NAMES, label=case.name)
 
         def make_args(_i: int, _shared: bool = case.shared, _own: bool = case.own_class) -> tuple[Any, ...]:
             if _shared:
@@ -184,38 +197,70 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
             else:
                 a = bench_cls()
             a.set_thread_local("hit", 1)
-            return (a, 1, "hit")
+            return (a, 1, "hit", forward, a.get_thread_local)
 
         if s["scaling_fixed_n"] is not None:
             n = s["scaling_fixed_n"]
         else:
             n = calibrate(fn, make_args(0), s["scaling_thread_ns"])
-        plan.append((case, fn, make_args, n))
+        plan[case.name] = (case, fn, make_args, n)
 
-    serial: dict[str, list[ThreadRun]] = {case.name: [] for case, *_ in plan}
-    parallel: dict[str, dict[int, list[ThreadRun]]] = {case.name: {c: [] for c in counts} for case, *_ in plan}
+    serial: dict[str, list[ThreadRun]] = {name: [] for name in plan}
+    parallel: dict[str, dict[int, list[ThreadRun]]] = {name: {c: [] for c in counts} for name in plan}
+    paired: dict[str, dict[int, list[float]]] = {name: {c: [] for c in counts} for name in plan}
+    paired_cpu: dict[str, dict[int, list[float]]] = {name: {c: [] for c in counts} for name in plan}
+
+    def measure(name: str) -> tuple[ThreadRun, dict[int, ThreadRun]]:
+        _case, fn, make_args, n = plan[name]
+        one = run_in_threads(fn, make_args, 1, n)
+        many = {count: run_in_threads(fn, make_args, count, n) for count in counts}
+        serial[name].append(one)
+        for count, run in many.items():
+            parallel[name][count].append(run)
+        return one, many
+
+    # Cases with a ceiling run right after a fresh run of it; a ceiling that no selected case
+    # uses runs on its own.
+    judged = [name for name, (case, *_rest) in plan.items() if case.ceiling]
+    alone = [name for name, (case, *_rest) in plan.items() if not case.ceiling and all(
+        plan[j][0].ceiling != name for j in judged)]
+    order = judged + alone
+    rng = random.Random(0)  # a fixed seed: the same orders in every run
     for _ in range(s["scaling_reps"]):
-        for case, fn, make_args, n in plan:
-            serial[case.name].append(run_in_threads(fn, make_args, 1, n))
+        rng.shuffle(order)
+        for name in order:
+            case = plan[name][0]
+            if case.ceiling is None:
+                measure(name)
+                continue
+            c1, cn = measure(case.ceiling)
+            m1, mn = measure(name)
             for count in counts:
-                parallel[case.name][count].append(run_in_threads(fn, make_args, count, n))
+                ceiling_speedup = c1.wall_ns * count / cn[count].wall_ns
+                speedup = m1.wall_ns * count / mn[count].wall_ns
+                paired[name][count].append(speedup / ceiling_speedup)
+                c_cpu, m_cpu = sum(cn[count].cpu_ns), sum(mn[count].cpu_ns)
+                if c_cpu and m_cpu:
+                    paired_cpu[name][count].append(
+                        (m1.cpu_ns[0] * count / (m_cpu / count)) / (c1.cpu_ns[0] * count / (c_cpu / count))
+                    )
 
     results: dict[str, Any] = {}
-    for case, _fn, _make_args, n in plan:
+    for name, (case, _fn, _make_args, n) in plan.items():
         ops = n * UNROLL
-        runs1 = serial[case.name]
+        runs1 = serial[name]
         by_threads: dict[str, Any] = {
             "1": {"speedup_median": 1.0, "note": "serial reference (one thread)"},
         }
         for count in counts:
-            runs = parallel[case.name][count]
-            # Each repetition's parallel run is compared with the serial run just before it.
+            runs = parallel[name][count]
+            # Each parallel run is compared with the serial run just before it.
             sp = [r1.wall_ns * count / rn.wall_ns for r1, rn in zip(runs1, runs)]
             cpu_sp = [
                 r1.cpu_ns[0] * count / (sum(rn.cpu_ns) / count) for r1, rn in zip(runs1, runs) if sum(rn.cpu_ns)
             ]
             par = [rn.parallelism for rn in runs]
-            by_threads[str(count)] = {
+            entry: dict[str, Any] = {
                 "speedup_median": statistics.median(sp),
                 "speedup_min": min(sp),
                 "speedup_max": max(sp),
@@ -227,7 +272,15 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
                 "parallelism_median": statistics.median(par),
                 "cpu_speedup_median": statistics.median(cpu_sp) if cpu_sp else None,
             }
-        results[case.name] = {
+            ratios = paired[name][count]
+            if ratios:
+                entry["vs_ceiling_median"] = statistics.median(ratios)
+                entry["vs_ceiling_quartiles"] = quartiles(ratios)
+                entry["vs_ceiling"] = [round(x, 4) for x in ratios]
+                cpu_ratios = paired_cpu[name][count]
+                entry["vs_ceiling_cpu_median"] = statistics.median(cpu_ratios) if cpu_ratios else None
+            by_threads[str(count)] = entry
+        results[name] = {
             "stmt": case.stmt,
             "shared_adapter": case.shared,
             "ceiling": case.ceiling,
@@ -241,11 +294,23 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
     return {"info": info, "thread_counts": [1, *counts], "cases": results}
 
 
+def quartiles(values: list[float]) -> list[float]:
+    """First and third quartile (inclusive method); both equal the value for one sample."""
+    if len(values) < 2:
+        return [values[0], values[0]]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return [q[0], q[2]]
+
+
 # --- entry point ------------------------------------------------------------------------------
 
 
-def run_group(impl: str, group: str, quick: bool, selected: set[str] | None) -> dict[str, Any]:
-    s = SETTINGS["quick" if quick else "full"]
+def run_group(
+    impl: str, group: str, quick: bool, selected: set[str] | None, scaling_reps: int | None = None
+) -> dict[str, Any]:
+    s = dict(SETTINGS["quick" if quick else "full"])
+    if scaling_reps is not None:
+        s["scaling_reps"] = scaling_reps
     if group == "single":
         return run_single(impl, s, selected)
     if group == "scaling":
@@ -267,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", required=True, choices=C.GROUPS)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    parser.add_argument("--scaling-reps", type=int, default=None)
     parser.add_argument("--out", required=True)
     ns = parser.parse_args(argv)
     selected = {c for c in ns.cases.split(",") if c} or None
@@ -282,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     status = 0
     try:
-        out.update(run_group(ns.impl, ns.group, ns.quick, selected))
+        out.update(run_group(ns.impl, ns.group, ns.quick, selected, ns.scaling_reps))
         out["available"] = True
     except ImportError as exc:
         out["available"] = False

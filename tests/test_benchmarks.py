@@ -95,7 +95,9 @@ def test_scaling_complete(run: dict[str, Any]) -> None:
         scaling = run["impls"][impl]["scaling"]
         counts = scaling["thread_counts"]
         assert counts[0] == 1 and 2 in counts
-        assert set(scaling["cases"]) == {c.name for c in cases.SCALING_CASES}
+        expected = {c.name for c in cases.SCALING_CASES if impl == "native" or not c.native_only}
+        assert set(scaling["cases"]) == expected
+        assert "forward_call" in expected or impl == "baseline"
         for name, entry in scaling["cases"].items():
             _positive(entry["serial_ns_per_op"], f"{impl} {name} serial")
             _positive(entry["ops_per_thread"], f"{impl} {name} ops")
@@ -104,6 +106,16 @@ def test_scaling_complete(run: dict[str, Any]) -> None:
                 _positive(figures["speedup_median"], f"{impl} {name} x{count}")
                 for speedup in figures.get("speedups", []):
                     _positive(speedup, f"{impl} {name} x{count}")
+                if count == "1":
+                    continue
+                if entry["ceiling"] is None:
+                    assert "vs_ceiling_median" not in figures
+                    continue
+                # One paired sample per repetition: the case against its ceiling run just before.
+                assert len(figures["vs_ceiling"]) == entry["reps"]
+                _positive(figures["vs_ceiling_median"], f"{impl} {name} x{count} vs ceiling")
+                low, high = figures["vs_ceiling_quartiles"]
+                assert low <= figures["vs_ceiling_median"] <= high
 
 
 def test_memory_complete(run: dict[str, Any]) -> None:
@@ -154,6 +166,11 @@ def test_targets_judged(run: dict[str, Any]) -> None:
         "tl_hit_vs_baseline",
         "scaling_tracked_2",
         "scaling_tl_hit_2",
+        "scaling_c_method_2",
+        "scaling_forward_2",
+        "scaling_tl_hit_bound_2",
+        "scaling_tracked_per_thread_2",
+        "scaling_tl_hit_per_thread_2",
         "memory_flat",
     }
     for target in run["targets"]:
