@@ -151,7 +151,6 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
         ("scaling_tl_hit_per_thread_2", "tl_hit_per_thread", 0.95, True),
     ):
         value = ceiling = speedup = cpu_value = parallelism = quart = None
-        ceiling_name = "bare_call"
         if scaling:
             cases = scaling.get("cases", {})
             try:

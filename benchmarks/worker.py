@@ -176,14 +176,12 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
     shared.set_thread_local("hit", 1)
     forward = C.make_forward_object(bench_cls) if impl == "native" else None
     counts = scaling_thread_counts()
-    wanted = [
-        c
-        for c in C.SCALING_CASES
-        if (selected is None or c.name in selected) and not (c.native_only and impl != "native")
-    ]
+    available = [c for c in C.SCALING_CASES if impl == "native" or not c.native_only]
+    wanted = available
     if selected is not None:  # every figure is reported next to its ceiling
-        names = {c.name for c in wanted} | {c.ceiling for c in wanted if c.ceiling}
-        wanted = [c for c in C.SCALING_CASES if c.name in names and not (c.native_only and impl != "native")]
+        names = {c.name for c in available if c.name in selected}
+        names |= {c.ceiling for c in available if c.name in names and c.ceiling}
+        wanted = [c for c in available if c.name in names]
 
     plan: dict[str, tuple[C.ScalingCase, Any, Any, int]] = {}
     for case in wanted:
@@ -222,9 +220,8 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
     # Cases with a ceiling run right after a fresh run of it; a ceiling that no selected case
     # uses runs on its own.
     judged = [name for name, (case, *_rest) in plan.items() if case.ceiling]
-    alone = [name for name, (case, *_rest) in plan.items() if not case.ceiling and all(
-        plan[j][0].ceiling != name for j in judged)]
-    order = judged + alone
+    ceilings = {plan[name][0].ceiling for name in judged}
+    order = judged + [name for name in plan if name not in judged and name not in ceilings]
     rng = random.Random(0)  # a fixed seed: the same orders in every run
     for _ in range(s["scaling_reps"]):
         rng.shuffle(order)
@@ -236,14 +233,10 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
             c1, cn = measure(case.ceiling)
             m1, mn = measure(name)
             for count in counts:
-                ceiling_speedup = c1.wall_ns * count / cn[count].wall_ns
-                speedup = m1.wall_ns * count / mn[count].wall_ns
-                paired[name][count].append(speedup / ceiling_speedup)
-                c_cpu, m_cpu = sum(cn[count].cpu_ns), sum(mn[count].cpu_ns)
-                if c_cpu and m_cpu:
-                    paired_cpu[name][count].append(
-                        (m1.cpu_ns[0] * count / (m_cpu / count)) / (c1.cpu_ns[0] * count / (c_cpu / count))
-                    )
+                paired[name][count].append(speedup(m1, mn[count], count) / speedup(c1, cn[count], count))
+                case_cpu, ceiling_cpu = cpu_speedup(m1, mn[count], count), cpu_speedup(c1, cn[count], count)
+                if case_cpu is not None and ceiling_cpu is not None:
+                    paired_cpu[name][count].append(case_cpu / ceiling_cpu)
 
     results: dict[str, Any] = {}
     for name, (case, _fn, _make_args, n) in plan.items():
@@ -255,10 +248,8 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
         for count in counts:
             runs = parallel[name][count]
             # Each parallel run is compared with the serial run just before it.
-            sp = [r1.wall_ns * count / rn.wall_ns for r1, rn in zip(runs1, runs)]
-            cpu_sp = [
-                r1.cpu_ns[0] * count / (sum(rn.cpu_ns) / count) for r1, rn in zip(runs1, runs) if sum(rn.cpu_ns)
-            ]
+            sp = [speedup(r1, rn, count) for r1, rn in zip(runs1, runs)]
+            cpu_sp = [x for x in (cpu_speedup(r1, rn, count) for r1, rn in zip(runs1, runs)) if x is not None]
             par = [rn.parallelism for rn in runs]
             entry: dict[str, Any] = {
                 "speedup_median": statistics.median(sp),
@@ -292,6 +283,17 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
             "threads": by_threads,
         }
     return {"info": info, "thread_counts": [1, *counts], "cases": results}
+
+
+def speedup(one: ThreadRun, many: ThreadRun, count: int) -> float:
+    """Serial time x N / parallel time."""
+    return one.wall_ns * count / many.wall_ns
+
+
+def cpu_speedup(one: ThreadRun, many: ThreadRun, count: int) -> float | None:
+    """The speedup the CPU time per operation implies (None when no CPU time was recorded)."""
+    total = sum(many.cpu_ns)
+    return one.cpu_ns[0] * count / (total / count) if total else None
 
 
 def quartiles(values: list[float]) -> list[float]:
