@@ -140,7 +140,7 @@ adapter_acquire_lock(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyOb
     }
     if (timeout == NULL || timeout == Py_None) {
         /* The common path allocates nothing after a thread's first call: its guard. */
-        shard_slot *slot = shard_get(&self->tracker->set);
+        shard_slot *slot = adapter_slot_get(self);
         if (slot == NULL) {
             /* An exiting thread keeps no shard: give it a guard of its own. */
             return PyErr_Occurred() ? NULL : lock_guard_new(self->state, self->lock);
@@ -225,7 +225,7 @@ adapter_get_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs, 
     else if (get_thread_local_parse_slow(args, nargs, kwnames, &key, &fallback) < 0) {
         return NULL;
     }
-    shard_slot *slot = shard_find_id(self->state, self->set_id);
+    shard_slot *slot = adapter_slot_find(self);
     if (slot == NULL || slot->values == NULL) {
         /* Still reject unhashable keys, so a miss and a hit fail alike. */
         if (PyObject_Hash(key) == -1) {
@@ -254,7 +254,7 @@ adapter_set_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "set_thread_local() takes exactly 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    shard_slot *slot = shard_get(&self->tracker->set);
+    shard_slot *slot = adapter_slot_get(self);
     if (slot == NULL) {
         if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_RuntimeError,
@@ -300,7 +300,7 @@ adapter_clear_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs
     if (key != Py_None && PyObject_Hash(key) == -1) {
         return NULL;
     }
-    shard_slot *slot = shard_find(&self->tracker->set);
+    shard_slot *slot = adapter_slot_find(self);
     if (slot == NULL || slot->values == NULL) {
         Py_RETURN_NONE;
     }

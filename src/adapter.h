@@ -23,6 +23,21 @@ typedef struct {
     uint64_t set_id;             /* the tracker's shard set id (immutable), for lookups */
 } adapter_object;
 
+/* The calling thread's slot of this adapter: found through the id kept next to the other
+ * hot fields (no load of the tracker object); created on first use by adapter_slot_get. */
+static inline shard_slot *
+adapter_slot_find(adapter_object *self)
+{
+    return shard_find_id(self->state, self->set_id);
+}
+
+static inline shard_slot *
+adapter_slot_get(adapter_object *self)
+{
+    shard_slot *slot = adapter_slot_find(self);
+    return slot != NULL ? slot : shard_get_slow(&self->tracker->set);
+}
+
 extern PyType_Spec snakepit_adapter_spec;
 extern PyType_Spec snakepit_part_spec;
 

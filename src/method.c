@@ -48,21 +48,17 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
     method_object *self = (method_object *)op;
     snakepit_state *st = self->state;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs == 0 || !adapter_check(st, args[0])) {
-        if (self->func == NULL) {
-            PyErr_SetString(PyExc_RuntimeError, "thread_safe_method was cleared");
-            return NULL;
-        }
-        return PyObject_Vectorcall(self->func, args, nargsf, kwnames);  /* not an adapter */
-    }
     if (self->func == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "thread_safe_method was cleared");
         return NULL;
     }
-    PyObject *adapter = args[0];
+    if (nargs == 0 || !adapter_check(st, args[0])) {
+        return PyObject_Vectorcall(self->func, args, nargsf, kwnames);  /* not an adapter */
+    }
+    adapter_object *adapter = (adapter_object *)args[0];
     /* Valid for the whole call: the caller holds the adapter, which holds its tracker, and
      * a slot is freed only when its thread or its tracker ends. */
-    shard_slot *slot = shard_get(&((adapter_object *)adapter)->tracker->set);
+    shard_slot *slot = adapter_slot_get(adapter);
     if (slot == NULL) {
         if (PyErr_Occurred()) {
             return NULL;
@@ -70,13 +66,14 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
         return PyObject_Vectorcall(self->func, args, nargsf, kwnames);  /* exiting thread */
     }
     int observed = atomic_load_explicit(&st->observing_calls, RELAXED);
-    if (observed && notify_call(st, op, adapter, 1) < 0) {
+    if (observed && notify_call(st, op, args[0], 1) < 0) {
         return NULL;
     }
-    tracker_begin(st, slot);
+    /* The adapter's own module state times it (the same unless several module instances). */
+    tracker_begin(adapter->state, slot);
     PyObject *result = PyObject_Vectorcall(self->func, args, nargsf, kwnames);
-    tracker_end(st, slot, result == NULL);
-    if (observed && notify_call(st, op, adapter, 0) < 0) {
+    tracker_end(adapter->state, slot, result == NULL);
+    if (observed && notify_call(st, op, args[0], 0) < 0) {
         Py_CLEAR(result);
     }
     return result;

@@ -175,10 +175,6 @@ rlock_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (st == NULL) {
         return NULL;
     }
-    if (type != st->rlock_type) {
-        PyErr_SetString(PyExc_TypeError, "RLock cannot be subclassed");
-        return NULL;
-    }
     return (PyObject *)rlock_new(st);
 }
 

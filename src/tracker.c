@@ -26,10 +26,6 @@ tracker_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (st == NULL) {
         return NULL;
     }
-    if (type != st->tracker_type) {
-        PyErr_SetString(PyExc_TypeError, "RequestTracker cannot be subclassed");
-        return NULL;
-    }
     return (PyObject *)tracker_new(st);
 }
 
