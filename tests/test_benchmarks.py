@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,11 @@ def test_runs_on_this_interpreter(run: dict[str, Any]) -> None:
 
 
 def test_free_threaded_build_keeps_the_gil_disabled(run: dict[str, Any]) -> None:
+    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     for impl, groups in run["impls"].items():
         for group, res in groups.items():
-            if res["free_threaded_build"]:
+            assert res["free_threaded_build"] is free_threaded, f"{impl}/{group}"
+            if free_threaded:
                 assert res["gil_enabled"] is False, f"{impl}/{group}"
 
 

@@ -44,6 +44,9 @@ class CounterAdapter(ThreadSafeAdapter):
     def echo(self, text: str, times: int = 1) -> str:
         return text * times
 
+    def get_stats(self):
+        return {**super().get_stats(), "count": self.count}
+
 
 class RacyAdapter(ThreadSafeAdapter):
     """The guides' pitfall 1: a shared counter updated without the lock."""
@@ -307,6 +310,7 @@ def test_tool_args_threads_and_requests_options(env: dict[str, str]) -> None:
     assert report["threads"]["count"] == 3
     # Exact counts: the tracker saw every request once, and the locked counter lost none.
     assert report["adapter_stats"]["tracker"]["total_requests"] == 600
+    assert report["adapter_stats"]["count"] == increments
 
 
 def test_module_dot_class_spelling_is_accepted(env: dict[str, str]) -> None:

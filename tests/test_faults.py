@@ -29,6 +29,8 @@ import pytest
 from snakepit_bridge import RequestTracker, ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge._native import lock_owner
 
+from _threads import run_threads
+
 SUBPROCESS_TIMEOUT = 120  # seconds; only a hang reaches it
 
 
@@ -44,27 +46,6 @@ class FaultAdapter(ThreadSafeAdapter):
     @thread_safe_method
     def ok(self):
         return 1
-
-
-def run_threads(n, target, *args):
-    """Start n threads on a barrier; re-raise the first worker exception here."""
-    barrier = threading.Barrier(n)
-    errors = []
-
-    def body(i):
-        try:
-            barrier.wait()
-            target(i, *args)
-        except BaseException as exc:  # re-raised below
-            errors.append(exc)
-
-    ts = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def lock_is_free_for_others(adapter):
@@ -334,6 +315,7 @@ def test_gc_and_other_threads_run_while_a_thread_blocks(how):
         for w in ws: w.start()
         for w in ws: w.join()
         print("WORKERS", len(counter), flush=True)
+        print("STILL_BLOCKED", bt.is_alive() and got == [], flush=True)
         if how == "condition":
             with cond:  # possible only because wait() released both levels
                 cond.notify_all()
@@ -343,7 +325,7 @@ def test_gc_and_other_threads_run_while_a_thread_blocks(how):
         print("DONE", got)
     """))
     want = "[2]" if how == "condition" else "[1]"
-    assert out.split() == ["GC_DONE", "WORKERS", "4000", "DONE", want]
+    assert out.split() == ["GC_DONE", "WORKERS", "4000", "STILL_BLOCKED", "True", "DONE", want]
 
 
 # --- fork ------------------------------------------------------------------------------------

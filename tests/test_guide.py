@@ -703,7 +703,6 @@ def test_readme_method_3_race_is_flagged_by_the_checker() -> None:
             t.start()
         for t in threads:
             t.join()
-    assert adapter.counter <= 10000  # may or may not lose updates; the checker always tells
     assert checker.get_report()["unprotected_writes"][0]["attribute"] == "counter"
 
 

@@ -136,7 +136,7 @@ def p_lock_contended_nonblocking(a, n):
     with Held(a):
         lock = a.lock
         for _ in range(n):
-            lock.acquire(blocking=False)
+            assert not lock.acquire(blocking=False)  # held by another thread
 
 
 def p_lock_contended_timeout_error(a, n):
@@ -146,7 +146,7 @@ def p_lock_contended_timeout_error(a, n):
         for _ in range(n // 20 or 1):
             try:
                 with a.acquire_lock(timeout=0):
-                    pass
+                    raise AssertionError("acquired a lock another thread holds")
             except TimeoutError:
                 pass
 
@@ -158,6 +158,8 @@ def p_release_unowned_error(a, n):
             lock.release()
         except RuntimeError:
             pass
+        else:
+            raise AssertionError("released a lock this thread does not own")
 
 
 def p_thread_local_set_get(a, n):
@@ -189,6 +191,8 @@ def p_thread_local_unhashable_error(a, n):
             a.set_thread_local([], 1)
         except TypeError:
             pass
+        else:
+            raise AssertionError("stored a value under an unhashable key")
 
 
 def p_tracked_call(a, n):

@@ -94,5 +94,8 @@ def test_mixed_primitives_under_load():
 def test_gil_disabled_after_heavy_use():
     if not sysconfig.get_config_var("Py_GIL_DISABLED"):
         pytest.skip("GIL build")
-    Counter().increment()
+    adapter = Counter()
+    run_threads(16, lambda _i: [adapter.increment() for _ in range(2_000)])
+    assert adapter.count == 32_000
+    assert adapter.get_stats()["tracker"]["total_requests"] == 32_000
     assert sys._is_gil_enabled() is False
