@@ -618,6 +618,19 @@ shard_set_snapshot(shard_set *set, shard_snapshot *snap)
     return 0;
 }
 
+int64_t
+shard_set_active(shard_set *set)
+{
+    snakepit_state *st = set->state;
+    int64_t active = 0;
+    registry_lock(st);
+    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+        active += atomic_load_explicit(&s->active, RELAXED) != 0;
+    }
+    registry_unlock(st);
+    return active;
+}
+
 void
 shard_snapshot_release(shard_snapshot *snap)
 {

@@ -179,6 +179,10 @@ typedef struct {
 int shard_set_snapshot(shard_set *set, shard_snapshot *snap);
 void shard_snapshot_release(shard_snapshot *snap);
 
+/* Requests running now, on every thread (one per thread at most): the cheap part of a
+ * snapshot, taken under the registry mutex without allocating. */
+int64_t shard_set_active(shard_set *set);
+
 /* os.register_at_fork hooks. */
 void shards_before_fork(snakepit_state *st);
 void shards_after_fork_parent(snakepit_state *st);

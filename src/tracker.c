@@ -233,6 +233,12 @@ tracker_py_stats(PyObject *op, PyObject *Py_UNUSED(ignored))
     return tracker_stats_dict((tracker_object *)op);
 }
 
+static PyObject *
+tracker_py_active(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLongLong(shard_set_active(&((tracker_object *)op)->set));
+}
+
 static PyMethodDef tracker_methods[] = {
     {"start_request", tracker_py_start, METH_NOARGS,
      "Start a request on the calling thread (nested starts count once)."},
@@ -244,6 +250,8 @@ static PyMethodDef tracker_methods[] = {
     {"__exit__", (PyCFunction)(void (*)(void))tracker_py_exit, METH_FASTCALL, NULL},
     {"get_stats", tracker_py_stats, METH_NOARGS,
      "A fresh dict of exact totals aggregated over every thread's shard."},
+    {"active_requests", tracker_py_active, METH_NOARGS,
+     "Requests running now (get_stats()['active_requests'] without building the dict)."},
     {NULL, NULL, 0, NULL},
 };
 

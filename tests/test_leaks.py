@@ -247,6 +247,13 @@ def p_tracker_start_end(a, n):
         tr.end_request(error=bool(i & 1))
 
 
+def p_active_requests(a, n):
+    tracker = a.tracker
+    with tracker:
+        for _ in range(n):
+            assert tracker.active_requests() == 1
+
+
 def p_get_stats(a, n):
     a.call(1)
     for _ in range(n // 4 or 1):  # ~4 small dict builds each: a quarter of N is as telling
@@ -284,7 +291,7 @@ PRIMITIVES = [
     p_thread_local_set_get, p_thread_local_new_keys_cleared, p_thread_local_missing_default,
     p_thread_local_unhashable_error, p_tracked_call, p_tracked_call_bound_each_time,
     p_tracked_call_nested, p_tracked_call_kwargs, p_tracked_call_error, p_track_request,
-    p_track_request_error, p_tracker_start_end, p_get_stats, p_adapter_lifecycle,
+    p_track_request_error, p_tracker_start_end, p_get_stats, p_active_requests, p_adapter_lifecycle,
     p_tracker_lifecycle,
 ]
 

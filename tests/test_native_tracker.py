@@ -66,10 +66,15 @@ def test_active_requests_seen_from_other_threads():
         stats = tracker.get_stats()
         assert stats["active_requests"] == 4 and stats["active_threads"] == 4
         assert stats["total_requests"] == 4 and stats["completed_requests"] == 0
+        assert tracker.active_requests() == 4
+        with tracker:  # nested starts on one thread count once, there as in get_stats()
+            with tracker:
+                assert tracker.active_requests() == 5
     finally:
         release.set()
         workers.join()
     assert tracker.get_stats()["active_requests"] == 0
+    assert tracker.active_requests() == 0
 
 
 def test_threads_seen_is_exact_despite_ident_reuse():

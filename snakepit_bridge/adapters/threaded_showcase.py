@@ -137,7 +137,7 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
     ) -> None:
         """Count one request of ``tool_name``; the whole update is one locked section."""
         thread = threading.current_thread().name
-        active = self.tracker.get_stats()["active_requests"]  # read before locking: no nesting
+        active = self.tracker.active_requests()  # read before locking: no nesting
         with self.acquire_lock():
             self.total_requests += 1
             self.total_compute_time += seconds
