@@ -12,7 +12,6 @@ import argparse
 import importlib.metadata
 import json
 import os
-import platform
 import random
 import signal
 import sys
@@ -475,8 +474,6 @@ def _describe_parameter(param: hammer.ParameterInfo) -> str:
 
 def collect_info() -> dict[str, Any]:
     """Package and interpreter facts, for ``snakepit-bridge info``."""
-    from snakepit_bridge import __version__
-
     from snakepit_bridge import _native
 
     try:
@@ -485,16 +482,7 @@ def collect_info() -> dict[str, Any]:
         numpy_version: str | None = importlib.metadata.version("numpy")
     except importlib.metadata.PackageNotFoundError:
         numpy_version = None
-    return {
-        "package_version": __version__,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "executable": sys.executable,
-        "free_threaded_build": hammer.free_threaded_build(),
-        "gil_enabled": hammer.gil_enabled(),
-        "native_module": _native.__file__,
-        "numpy": numpy_version,
-    }
+    return {**hammer.environment(), "native_module": _native.__file__, "numpy": numpy_version}
 
 
 def _cmd_info(options: argparse.Namespace) -> int:

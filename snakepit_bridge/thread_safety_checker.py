@@ -49,7 +49,7 @@ from typing import Any, Final, ParamSpec, TextIO, TypeVar
 
 from snakepit_bridge import _native
 from snakepit_bridge._native import ThreadSafeAdapter, thread_safe_method
-from snakepit_bridge.base_adapter import BaseAdapter, _find_metadata
+from snakepit_bridge.base_adapter import BaseAdapter, _class_attributes, _find_metadata
 
 __all__ = [
     "ThreadSafetyChecker",
@@ -1009,16 +1009,8 @@ def check_common_pitfalls(
 
 
 def _own_tools(cls: type) -> Iterator[tuple[str, Any]]:
-    seen: set[str] = set()
-    for klass in cls.__mro__:
-        if klass in (ThreadSafeAdapter, BaseAdapter, object):
-            continue
-        for name, raw in vars(klass).copy().items():  # snapshot: the dict may change
-            if name in seen:
-                continue
-            seen.add(name)
-            if _find_metadata(raw) is not None:
-                yield name, raw
+    """The declared tools of ``cls`` (the base classes declare none)."""
+    return ((name, raw) for name, raw in _class_attributes(cls) if _find_metadata(raw) is not None)
 
 
 def _unlocked_read_modify_writes(cls: type) -> list[str]:

@@ -638,6 +638,7 @@ def test_info_prints_package_and_interpreter_facts(env: dict[str, str]) -> None:
     assert data["native_module"] == _native.__file__
     assert data["free_threaded_build"] == bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     assert isinstance(data["gil_enabled"], bool)
+    assert isinstance(data["cpu_count"], int) and data["cpu_count"] >= 1
 
 
 def test_console_script_and_version(env: dict[str, str]) -> None:
