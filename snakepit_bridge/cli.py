@@ -376,13 +376,13 @@ def render_report(result: hammer.HammerResult) -> str:
     name_width = max([len(n) for n in data["per_tool"]] + [4])
     add(
         f"  {'tool':<{name_width}}  {'requests':>9}  {'errors':>7}  "
-        f"{'p50 ms':>9}  {'p99 ms':>9}  {'max ms':>9}"
+        f"{'p50 ms':>9}  {'p90 ms':>9}  {'p99 ms':>9}  {'max ms':>9}"
     )
     for name, stats in data["per_tool"].items():
         t = stats["latency_ms"]
         add(
             f"  {name:<{name_width}}  {stats['requests']:>9,}  {stats['errors']:>7,}  "
-            f"{t['p50']:>9.3f}  {t['p99']:>9.3f}  {t['max']:>9.3f}"
+            f"{t['p50']:>9.3f}  {t['p90']:>9.3f}  {t['p99']:>9.3f}  {t['max']:>9.3f}"
         )
     if result.error_groups:
         add("")

@@ -4,8 +4,9 @@ Installed with the package (entry point ``pytest11``), so it is active in any pr
 snakepit-bridge installed; disable it with ``-p no:snakepit_bridge``. It provides:
 
 * :func:`run_concurrently` (also the ``hammer`` fixture): call a function from N threads released
-  together by a barrier, re-raise every worker's exception with the worker's traceback, return the
-  results in a stable order, and fail with the stacks of stuck threads instead of hanging;
+  together by a barrier, re-raise the workers' exceptions (one per type and raising line, with
+  that worker's traceback and a note naming every worker that raised it), return the results in
+  a stable order, and fail with the stacks of stuck threads instead of hanging;
 * ``@pytest.mark.hammer(threads=N, iterations=1, timeout=None)``: run the test body itself in N
   threads at once (fixtures are set up once and shared by the threads); works under
   ``pytest -n auto``, where each xdist worker runs its hammered tests on its own;

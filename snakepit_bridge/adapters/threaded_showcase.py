@@ -15,6 +15,7 @@ tools that do maths with it (``compute_intensive``, ``matrix_multiply``, ``stres
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 from collections import OrderedDict, deque
@@ -310,7 +311,7 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
         limit = _int_arg("get_history", "limit", limit, 1, HISTORY_LIMIT)
         with self.acquire_lock():
             total = len(self.request_history)
-            newest = list(self.request_history)[-limit:]
+            newest = list(itertools.islice(reversed(self.request_history), limit))[::-1]
         entries = [dict(entry) for entry in newest]  # entries hold scalars only: a deep copy
         return {"entries": entries, "total_entries": total, "returned": len(entries)}
 
