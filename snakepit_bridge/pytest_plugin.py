@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from snakepit_bridge.hammer import format_thread_stacks, start_checker, stop_checker
+# snakepit_bridge.hammer (the CLI's engine) is imported where it is used: this plugin loads in
+# every pytest session of a project that has the package installed.
 
 __all__ = [
     "ConcurrencyTimeoutError",
@@ -48,6 +49,7 @@ ALLOW_WARNINGS_MARKER = "allow_thread_safety_warnings"
 TIMEOUT_INI = "snakepit_hammer_timeout"
 
 _CHECKER_KEY = pytest.StashKey[Any]()
+_REPORTED_KEY = pytest.StashKey[int]()  # warnings already judged by the test body
 
 
 class ConcurrencyTimeoutError(TimeoutError):
@@ -125,6 +127,8 @@ def run_concurrently(
         raise
     stuck = [worker for worker in workers if worker.is_alive()]
     if stuck:
+        from snakepit_bridge.hammer import format_thread_stacks
+
         stacks = format_thread_stacks(stuck)  # before stopping: where they are stuck now
         stop.set()
         barrier.abort()
@@ -267,6 +271,8 @@ def thread_safety_checker(request: pytest.FixtureRequest) -> Iterator[Any]:
     Warnings recorded by the body fail the test itself; warnings recorded later, by the teardown
     of fixtures set up after this one, fail it at teardown.
     """
+    from snakepit_bridge.hammer import start_checker, stop_checker
+
     checker = start_checker()
     request.node.stash[_CHECKER_KEY] = checker
     try:
@@ -279,9 +285,6 @@ def thread_safety_checker(request: pytest.FixtureRequest) -> Iterator[Any]:
         late = _checker_warnings(checker)[reported:]
         if late:
             _fail_on_warnings(late, "during teardown")
-
-
-_REPORTED_KEY = pytest.StashKey[int]()
 
 
 def _checker_warnings(checker: Any) -> list[str]:
