@@ -37,7 +37,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 DEFAULT_ADAPTER = "snakepit_bridge.adapters.threaded_showcase:ThreadedShowcaseAdapter"
@@ -851,14 +851,7 @@ def run_hammer(
             if key in groups:
                 groups[key].count += group.count
             else:
-                groups[key] = ErrorGroup(
-                    group.tool,
-                    group.type,
-                    group.location,
-                    group.message,
-                    group.traceback,
-                    group.count,
-                )
+                groups[key] = replace(group)  # a copy: workers' groups stay as they were
     try:
         adapter_stats = _json_safe(adapter.get_stats()) if hasattr(adapter, "get_stats") else None
     except Exception as exc:  # a broken get_stats() is a finding, not a crash of the report
