@@ -246,22 +246,27 @@ rlock_py_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     Py_RETURN_TRUE;
 }
 
+/* release() and every __exit__: None (falsy, so exceptions from a `with` body propagate), or
+ * NULL with the RuntimeError of a release by a thread that does not own the lock. */
 static PyObject *
-rlock_py_release(PyObject *op, PyObject *Py_UNUSED(ignored))
+release_to_none(rlock_object *lock)
 {
-    if (rlock_release((rlock_object *)op) < 0) {
+    if (rlock_release(lock) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
 static PyObject *
+rlock_py_release(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return release_to_none((rlock_object *)op);
+}
+
+static PyObject *
 rlock_py_exit(PyObject *op, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
 {
-    if (rlock_release((rlock_object *)op) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return release_to_none((rlock_object *)op);
 }
 
 static PyObject *
@@ -484,11 +489,7 @@ timed_guard_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
 static PyObject *
 timed_guard_exit(PyObject *op, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
 {
-    timed_guard *self = (timed_guard *)op;
-    if (rlock_release(self->lock) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return release_to_none(((timed_guard *)op)->lock);
 }
 
 static PyMethodDef timed_guard_methods[] = {
@@ -536,15 +537,6 @@ guard_enter(lock_guard *self)
 }
 
 static PyObject *
-guard_exit(lock_guard *self)
-{
-    if (rlock_release(self->lock) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;  /* falsy: exceptions from the body propagate */
-}
-
-static PyObject *
 guard_vectorcall(PyObject *op, PyObject *const *Py_UNUSED(args), size_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
@@ -553,7 +545,7 @@ guard_vectorcall(PyObject *op, PyObject *const *Py_UNUSED(args), size_t nargsf, 
             return guard_enter((lock_guard *)op);
         }
         if (nargs == 3) {
-            return guard_exit((lock_guard *)op);
+            return release_to_none(((lock_guard *)op)->lock);
         }
     }
     PyErr_SetString(PyExc_TypeError,
@@ -631,7 +623,8 @@ guard_method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyOb
                      Py_TYPE(args[0])->tp_name);
         return NULL;
     }
-    return self->is_exit ? guard_exit((lock_guard *)args[0]) : guard_enter((lock_guard *)args[0]);
+    lock_guard *guard = (lock_guard *)args[0];
+    return self->is_exit ? release_to_none(guard->lock) : guard_enter(guard);
 }
 
 static PyObject *
