@@ -366,8 +366,8 @@ record_dealloc(PyObject *self)
             release_list_run(&owned);
         }
         (void)PyThread_tss_set(st->record_tss, NULL);
-        /* From now on this thread makes no new shards (its calls run untracked). */
-        snakepit_current_record.exiting = 1;
+        /* While this thread state ends, it makes no new shards (its calls run untracked). */
+        snakepit_current_record.exiting_state_id = snakepit_thread_state_id();
     }
     if (snakepit_current_record.record == rec) {
         snakepit_current_record.state = NULL;
@@ -419,7 +419,7 @@ shard_get_slow(shard_set *set)
     snakepit_state *st = set->state;
     thread_record *rec = record_current(st);
     if (rec == NULL) {
-        if (snakepit_current_record.exiting) {
+        if (shard_thread_exiting()) {
             return NULL;  /* no exception: the caller runs without a shard */
         }
         rec = record_create(st);

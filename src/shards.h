@@ -97,11 +97,36 @@ int shard_set_traverse_values(shard_set *set, visitproc visit, void *arg);
 typedef struct {
     snakepit_state *state;
     thread_record *record;
-    int exiting;                 /* this thread's record is gone: no new shards */
+    /* The Python thread state whose teardown released this thread's record (its id; 0 for
+     * none): while that state ends, no new shards.  Keyed by the state, not the OS thread: a
+     * thread CPython did not start (a C library calling back through PyGILState_Ensure) gets
+     * a fresh state per callback, and each one is tracked again. */
+    uint64_t exiting_state_id;
 } snakepit_record_cache;
 /* initial-exec: one load instead of a __tls_get_addr call on every use. */
 extern _Thread_local snakepit_record_cache snakepit_current_record
     __attribute__((visibility("hidden"), tls_model("initial-exec")));
+
+/* The id of the calling thread's current Python thread state, 0 if it has none. */
+static inline uint64_t
+snakepit_thread_state_id(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *tstate = PyThreadState_GetUnchecked();
+#else
+    PyThreadState *tstate = _PyThreadState_UncheckedGet();
+#endif
+    return tstate != NULL ? PyThreadState_GetID(tstate) : 0;
+}
+
+/* Whether the calling thread's Python state is being torn down (its storage is released):
+ * calls then run untracked and store nothing.  Slow paths only. */
+static inline int
+shard_thread_exiting(void)
+{
+    uint64_t id = snakepit_current_record.exiting_state_id;
+    return id != 0 && id == snakepit_thread_state_id();
+}
 
 static inline thread_record *
 record_current(snakepit_state *st)

@@ -185,7 +185,7 @@ static int
 tracker_finish(tracker_object *self, int error)
 {
     shard_slot *slot = shard_find(&self->set);
-    if (slot == NULL && snakepit_current_record.exiting) {
+    if (slot == NULL && shard_thread_exiting()) {
         return 0;  /* matching the untracked start of an exiting thread */
     }
     if (slot == NULL || slot->depth == 0) {
