@@ -74,13 +74,13 @@ def tool(
     """
     if callable(description) and not isinstance(description, str):
         # Bare ``@tool``: the function arrives in place of the description.
-        return _attach_metadata(description, "", False, None)
+        return _attach_metadata(description, "", False, [])
     if not isinstance(description, str):
         raise TypeError(f"tool(): description must be a str, not {type(description).__name__}")
-    _checked_variables(required_variables)  # fail at the decorator line, not later
+    names = _checked_variables(required_variables)  # fail at the decorator line, not later
 
     def decorator(func: _F) -> _F:
-        return _attach_metadata(func, description, supports_streaming, required_variables)
+        return _attach_metadata(func, description, supports_streaming, names)
 
     return decorator
 
@@ -89,9 +89,8 @@ def _attach_metadata(
     func: _F,
     description: str,
     supports_streaming: bool,
-    required_variables: list[str] | tuple[str, ...] | None,
+    names: list[str],
 ) -> _F:
-    names = _checked_variables(required_variables)
     target = getattr(func, "__func__", func)  # staticmethod/classmethod: describe the function
     doc = inspect.getdoc(target) or ""
     metadata = ToolMetadata(
@@ -248,38 +247,35 @@ def _find_metadata(raw: Any) -> ToolMetadata | None:
     wrapped function (inner ``@tool``); staticmethod/classmethod objects on themselves or on
     ``__func__``.
     """
-    obj: Any = raw
-    for _ in range(8):  # wrapping chains are short; the bound guards against cycles
+    for obj in _wrapper_chain(raw):
         try:
             metadata = inspect.getattr_static(obj, "_tool_metadata", None)
         except Exception:  # noqa: BLE001 - exotic descriptors: treat as "not a tool"
             metadata = None
         if isinstance(metadata, ToolMetadata):
             return metadata
-        inner = _inner(obj)
-        if inner is None:
-            return None
-        obj = inner
     return None
 
 
-def _inner(obj: Any) -> Any:
-    """What ``obj`` wraps (``__func__`` of static/class methods, else ``__wrapped__``), or None."""
-    try:
-        inner = getattr(obj, "__func__", None) or getattr(obj, "__wrapped__", None)
-    except Exception:  # noqa: BLE001 - an attribute whose lookup fails wraps nothing
-        return None
-    return None if inner is obj else inner
+def _wrapper_chain(raw: Any) -> Iterator[Any]:
+    """``raw``, then what it wraps (``__func__`` of static/class methods, else ``__wrapped__``),
+    and so on; wrapping chains are short, and the bound guards against cycles."""
+    obj = raw
+    yield obj
+    for _ in range(8):
+        try:
+            inner = getattr(obj, "__func__", None) or getattr(obj, "__wrapped__", None)
+        except Exception:  # noqa: BLE001 - an attribute whose lookup fails wraps nothing
+            return
+        if inner is None or inner is obj:
+            return
+        obj = inner
+        yield obj
 
 
 def _underlying_function(raw: Any) -> Any:
-    obj = raw
-    for _ in range(8):
-        inner = _inner(obj)
-        if inner is None:
-            break
-        obj = inner
-    return obj
+    *_, innermost = _wrapper_chain(raw)
+    return innermost
 
 
 def _build_entry(cls: type, name: str, raw: Any, metadata: ToolMetadata) -> _Entry:
