@@ -604,7 +604,6 @@ shard_set_snapshot(shard_set *set, shard_snapshot *snap)
         }
         if (atomic_load_explicit(&s->active, RELAXED)) {
             snap->active_requests++;
-            snap->active_threads++;
         }
         if (started > 0) {
             snap->threads_seen++;

@@ -193,7 +193,7 @@ shard_get(shard_set *set)
 #define SNAKEPIT_SNAPSHOT_INLINE 16
 
 typedef struct {
-    int64_t started, completed, errors, active_requests, active_threads, threads_seen;
+    int64_t started, completed, errors, active_requests, threads_seen;
     uint64_t busy_ticks, max_ticks;
     retired_name *by_name;       /* new references, merged by the caller */
     Py_ssize_t n_by_name;

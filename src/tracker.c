@@ -145,9 +145,11 @@ tracker_stats_dict(tracker_object *self)
     }
     if (set_int(stats, st->str_total_requests, snap.started) < 0
         || set_int(stats, st->str_completed_requests, snap.completed) < 0
+        /* Nesting counts once per thread, so active requests, their upstream alias and
+         * active threads are one figure. */
         || set_int(stats, st->str_active_requests, snap.active_requests) < 0
         || set_int(stats, st->str_total_active_requests, snap.active_requests) < 0
-        || set_int(stats, st->str_active_threads, snap.active_threads) < 0
+        || set_int(stats, st->str_active_threads, snap.active_requests) < 0
         || set_int(stats, st->str_threads_seen, snap.threads_seen) < 0
         || PyDict_SetItem(stats, st->str_requests_by_thread, by_thread) < 0
         || set_int(stats, st->str_errors, snap.errors) < 0
