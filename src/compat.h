@@ -2,9 +2,7 @@
  *
  * Supported: CPython 3.11+ with the GIL, and 3.13+ free-threaded.  Counters that other
  * threads read use C11 atomics (present on every supported build, unlike _Py_atomic_*
- * which is public only from 3.13).  Short internal locks are PyMutex on 3.13+; on 3.11 and
- * 3.12 the GIL already serialises the few C sections they guard (those sections never
- * release the GIL or run Python code), so they compile to nothing there. */
+ * which is public only from 3.13).  Short internal locks: see snakepit_mutex below. */
 #ifndef SNAKEPIT_COMPAT_H
 #define SNAKEPIT_COMPAT_H
 
@@ -14,12 +12,73 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#if PY_VERSION_HEX >= 0x030D0000
-#  define SNAKEPIT_HAVE_PYMUTEX 1
-typedef PyMutex snakepit_mutex;
-#  define snakepit_mutex_lock(m) PyMutex_Lock(m)
-#  define snakepit_mutex_unlock(m) PyMutex_Unlock(m)
-#  define snakepit_mutex_reset(m) memset((m), 0, sizeof(PyMutex))
+/* The library's own short internal locks (the registry and the observer slots).
+ *
+ * Not PyMutex: PyMutex_Lock detaches the thread state while it waits, and a parked waiter
+ * may be handed the mutex on release.  A waiter handed it after interpreter finalization has
+ * begun (a daemon thread) can never re-attach, so it would own the mutex forever and the
+ * exiting main thread, which needs it to release the records of ended threads, would hang.
+ * The sections these locks guard are short, never run Python code, never allocate Python
+ * objects and never block, so a waiter spins (then yields the CPU) while staying attached:
+ * the lock is only ever held by a thread that is running and about to release it.
+ * On GIL builds the GIL already serialises these sections, so they compile to nothing. */
+#ifdef Py_GIL_DISABLED
+#  define SNAKEPIT_HAVE_SPINLOCK 1
+#  include <sched.h>
+typedef struct { _Atomic int locked; } snakepit_mutex;
+
+static inline int
+snakepit_mutex_try(snakepit_mutex *m)
+{
+    int expected = 0;
+    return atomic_compare_exchange_weak_explicit(&m->locked, &expected, 1, memory_order_acquire,
+                                                 memory_order_relaxed);
+}
+
+static inline void
+snakepit_cpu_relax(void)
+{
+#  if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#  elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#  endif
+}
+
+static inline void
+snakepit_mutex_lock(snakepit_mutex *m)
+{
+    if (snakepit_mutex_try(m)) {
+        return;
+    }
+    for (unsigned int spins = 0;; spins++) {
+        /* Wait for it to look free before trying again, so waiters do not bounce its line. */
+        while (atomic_load_explicit(&m->locked, memory_order_relaxed)) {
+            if (spins++ < 100) {
+                snakepit_cpu_relax();
+            }
+            else {
+                sched_yield();  /* the holder may be preempted: let it run */
+            }
+        }
+        if (snakepit_mutex_try(m)) {
+            return;
+        }
+    }
+}
+
+static inline void
+snakepit_mutex_unlock(snakepit_mutex *m)
+{
+    atomic_store_explicit(&m->locked, 0, memory_order_release);
+}
+
+/* Forget a state inherited from the parent of a fork (only the forking thread exists). */
+static inline void
+snakepit_mutex_reset(snakepit_mutex *m)
+{
+    atomic_store_explicit(&m->locked, 0, memory_order_relaxed);
+}
 #else
 typedef struct { char unused; } snakepit_mutex;
 #  define snakepit_mutex_lock(m) ((void)(m))

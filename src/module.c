@@ -204,21 +204,6 @@ module_exec(PyObject *module)
     if (intern(&st->str_unnamed, "<unnamed thread>") < 0) {
         return -1;
     }
-    st->stats_template = PyDict_New();
-    if (st->stats_template == NULL) {
-        return -1;
-    }
-    PyObject *stat_keys[] = {
-        st->str_total_requests, st->str_completed_requests, st->str_active_requests,
-        st->str_total_active_requests, st->str_active_threads, st->str_threads_seen,
-        st->str_requests_by_thread, st->str_errors, st->str_total_duration,
-        st->str_mean_duration, st->str_max_duration,
-    };
-    for (size_t i = 0; i < sizeof(stat_keys) / sizeof(stat_keys[0]); i++) {
-        if (PyDict_SetItem(st->stats_template, stat_keys[i], Py_None) < 0) {
-            return -1;
-        }
-    }
     st->record_tss = PyThread_tss_alloc();
     if (st->record_tss == NULL || PyThread_tss_create(st->record_tss) != 0) {
         PyErr_SetString(PyExc_RuntimeError, "cannot create thread-specific storage");
@@ -309,7 +294,6 @@ module_clear(PyObject *module)
     Py_CLEAR(st->part_type);
     Py_CLEAR(st->record_type);
     Py_CLEAR(st->record_key);
-    Py_CLEAR(st->stats_template);
     Py_CLEAR(st->str_unnamed);
     PyObject **names[] = {
         &st->str_total_requests, &st->str_completed_requests, &st->str_active_requests,

@@ -663,7 +663,7 @@ shards_after_fork_parent(snakepit_state *st)
 void
 snakepit_fork_check(snakepit_state *st, fork_safe_mutex *m, _Atomic unsigned int *generation)
 {
-#ifdef SNAKEPIT_HAVE_PYMUTEX
+#ifdef SNAKEPIT_HAVE_SPINLOCK
     unsigned long forking = atomic_load_explicit(&st->fork.thread, RELAXED);
     if (forking != 0 && forking == PyThread_get_thread_ident()
         && (long)getpid() != atomic_load_explicit(&st->fork.parent_pid, RELAXED)) {

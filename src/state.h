@@ -9,10 +9,11 @@
 typedef struct shard_set shard_set;
 typedef struct rlock_object rlock_object;
 
-/* A short mutex that survives os.fork().  Nothing is held across fork (the before-fork
- * hook only records who forks), but a mutex can be inherited locked: PyMutex may hand a
- * released mutex to a parked waiter, which then owns it while the world is stopped for the
- * fork.  In the child only the forking thread exists, so the first lock there resets it. */
+/* A short mutex that survives os.fork().  Nothing is held across fork: the before-fork hook
+ * only records who forks, and CPython stops every other thread at a safe point before it
+ * forks, which a thread inside one of these sections (it never detaches) cannot be.  Should
+ * one still arrive locked in the child, where only the forking thread exists, the first lock
+ * there resets it (defence in depth, cheap: one generation compare per lock). */
 typedef struct {
     snakepit_mutex mutex;
 } fork_safe_mutex;
@@ -80,7 +81,6 @@ typedef struct {
     PyObject *str_dunder_thread_safe;
     PyObject *str_timeout;
     PyObject *str_unnamed;
-    PyObject *stats_template;   /* the tracker statistics keys, copied to presize */
     _Atomic uint64_t seconds_per_tick_bits;  /* cached once accurate (a double's bits) */
 
 } snakepit_state;
@@ -92,7 +92,7 @@ void snakepit_fork_check(snakepit_state *st, fork_safe_mutex *m, _Atomic unsigne
 static inline void
 fork_safe_lock(snakepit_state *st, fork_safe_mutex *m, _Atomic unsigned int *generation)
 {
-#ifdef SNAKEPIT_HAVE_PYMUTEX
+#ifdef SNAKEPIT_HAVE_SPINLOCK
     if (atomic_load_explicit(&st->fork.thread, RELAXED) != 0
         || atomic_load_explicit(generation, RELAXED) != atomic_load_explicit(&st->fork.generation, RELAXED)) {
         snakepit_fork_check(st, m, generation);

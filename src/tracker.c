@@ -134,8 +134,10 @@ tracker_stats_dict(tracker_object *self)
     double seconds_per_tick = cached_seconds_per_tick(st);
     double total = (double)snap.busy_ticks * seconds_per_tick;
     PyObject *by_thread = NULL;
-    /* Copying a template with every key presizes the dict and skips resizes. */
-    PyObject *stats = PyDict_Copy(st->stats_template);
+    /* Built from C data only: a forked child may call this, and a Python container shared
+     * between threads (a template to copy, say) may reach the child with its per-object
+     * lock held by a thread that does not exist there. */
+    PyObject *stats = PyDict_New();
     if (stats == NULL) {
         goto error;
     }
