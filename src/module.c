@@ -178,6 +178,17 @@ done:
 static int
 module_exec(PyObject *module)
 {
+    /* Only the main interpreter: per-thread records are cached in C thread-local storage
+     * and found through one Py_tss key, fork hooks and thread-exit handling assume one
+     * interpreter's thread states, and a subinterpreter's thread state can be run by several
+     * OS threads in turn (seen to crash on 3.11, which has no Py_mod_multiple_interpreters
+     * slot to refuse the import with).  So refuse it on every version. */
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "snakepit_bridge._native does not support subinterpreters: "
+                        "import it in the main interpreter");
+        return -1;
+    }
     snakepit_state *st = get_state(module);
     snakepit_clock_init(&st->clock);
     atomic_store_explicit(&st->next_set_id, 1, RELAXED);  /* 0 marks an empty cache */

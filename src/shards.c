@@ -277,6 +277,36 @@ current_thread_name(void)
     return name != NULL ? name : PyUnicode_FromFormat("Thread-%lu", ident);
 }
 
+/* A record already stored in this thread state's dict for this module: a live record of
+ * this OS thread whose tss entry was lost (reinstalled), or of another OS thread using the
+ * same thread state (an error: the record's table belongs to that thread alone, and
+ * replacing the record would free it under that thread's cached pointer). */
+static thread_record *
+record_adopt(snakepit_state *st, PyObject *found)
+{
+    if (!PyObject_TypeCheck(found, st->record_type)) {
+        PyErr_SetString(PyExc_RuntimeError, "snakepit_bridge: its per-thread record was replaced");
+        return NULL;
+    }
+    thread_record *rec = (thread_record *)found;
+    unsigned long me = PyThread_get_thread_ident();
+    if (rec->ident != me) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "snakepit_bridge: this Python thread state already belongs to OS thread %lu "
+                     "and is now used by OS thread %lu; one thread state shared by several OS "
+                     "threads is not supported",
+                     rec->ident, me);
+        return NULL;
+    }
+    if (PyThread_tss_set(st->record_tss, rec) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "snakepit_bridge: PyThread_tss_set failed");
+        return NULL;
+    }
+    snakepit_current_record.state = st;
+    snakepit_current_record.record = rec;
+    return rec;
+}
+
 static thread_record *
 record_create(snakepit_state *st)
 {
@@ -285,6 +315,16 @@ record_create(snakepit_state *st)
         PyErr_SetString(PyExc_RuntimeError, "snakepit_bridge: no thread state dict");
         return NULL;
     }
+    /* Never overwrite a live record (see record_adopt). */
+    PyObject *found;
+    if (snakepit_dict_get_ref(tdict, st->record_key, &found) < 0) {
+        return NULL;
+    }
+    if (found != NULL) {
+        thread_record *adopted = record_adopt(st, found);
+        Py_DECREF(found);  /* the dict keeps it alive */
+        return adopted;
+    }
     thread_record *rec = PyObject_New(thread_record, st->record_type);
     if (rec == NULL) {
         return NULL;
@@ -292,6 +332,7 @@ record_create(snakepit_state *st)
     rec->state = st;
     rec->module = NULL;
     rec->name = NULL;
+    rec->ident = PyThread_get_thread_ident();
     rec->table = PyMem_Calloc(8, sizeof(shard_slot *));
     rec->capacity = 8;
     rec->used = 0;

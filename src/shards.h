@@ -69,6 +69,7 @@ struct thread_record {
     snakepit_state *state;
     PyObject *module;            /* keeps the state alive */
     PyObject *name;              /* threading name at first use (NULL until known) */
+    unsigned long ident;         /* the OS thread it belongs to */
     shard_slot **table;          /* open addressing on set_id, power-of-two capacity */
     size_t capacity;
     size_t used;
