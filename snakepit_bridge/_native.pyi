@@ -62,7 +62,13 @@ class _LockGuard:
     """What acquire_lock() returns: one per adapter and thread, reused by every `with`."""
 
     def __enter__(self) -> None: ...
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None: ...
 
 class _TimedLockGuard:
     def __enter__(self) -> None: ...

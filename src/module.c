@@ -247,13 +247,8 @@ module_exec(PyObject *module)
         || adapter_type_ready(st) < 0) {
         return -1;
     }
-    PyObject *guard_method_type = PyType_FromModuleAndSpec(module, &snakepit_guard_method_spec, NULL);
-    if (guard_method_type == NULL) {
-        return -1;
-    }
-    r = lock_guard_type_ready(st, (PyTypeObject *)guard_method_type);
-    Py_DECREF(guard_method_type);
-    if (r < 0) {
+    if (add_type(module, &snakepit_guard_method_spec, NULL, &st->guard_method_type, 0) < 0
+        || lock_guard_type_ready(st) < 0) {
         return -1;
     }
 
@@ -279,6 +274,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->rlock_type);
     Py_VISIT(st->timed_guard_type);
     Py_VISIT(st->lock_guard_type);
+    Py_VISIT(st->guard_method_type);
     Py_VISIT(st->tracker_type);
     Py_VISIT(st->method_type);
     Py_VISIT(st->part_type);
@@ -300,6 +296,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->rlock_type);
     Py_CLEAR(st->timed_guard_type);
     Py_CLEAR(st->lock_guard_type);
+    Py_CLEAR(st->guard_method_type);
     Py_CLEAR(st->tracker_type);
     Py_CLEAR(st->method_type);
     Py_CLEAR(st->part_type);

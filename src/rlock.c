@@ -516,129 +516,114 @@ PyType_Spec snakepit_timed_guard_spec = {
  *
  * What `with adapter.acquire_lock():` enters.  A `with` statement looks __enter__ and
  * __exit__ up on the type and binds them, which for ordinary C methods allocates a bound
- * method object each time.  Here both names are descriptors that bind to the guard itself,
- * and the guard's call dispatches on the argument count the interpreter uses: () enters,
- * (exc_type, exc, tb) exits.  So the statement allocates nothing.  Each thread has its own
- * guard per adapter (kept in its shard), so its reference count is never contended. */
+ * method object each time.  Here both names are descriptors that return one of two callables
+ * the guard made once: its "enter" (called with no arguments) and its "exit" (called with
+ * exc_type, exc, tb).  Each does only its own job and checks its arguments, so
+ * `guard.__exit__()` is a TypeError, never an acquire.  Each thread has its own guard per
+ * adapter (kept in its shard), so none of these reference counts is contended, and the
+ * statement allocates nothing. */
 
+/* A guard's bound __enter__ / __exit__; also the class-level descriptors (lock NULL), which
+ * take the guard as their first argument (contextlib.ExitStack calls them that way). */
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
+    int is_exit;
+    rlock_object *lock;          /* NULL for the class-level descriptor */
+} guard_method;
+
+typedef struct {
+    PyObject_HEAD
     rlock_object *lock;
+    guard_method *enter;
+    guard_method *exit;
 } lock_guard;
 
 static PyObject *
-guard_enter(lock_guard *self)
+guard_enter(rlock_object *lock)
 {
-    if (rlock_acquire(self->lock, -1) < 0) {
+    if (rlock_acquire(lock, -1) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
 static PyObject *
-guard_vectorcall(PyObject *op, PyObject *const *Py_UNUSED(args), size_t nargsf, PyObject *kwnames)
-{
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) {
-        if (nargs == 0) {
-            return guard_enter((lock_guard *)op);
-        }
-        if (nargs == 3) {
-            return release_to_none(((lock_guard *)op)->lock);
-        }
-    }
-    PyErr_SetString(PyExc_TypeError,
-                    "an acquire_lock() guard is entered with () and exited with (exc_type, exc, tb)");
-    return NULL;
-}
-
-PyObject *
-lock_guard_new(snakepit_state *st, rlock_object *lock)
-{
-    lock_guard *self = PyObject_New(lock_guard, st->lock_guard_type);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->vectorcall = guard_vectorcall;
-    self->lock = (rlock_object *)Py_NewRef(lock);
-    return (PyObject *)self;
-}
-
-static void
-guard_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    Py_XDECREF(((lock_guard *)op)->lock);
-    PyObject_Free(op);
-    Py_DECREF(tp);
-}
-
-static PyMemberDef guard_members[] = {
-    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(lock_guard, vectorcall), Py_READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyType_Slot guard_slots[] = {
-    {Py_tp_dealloc, guard_dealloc},
-    {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_members, guard_members},
-    {Py_tp_doc, "Context manager returned by ThreadSafeAdapter.acquire_lock()."},
-    {0, NULL},
-};
-
-PyType_Spec snakepit_lock_guard_spec = {
-    .name = "snakepit_bridge._native._LockGuard",
-    .basicsize = sizeof(lock_guard),
-    /* Made immutable once __enter__/__exit__ are installed (lock_guard_type_ready). */
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = guard_slots,
-};
-
-/* __enter__ / __exit__ of the guard type: bound to a guard they return the guard itself;
- * looked up on the class (contextlib.ExitStack does) they are called with the guard first. */
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    int is_exit;
-} guard_method;
-
-static PyObject *
 guard_method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     guard_method *self = (guard_method *)op;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    Py_ssize_t expected = self->is_exit ? 4 : 1;
+    rlock_object *lock = self->lock;
+    Py_ssize_t expected = (self->is_exit ? 3 : 0) + (lock == NULL);
     if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || nargs != expected) {
-        PyErr_Format(PyExc_TypeError, "%s() takes %zd positional arguments",
-                     self->is_exit ? "__exit__" : "__enter__", expected);
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd positional argument%s (%zd given)",
+                     self->is_exit ? "__exit__" : "__enter__", expected, expected == 1 ? "" : "s",
+                     nargs);
         return NULL;
     }
-    snakepit_state *st = PyType_GetModuleState(Py_TYPE(op));
-    if (st == NULL) {
-        return NULL;
+    if (lock == NULL) {
+        snakepit_state *st = PyType_GetModuleState(Py_TYPE(op));
+        if (st == NULL) {
+            return NULL;
+        }
+        if (!PyObject_TypeCheck(args[0], st->lock_guard_type)) {
+            PyErr_Format(PyExc_TypeError, "descriptor needs an acquire_lock() guard, not %.200s",
+                         Py_TYPE(args[0])->tp_name);
+            return NULL;
+        }
+        lock = ((lock_guard *)args[0])->lock;
     }
-    if (!PyObject_TypeCheck(args[0], st->lock_guard_type)) {
-        PyErr_Format(PyExc_TypeError, "descriptor needs an acquire_lock() guard, not %.200s",
-                     Py_TYPE(args[0])->tp_name);
-        return NULL;
-    }
-    lock_guard *guard = (lock_guard *)args[0];
-    return self->is_exit ? release_to_none(guard->lock) : guard_enter(guard);
+    return self->is_exit ? release_to_none(lock) : guard_enter(lock);
 }
 
 static PyObject *
 guard_method_get(PyObject *op, PyObject *obj, PyObject *Py_UNUSED(type))
 {
-    return Py_NewRef(obj == NULL || obj == Py_None ? op : obj);
+    guard_method *self = (guard_method *)op;
+    if (self->lock != NULL || obj == NULL || obj == Py_None) {
+        return Py_NewRef(op);
+    }
+    snakepit_state *st = PyType_GetModuleState(Py_TYPE(op));
+    if (st == NULL) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(obj, st->lock_guard_type)) {
+        PyErr_Format(PyExc_TypeError, "descriptor needs an acquire_lock() guard, not %.200s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    lock_guard *guard = (lock_guard *)obj;
+    return Py_NewRef((PyObject *)(self->is_exit ? guard->exit : guard->enter));
+}
+
+static guard_method *
+guard_method_new(PyTypeObject *type, rlock_object *lock, int is_exit)
+{
+    guard_method *method = PyObject_New(guard_method, type);
+    if (method == NULL) {
+        return NULL;
+    }
+    method->vectorcall = guard_method_vectorcall;
+    method->is_exit = is_exit;
+    method->lock = (rlock_object *)Py_XNewRef(lock);
+    return method;
 }
 
 static void
 guard_method_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
+    Py_XDECREF(((guard_method *)op)->lock);
     PyObject_Free(op);
     Py_DECREF(tp);
+}
+
+static PyObject *
+guard_method_repr(PyObject *op)
+{
+    guard_method *self = (guard_method *)op;
+    return PyUnicode_FromFormat("<%s of %s>", self->is_exit ? "__exit__" : "__enter__",
+                                self->lock != NULL ? "an acquire_lock() guard" : "acquire_lock() guards");
 }
 
 static PyMemberDef guard_method_members[] = {
@@ -650,6 +635,7 @@ static PyType_Slot guard_method_slots[] = {
     {Py_tp_dealloc, guard_method_dealloc},
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_descr_get, guard_method_get},
+    {Py_tp_repr, guard_method_repr},
     {Py_tp_members, guard_method_members},
     {0, NULL},
 };
@@ -662,25 +648,65 @@ PyType_Spec snakepit_guard_method_spec = {
     .slots = guard_method_slots,
 };
 
-static int
-add_guard_method(snakepit_state *st, PyTypeObject *method_type, const char *name, int is_exit)
+PyObject *
+lock_guard_new(snakepit_state *st, rlock_object *lock)
 {
-    guard_method *method = PyObject_New(guard_method, method_type);
+    lock_guard *self = PyObject_New(lock_guard, st->lock_guard_type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->lock = (rlock_object *)Py_NewRef(lock);
+    self->enter = guard_method_new(st->guard_method_type, lock, 0);
+    self->exit = guard_method_new(st->guard_method_type, lock, 1);
+    if (self->enter == NULL || self->exit == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+guard_dealloc(PyObject *op)
+{
+    lock_guard *self = (lock_guard *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    Py_XDECREF(self->enter);
+    Py_XDECREF(self->exit);
+    Py_XDECREF(self->lock);
+    PyObject_Free(op);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot guard_slots[] = {
+    {Py_tp_dealloc, guard_dealloc},
+    {Py_tp_doc, "Context manager returned by ThreadSafeAdapter.acquire_lock()."},
+    {0, NULL},
+};
+
+PyType_Spec snakepit_lock_guard_spec = {
+    .name = "snakepit_bridge._native._LockGuard",
+    .basicsize = sizeof(lock_guard),
+    /* Made immutable once __enter__/__exit__ are installed (lock_guard_type_ready). */
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = guard_slots,
+};
+
+static int
+add_guard_method(snakepit_state *st, const char *name, int is_exit)
+{
+    guard_method *method = guard_method_new(st->guard_method_type, NULL, is_exit);
     if (method == NULL) {
         return -1;
     }
-    method->vectorcall = guard_method_vectorcall;
-    method->is_exit = is_exit;
     int r = PyObject_SetAttrString((PyObject *)st->lock_guard_type, name, (PyObject *)method);
     Py_DECREF(method);
     return r;
 }
 
 int
-lock_guard_type_ready(snakepit_state *st, PyTypeObject *method_type)
+lock_guard_type_ready(snakepit_state *st)
 {
-    if (add_guard_method(st, method_type, "__enter__", 0) < 0
-        || add_guard_method(st, method_type, "__exit__", 1) < 0) {
+    if (add_guard_method(st, "__enter__", 0) < 0 || add_guard_method(st, "__exit__", 1) < 0) {
         return -1;
     }
     st->lock_guard_type->tp_flags |= Py_TPFLAGS_IMMUTABLETYPE;

@@ -43,7 +43,7 @@ extern PyType_Spec snakepit_guard_method_spec;
 
 /* The per-thread context manager of acquire_lock() (see rlock.c). */
 PyObject *lock_guard_new(snakepit_state *st, rlock_object *lock);
-int lock_guard_type_ready(snakepit_state *st, PyTypeObject *method_type);
+int lock_guard_type_ready(snakepit_state *st);
 
 /* Fork: make every lock whose owner does not exist in the child free again. */
 void rlocks_after_fork_child(snakepit_state *st);

@@ -41,6 +41,7 @@ typedef struct {
     PyTypeObject *rlock_type;
     PyTypeObject *timed_guard_type;
     PyTypeObject *lock_guard_type;
+    PyTypeObject *guard_method_type;
     PyTypeObject *tracker_type;
     PyTypeObject *method_type;
     PyTypeObject *part_type;

@@ -120,9 +120,39 @@ def test_acquire_lock_guard_protocol():
     guard.__enter__()
     guard.__exit__(None, None, None)
     with pytest.raises(TypeError):
-        guard(1)
+        guard(1)  # the guard itself is not callable
     with pytest.raises(RuntimeError):
         guard.__exit__(None, None, None)  # not held
+    # The class-level descriptors take the guard first (contextlib does this).
+    type(guard).__enter__(guard)
+    assert adapter.lock._recursion_count() == 1
+    type(guard).__exit__(guard, None, None, None)
+    assert not adapter.lock.locked()
+    with pytest.raises(TypeError):
+        type(guard).__enter__(object())
+
+
+def test_acquire_lock_guard_enter_and_exit_each_do_only_their_own_job():
+    """__exit__ with the wrong arguments never acquires, __enter__ with arguments never
+    releases: each checks its own arguments instead of dispatching on their count."""
+    adapter = Counter()
+    guard = adapter.acquire_lock()
+    for bad_exit in [(), (None,), (None, None), (None, None, None, None)]:
+        with pytest.raises(TypeError, match=r"__exit__\(\) takes 3 positional arguments"):
+            guard.__exit__(*bad_exit)
+        assert not adapter.lock.locked()
+    with adapter.acquire_lock():
+        for bad_enter in [(None,), (None, None, None)]:
+            with pytest.raises(TypeError, match=r"__enter__\(\) takes 0 positional arguments"):
+                guard.__enter__(*bad_enter)
+            assert adapter.lock._recursion_count() == 1
+        with pytest.raises(TypeError):
+            guard.__enter__(blocking=False)
+        with pytest.raises(TypeError):
+            guard.__exit__(exc_type=None, exc=None, tb=None)
+        assert adapter.lock._recursion_count() == 1
+    assert not adapter.lock.locked()
+    assert guard.__enter__ is guard.__enter__ and guard.__exit__ is guard.__exit__  # made once
 
 
 def test_acquire_lock_timeout_names_class_and_holder():
