@@ -72,10 +72,12 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
     /* The adapter's own module state times it (the same unless several module instances). */
     tracker_begin(adapter->state, slot);
     PyObject *result = PyObject_Vectorcall(self->func, args, nargsf, kwnames);
-    tracker_end(adapter->state, slot, result == NULL);
+    /* Before the request ends: if the observer fails, the caller gets its exception, and
+     * the tracker must count the call as the error the caller sees. */
     if (observed && notify_call(st, op, args[0], 0) < 0) {
         Py_CLEAR(result);
     }
+    tracker_end(adapter->state, slot, result == NULL);
     return result;
 }
 

@@ -197,3 +197,90 @@ def test_tracked_calls_exact_under_threads():
     assert tracker["active_requests"] == 0 and tracker["active_threads"] == 0
     assert tracker["threads_seen"] == threads
     assert sorted(tracker["requests_by_thread"].values()) == [calls] * threads
+
+
+class _ObserverFailure(Exception):
+    pass
+
+
+def test_call_observer_failing_on_exit_is_the_callers_error_and_counted_as_one() -> None:
+    """An observer that raises when the call leaves: the caller sees its exception and the
+    tracker counts an error, not a success."""
+    from snakepit_bridge import _native
+
+    class A(ThreadSafeAdapter):
+        @thread_safe_method
+        def work(self) -> int:
+            return 1
+
+    def observer(method: object, adapter: object, entering: bool) -> None:
+        if not entering:
+            raise _ObserverFailure("on the way out")
+
+    a = A()
+    _native.set_call_observer(observer)
+    try:
+        with pytest.raises(_ObserverFailure):
+            a.work()
+    finally:
+        _native.set_call_observer(None)
+    t = a.get_stats()["tracker"]
+    assert (t["total_requests"], t["completed_requests"], t["errors"], t["active_requests"]) == (1, 1, 1, 0)
+    assert a.work() == 1
+    assert a.get_stats()["tracker"]["errors"] == 1
+
+
+def test_call_observer_failing_on_entry_runs_nothing_and_counts_nothing() -> None:
+    from snakepit_bridge import _native
+
+    calls = []
+
+    class A(ThreadSafeAdapter):
+        @thread_safe_method
+        def work(self) -> int:
+            calls.append(1)
+            return 1
+
+    def observer(method: object, adapter: object, entering: bool) -> None:
+        if entering:
+            raise _ObserverFailure("on the way in")
+
+    a = A()
+    _native.set_call_observer(observer)
+    try:
+        with pytest.raises(_ObserverFailure):
+            a.work()
+    finally:
+        _native.set_call_observer(None)
+    assert calls == []
+    assert a.get_stats()["tracker"]["total_requests"] == 0
+
+
+def test_call_observer_failing_on_exit_of_a_failing_call_keeps_the_calls_exception() -> None:
+    import sys
+
+    from snakepit_bridge import _native
+
+    class A(ThreadSafeAdapter):
+        @thread_safe_method
+        def work(self) -> int:
+            raise KeyError("the call's own")
+
+    def observer(method: object, adapter: object, entering: bool) -> None:
+        if not entering:
+            raise _ObserverFailure("on the way out")
+
+    unraisable = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda info: unraisable.append(info.exc_type)
+    a = A()
+    _native.set_call_observer(observer)
+    try:
+        with pytest.raises(KeyError, match="the call's own"):
+            a.work()
+    finally:
+        _native.set_call_observer(None)
+        sys.unraisablehook = old_hook
+    assert unraisable == [_ObserverFailure]
+    t = a.get_stats()["tracker"]
+    assert (t["total_requests"], t["errors"]) == (1, 1)
