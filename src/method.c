@@ -134,19 +134,24 @@ method_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         goto error;
     }
     /* A decorated method is shared by every thread that calls it, and each call takes a
-     * reference to it: on a free-threaded build that is an atomic add on one cache line
-     * for all threads.  CPython spares functions this (deferred reference counting; 3.13t
-     * makes them immortal once threads run), so decorated methods get the same: on 3.14+
-     * through the public call; on 3.13t, whose call is internal, by making the object
-     * immortal as 3.13t does with functions.  Like a function, it then lives as long as
-     * the process. */
+     * reference to it: on a free-threaded build that is an atomic add on one cache line for
+     * all threads.  CPython spares functions this with deferred reference counting (3.14+;
+     * 3.13t makes such functions immortal once a second thread starts).  Decorated methods
+     * get the same treatment, for the same objects: on 3.14+ through the public call; on
+     * 3.13t, whose call is internal, by making the object immortal, but only where 3.13t
+     * would make the function immortal: a function defined at module or class level, not a
+     * nested one (a closure, a class built inside a function), whose captured objects must
+     * be freed promptly (CPython's rule in funcobject.c: no deferral for CO_NESTED code). */
 #if defined(Py_GIL_DISABLED) && PY_VERSION_HEX >= 0x030E0000
     (void)PyUnstable_Object_EnableDeferredRefcount((PyObject *)self);
 #elif defined(Py_GIL_DISABLED)
-    PyObject_GC_UnTrack(self);
-    self->ob_base.ob_ref_local = _Py_IMMORTAL_REFCNT_LOCAL;
-    self->ob_base.ob_ref_shared = 0;
-    self->ob_base.ob_tid = 0;  /* unowned, as CPython leaves immortal objects */
+    if (PyFunction_Check(func)
+        && !(((PyCodeObject *)PyFunction_GET_CODE(func))->co_flags & CO_NESTED)) {
+        PyObject_GC_UnTrack(self);
+        self->ob_base.ob_ref_local = _Py_IMMORTAL_REFCNT_LOCAL;
+        self->ob_base.ob_ref_shared = 0;
+        self->ob_base.ob_tid = 0;  /* unowned, as CPython leaves immortal objects */
+    }
 #endif
     return (PyObject *)self;
 error:

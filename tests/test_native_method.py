@@ -284,3 +284,67 @@ def test_call_observer_failing_on_exit_of_a_failing_call_keeps_the_calls_excepti
     assert unraisable == [_ObserverFailure]
     t = a.get_stats()["tracker"]
     assert (t["total_requests"], t["errors"]) == (1, 1)
+
+
+class _Captured:
+    """Something a closure captures, to see whether it is freed."""
+
+
+def _make_decorated_closure(captured: _Captured) -> object:
+    def method(self: object) -> _Captured:
+        return captured
+
+    return thread_safe_method(method)
+
+
+def test_decorated_closures_and_their_captures_are_freed() -> None:
+    """A thread_safe_method made inside a function (a closure) must be freed with everything it
+    captures; 3.13t makes only module-level functions immortal, and so must we (each leaked one
+    here would keep its capture alive forever).  (A class built inside a function is another
+    matter: 3.13t itself makes every class immortal once a thread has started.)"""
+    import gc
+    import weakref
+
+    refs = []
+    for _ in range(2000):
+        captured = _Captured()
+        refs.append(weakref.ref(captured))
+        decorated = _make_decorated_closure(captured)
+        assert decorated(object()) is captured
+        del captured, decorated
+
+    # A thread has run, as in any server: 3.13t then makes module-level functions (and
+    # classes) immortal, but never a closure.
+    run_threads(2, lambda i: i)
+    for _ in range(2000):
+        captured = _Captured()
+        refs.append(weakref.ref(captured))
+        decorated = _make_decorated_closure(captured)
+        assert decorated(object()) is captured
+        del captured, decorated
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0
+
+
+@pytest.mark.skipif(
+    not __import__("sysconfig").get_config_var("Py_GIL_DISABLED")
+    or __import__("sys").version_info >= (3, 14),
+    reason="3.13t only: immortal like a module-level function (3.14 uses deferred reference counting)",
+)
+def test_module_level_decorated_method_is_immortal_on_313t() -> None:
+    import sys
+
+    class AtClassLevel(ThreadSafeAdapter):
+        @thread_safe_method
+        def work(self) -> int:
+            return 1
+
+    # This class is built inside a test function, so its method is nested: not immortal.
+    assert sys.getrefcount(vars(AtClassLevel)["work"]) < 2**20
+    assert sys.getrefcount(vars(_ModuleLevel)["work"]) > 2**30
+
+
+class _ModuleLevel(ThreadSafeAdapter):
+    @thread_safe_method
+    def work(self) -> int:
+        return 1
