@@ -448,15 +448,45 @@ timed_guard_dealloc(PyObject *op)
     Py_DECREF(tp);
 }
 
-/* "thread 'Worker-3' (ident 1234)" for the thread with this ident, as far as threading knows. */
+/* Whether a Python thread with this ident is running now (sys._current_frames() lists
+ * every thread state that runs Python code; slow, for error messages only).  -1 if unknown. */
+static int
+thread_is_running(unsigned long ident)
+{
+    PyObject *frames = PySys_GetObject("_current_frames");  /* borrowed */
+    if (frames == NULL) {
+        return -1;
+    }
+    PyObject *current = PyObject_CallNoArgs(frames);
+    if (current == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    PyObject *key = PyLong_FromUnsignedLong(ident);
+    int running = key != NULL ? PyDict_Contains(current, key) : -1;
+    Py_XDECREF(key);
+    Py_DECREF(current);
+    if (running < 0) {
+        PyErr_Clear();
+    }
+    return running;
+}
+
+/* "thread 'Worker-3' (ident 1234)" for the thread with this ident, as far as threading knows;
+ * says so when no such thread runs any more (it ended holding the lock). */
 static PyObject *
 describe_thread(unsigned long ident)
 {
     PyObject *name = snakepit_thread_name(ident);
-    PyObject *text = name != NULL ? PyUnicode_FromFormat("thread %R (ident %lu)", name, ident)
-                                  : PyUnicode_FromFormat("thread ident %lu", ident);
-    Py_XDECREF(name);
-    return text;
+    if (name != NULL) {
+        PyObject *text = PyUnicode_FromFormat("thread %R (ident %lu)", name, ident);
+        Py_DECREF(name);
+        return text;
+    }
+    if (thread_is_running(ident) == 0) {
+        return PyUnicode_FromFormat("thread ident %lu, which has ended without releasing it", ident);
+    }
+    return PyUnicode_FromFormat("thread ident %lu", ident);
 }
 
 static PyObject *

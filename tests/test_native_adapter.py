@@ -182,6 +182,19 @@ def test_acquire_lock_timeout_names_class_and_holder():
     assert not adapter.lock.locked()
 
 
+def test_acquire_lock_timeout_says_the_holder_has_ended():
+    """A lock taken by a thread that then ended without releasing it: the TimeoutError says so
+    (the thread is gone; nobody will ever release it)."""
+    adapter = Counter()
+    thread = threading.Thread(target=lambda: adapter.lock.acquire(), name="the-leaver")
+    thread.start()
+    thread.join()
+    assert adapter.lock.locked()
+    with pytest.raises(TimeoutError, match=r"Counter.*held by thread ident \d+, which has ended without releasing it"):
+        with adapter.acquire_lock(timeout=0.01):
+            pass
+
+
 @pytest.mark.parametrize(
     ("timeout", "error"),
     [(-1, ValueError), (-0.5, ValueError), (float("nan"), ValueError), ("1", TypeError), (1e300, OverflowError)],
