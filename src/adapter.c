@@ -115,6 +115,64 @@ adapter_setattro(PyObject *op, PyObject *name, PyObject *value)
     return PyObject_GenericSetAttr(op, name, value);
 }
 
+#if PY_VERSION_HEX < 0x030C0000
+/* On 3.11, object.__setattr__(adapter, ...) (which frozen dataclasses' __init__ uses) refuses
+ * any object whose class chain overrides tp_setattro in C ("can't apply this __setattr__";
+ * bpo-41295's check, relaxed in 3.12 to type objects only).  So on 3.11 the observed write is
+ * offered as Python-visible __setattr__/__delattr__ methods instead: the slot then dispatches
+ * through them, and the check sees only Python-level overrides.  (object.__setattr__ itself
+ * bypasses them, on every version: it calls object's own slot by design.) */
+static PyObject *
+adapter_py_setattr(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "__setattr__ expected 2 arguments, got %zd", nargs);
+        return NULL;
+    }
+    if (adapter_setattro(op, args[0], args[1]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+adapter_py_delattr(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "__delattr__ expected 1 argument, got %zd", nargs);
+        return NULL;
+    }
+    if (adapter_setattro(op, args[0], NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef adapter_attribute_methods[] = {
+    {"__setattr__", (PyCFunction)(void (*)(void))adapter_py_setattr, METH_FASTCALL,
+     "Implement setattr(self, name, value); reported to the write observer, if any."},
+    {"__delattr__", (PyCFunction)(void (*)(void))adapter_py_delattr, METH_FASTCALL,
+     "Implement delattr(self, name); reported to the write observer, if any."},
+};
+
+static int
+add_attribute_methods(snakepit_state *st)
+{
+    for (size_t i = 0; i < sizeof(adapter_attribute_methods) / sizeof(adapter_attribute_methods[0]); i++) {
+        PyObject *descr = PyDescr_NewMethod(st->adapter_type, &adapter_attribute_methods[i]);
+        if (descr == NULL) {
+            return -1;
+        }
+        int r = PyObject_SetAttrString((PyObject *)st->adapter_type, adapter_attribute_methods[i].ml_name, descr);
+        Py_DECREF(descr);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+#endif
+
 /* ---------------------------------------------------------------- methods */
 
 static PyObject *
@@ -519,6 +577,11 @@ adapter_type_ready(snakepit_state *st)
     if (PyObject_SetAttr((PyObject *)st->adapter_type, st->str_dunder_thread_safe, Py_True) < 0) {
         return -1;
     }
+#if PY_VERSION_HEX < 0x030C0000
+    if (add_attribute_methods(st) < 0) {
+        return -1;
+    }
+#endif
     st->adapter_type->tp_flags |= Py_TPFLAGS_IMMUTABLETYPE;
     PyType_Modified(st->adapter_type);
     return 0;

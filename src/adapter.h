@@ -48,10 +48,9 @@ int adapter_type_ready(snakepit_state *st);
 static inline int
 adapter_check(snakepit_state *st, PyObject *op)
 {
-    /* Python subclasses inherit tp_setattro unless they define __setattr__; that settles
-     * most calls without walking the MRO. */
-    return Py_TYPE(op)->tp_setattro == st->adapter_type->tp_setattro
-           || PyObject_TypeCheck(op, st->adapter_type);
+    /* Python subclasses inherit tp_new unless they define __new__, and nothing else has this
+     * one: that settles most calls without walking the MRO. */
+    return Py_TYPE(op)->tp_new == st->adapter_type->tp_new || PyObject_TypeCheck(op, st->adapter_type);
 }
 
 #endif /* SNAKEPIT_ADAPTER_H */

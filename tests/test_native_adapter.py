@@ -11,7 +11,7 @@ import weakref
 import pytest
 
 import snakepit_bridge
-from snakepit_bridge import BaseAdapter, RequestTracker, RLock, ThreadSafeAdapter, _native
+from snakepit_bridge import BaseAdapter, RequestTracker, RLock, ThreadSafeAdapter, _native, thread_safe_method
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter as ThreadedImport
 
 from _threads import run_threads
@@ -596,3 +596,66 @@ def test_many_adapters_on_one_thread_keep_their_values_while_others_die():
     for key, adapter in alive.items():
         assert adapter.get_thread_local("id") == key
         assert _native._live_shards(adapter.tracker) == 1
+
+
+def test_object_setattr_and_frozen_dataclass_subclasses_work():
+    """object.__setattr__ on an adapter (what a frozen dataclass's __init__ uses) works on every
+    version; 3.11 used to refuse it ("can't apply this __setattr__")."""
+    import dataclasses
+
+    class Plain(ThreadSafeAdapter):
+        pass
+
+    a = Plain()
+    object.__setattr__(a, "x", 1)
+    object.__delattr__(a, "x")
+    assert not hasattr(a, "x")
+
+    @dataclasses.dataclass(frozen=True)
+    class Frozen(ThreadSafeAdapter):
+        size: int = 0
+
+    f = Frozen(3)
+    assert f.size == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        f.size = 4  # type: ignore[misc]
+    with f.acquire_lock():
+        assert f.lock._is_owned()
+
+
+def test_write_observer_sees_sets_and_deletes_through_every_ordinary_path():
+    from snakepit_bridge import _native
+
+    class Observed(ThreadSafeAdapter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.made = 1
+
+    seen: list[tuple[str, bool]] = []
+    _native.set_write_observer(lambda adapter, name, owns: seen.append((name, owns)))
+    try:
+        a = Observed()
+        a.x = 1
+        setattr(a, "y", 2)
+        with a.acquire_lock():
+            a.x = 3
+        del a.x
+        delattr(a, "y")
+    finally:
+        _native.set_write_observer(None)
+    assert seen == [("made", False), ("x", False), ("y", False), ("x", True), ("x", False), ("y", False)]
+
+
+def test_a_class_with_its_own_setattr_is_not_taken_for_an_adapter():
+    """The decorator's fast adapter test must not accept other classes (on 3.11 every class with
+    a Python-level __setattr__ shares one slot function)."""
+
+    class NotAnAdapter:
+        def __setattr__(self, name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        @thread_safe_method
+        def work(self) -> str:
+            return "called through"
+
+    assert NotAnAdapter().work() == "called through"
