@@ -16,6 +16,7 @@ SOURCES = [
     "src/adapter.c",
     "src/rlock.c",
     "src/tracker.c",
+    "src/request.c",
     "src/shards.c",
     "src/method.c",
 ]
@@ -25,6 +26,7 @@ HEADERS = [
     "src/adapter.h",
     "src/rlock.h",
     "src/tracker.h",
+    "src/request.h",
     "src/shards.h",
     "src/method.h",
     "src/clock.h",

@@ -1,6 +1,8 @@
 /* ThreadSafeAdapter.  See adapter.h. */
 #include "adapter.h"
 
+#include "request.h"
+
 extern PyModuleDef snakepit_module_def;
 
 static PyObject *
@@ -384,7 +386,7 @@ adapter_clear_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs
 static PyObject *
 adapter_track_request(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    return Py_NewRef((PyObject *)((adapter_object *)op)->tracker);
+    return request_new(((adapter_object *)op)->tracker);
 }
 
 static PyObject *
@@ -444,7 +446,8 @@ static PyMethodDef adapter_methods[] = {
      "clear_thread_local(key=None, /)\n--\n\n"
      "Remove this thread's value for key, or all of this thread's values on this adapter."},
     {"track_request", adapter_track_request, METH_NOARGS,
-     "Context manager counting the body as one request of this adapter."},
+     "A new context manager counting its body as one request of this adapter (it may be\n"
+     "exited on another thread; interleaving tasks of one thread count separately)."},
     {"get_stats", adapter_stats, METH_NOARGS,
      "A fresh dict: adapter_class, thread_safe and the tracker's statistics."},
     {"get_stats_dict", adapter_stats, METH_NOARGS,

@@ -70,7 +70,7 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
         return NULL;
     }
     /* The adapter's own module state times it (the same unless several module instances). */
-    tracker_begin(adapter->state, slot);
+    tracker_begin(adapter->state, adapter->tracker, slot);
     PyObject *result = PyObject_Vectorcall(self->func, args, nargsf, kwnames);
     /* Before the request ends: if the observer fails, the caller gets its exception, and
      * the tracker must count the call as the error the caller sees. */

@@ -5,6 +5,7 @@
  * free-threaded builds. */
 #include "adapter.h"
 #include "method.h"
+#include "request.h"
 
 PyModuleDef snakepit_module_def;
 
@@ -224,6 +225,10 @@ module_exec(PyObject *module)
     if (st->record_key == NULL) {
         return -1;
     }
+    st->current_request = PyContextVar_New("snakepit_bridge.current_request", NULL);
+    if (st->current_request == NULL) {
+        return -1;
+    }
 
     PyObject *base_module = PyImport_ImportModule("snakepit_bridge.base_adapter");
     if (base_module == NULL) {
@@ -239,6 +244,7 @@ module_exec(PyObject *module)
     if (r < 0
         || add_type(module, &snakepit_rlock_spec, NULL, &st->rlock_type, 1) < 0
         || add_type(module, &snakepit_tracker_spec, NULL, &st->tracker_type, 1) < 0
+        || add_type(module, &snakepit_request_spec, NULL, &st->request_type, 0) < 0
         || add_type(module, &snakepit_method_spec, NULL, &st->method_type, 1) < 0
         || add_type(module, &snakepit_timed_guard_spec, NULL, &st->timed_guard_type, 0) < 0
         || add_type(module, &snakepit_part_spec, NULL, &st->part_type, 0) < 0
@@ -276,6 +282,8 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->lock_guard_type);
     Py_VISIT(st->guard_method_type);
     Py_VISIT(st->tracker_type);
+    Py_VISIT(st->request_type);
+    Py_VISIT(st->current_request);
     Py_VISIT(st->method_type);
     Py_VISIT(st->part_type);
     Py_VISIT(st->record_type);
@@ -298,6 +306,8 @@ module_clear(PyObject *module)
     Py_CLEAR(st->lock_guard_type);
     Py_CLEAR(st->guard_method_type);
     Py_CLEAR(st->tracker_type);
+    Py_CLEAR(st->request_type);
+    Py_CLEAR(st->current_request);
     Py_CLEAR(st->method_type);
     Py_CLEAR(st->part_type);
     Py_CLEAR(st->record_type);

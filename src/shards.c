@@ -25,6 +25,7 @@ slot_alloc(shard_set *set, thread_record *rec)
     memset(slot, 0, sizeof(*slot));
     slot->allocation = raw;
     slot->set_id = set->id;
+    slot->serial = atomic_fetch_add_explicit(&set->state->next_slot_serial, 1, RELAXED);
     slot->record = rec;
     slot->set = set;
     return slot;
@@ -115,6 +116,8 @@ slot_retire(shard_slot *slot)
         set->retired_errors++;
         atomic_store_explicit(&slot->active, 0, RELAXED);
     }
+    /* Request objects it started may still be ended, by other threads: they stay open. */
+    set->retired_open_requests += atomic_exchange_explicit(&slot->open_requests, 0, RELAXED);
     set->retired_busy_ticks += atomic_load_explicit(&slot->busy_ticks, RELAXED);
     uint64_t max_ticks = atomic_load_explicit(&slot->max_ticks, RELAXED);
     if (max_ticks > set->retired_max_ticks) {
@@ -414,12 +417,20 @@ record_dealloc(PyObject *self)
         snakepit_current_record.state = NULL;
         snakepit_current_record.record = NULL;
     }
+    /* Freed by another OS thread: a forked child clearing the states of the parent's other
+     * threads (their requests run in the parent, not here), or interpreter exit.  Their
+     * in-flight requests are dropped, not counted as ended. */
+    int elsewhere = rec->ident != PyThread_get_thread_ident();
     release_list owned = {0};
     registry_lock(st);
     for (size_t i = 0; i < rec->capacity; i++) {
         shard_slot *slot = rec->table[i];
         if (slot == NULL || atomic_load_explicit(&slot->dead, memory_order_acquire)) {
             continue;
+        }
+        if (elsewhere) {
+            atomic_store_explicit(&slot->active, 0, RELAXED);
+            atomic_store_explicit(&slot->open_requests, 0, RELAXED);
         }
         slot_retire(slot);
         slot_unlink(slot);
@@ -627,6 +638,7 @@ shard_set_snapshot(shard_set *set, shard_snapshot *snap)
     snap->busy_ticks = set->retired_busy_ticks;
     snap->max_ticks = set->retired_max_ticks;
     snap->threads_seen = set->retired_threads;
+    snap->active_requests = set->retired_open_requests;
     snap->other_requests = set->retired_other_requests;
     for (Py_ssize_t i = 0; i < set->n_retired_names; i++) {
         snap->by_name[snap->n_by_name].name = Py_NewRef(set->retired_names[i].name);
@@ -643,9 +655,10 @@ shard_set_snapshot(shard_set *set, shard_snapshot *snap)
         if (max_ticks > snap->max_ticks) {
             snap->max_ticks = max_ticks;
         }
-        if (atomic_load_explicit(&s->active, RELAXED)) {
-            snap->active_requests++;
-        }
+        int running = atomic_load_explicit(&s->active, RELAXED) != 0;
+        int64_t open = atomic_load_explicit(&s->open_requests, RELAXED);
+        snap->active_requests += running + open;
+        snap->active_threads += running || open > 0;
         if (started > 0) {
             snap->threads_seen++;
             snap->by_name[snap->n_by_name].name =
@@ -662,13 +675,56 @@ int64_t
 shard_set_active(shard_set *set)
 {
     snakepit_state *st = set->state;
-    int64_t active = 0;
     registry_lock(st);
+    int64_t active = set->retired_open_requests;
     for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
-        active += atomic_load_explicit(&s->active, RELAXED) != 0;
+        active += (atomic_load_explicit(&s->active, RELAXED) != 0)
+                  + atomic_load_explicit(&s->open_requests, RELAXED);
     }
     registry_unlock(st);
     return active;
+}
+
+/* Registry lock held: one request object started on the slot with this serial is closed. */
+static void
+close_started_on(shard_set *set, uint64_t started_on)
+{
+    if (started_on == 0) {
+        return;
+    }
+    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+        if (s->serial == started_on) {
+            atomic_fetch_sub_explicit(&s->open_requests, 1, RELAXED);
+            return;
+        }
+    }
+    /* Its thread has ended and folded it in.  (Not below zero: a forked child drops the
+     * open requests of the parent's other threads, and may still end one of those.) */
+    if (set->retired_open_requests > 0) {
+        set->retired_open_requests--;
+    }
+}
+
+void
+shard_set_close_remote(shard_set *set, uint64_t started_on)
+{
+    registry_lock(set->state);
+    close_started_on(set, started_on);
+    registry_unlock(set->state);
+}
+
+void
+shard_set_end_detached(shard_set *set, uint64_t started_on, uint64_t elapsed_ticks, int error)
+{
+    registry_lock(set->state);
+    close_started_on(set, started_on);
+    set->retired_completed++;
+    set->retired_errors += error != 0;
+    set->retired_busy_ticks += elapsed_ticks;
+    if (elapsed_ticks > set->retired_max_ticks) {
+        set->retired_max_ticks = elapsed_ticks;
+    }
+    registry_unlock(set->state);
 }
 
 void
@@ -738,7 +794,9 @@ shards_after_fork_child(snakepit_state *st)
         while (slot != NULL) {
             shard_slot *next = slot->set_next;
             if (slot->record != mine) {
+                /* Its requests run in the parent, not here. */
                 atomic_store_explicit(&slot->active, 0, RELAXED);
+                atomic_store_explicit(&slot->open_requests, 0, RELAXED);
                 slot_retire(slot);
                 slot_unlink(slot);
                 release_list_take(&owned, slot);

@@ -21,20 +21,27 @@ typedef struct shard_slot shard_slot;
 #define SNAKEPIT_CACHE_LINE 64
 
 struct shard_slot {
-    /* Written only by the owning thread; read by statistics readers. */
+    /* Written only by the owning thread; read by statistics readers.  A request is counted
+     * as started by the thread that starts it and as completed by the thread that ends it
+     * (the same thread, except for request objects; see request.h). */
     _Atomic int64_t started;
     _Atomic int64_t completed;
     _Atomic int64_t errors;
     _Atomic uint64_t busy_ticks;
     _Atomic uint64_t max_ticks;
-    _Atomic int active;
+    _Atomic int active;          /* the thread's call-stack request (depth) is running */
+    /* Request objects started by this thread and not ended yet: decremented by whichever
+     * thread ends them, so always changed with atomic read-modify-writes. */
+    _Atomic int64_t open_requests;
     /* Owner-only. */
-    int depth;
+    int depth;                   /* nesting of decorated calls and start_request() */
+    int depth_counted;           /* the outermost of them is a request (not nested in one) */
     uint64_t start_ticks;
     PyObject *values;            /* thread-local values (dict) or NULL */
     PyObject *guard;             /* this thread's acquire_lock() context manager or NULL */
     /* Immutable after creation. */
     uint64_t set_id;
+    uint64_t serial;             /* unique over the process: names the slot after it is gone */
     thread_record *record;
     /* Guarded by the registry mutex. */
     shard_set *set;              /* NULL once the set died */
@@ -59,6 +66,7 @@ struct shard_set {
     int64_t retired_started, retired_completed, retired_errors;
     uint64_t retired_busy_ticks, retired_max_ticks;
     int64_t retired_threads;     /* ended threads that made requests */
+    int64_t retired_open_requests;  /* request objects started by ended threads, still open */
     retired_name *retired_names;
     Py_ssize_t n_retired_names;
     int64_t retired_other_requests;  /* threads past SNAKEPIT_MAX_RETIRED_NAMES names */
@@ -194,7 +202,7 @@ shard_get(shard_set *set)
 #define SNAKEPIT_SNAPSHOT_INLINE 16
 
 typedef struct {
-    int64_t started, completed, errors, active_requests, threads_seen;
+    int64_t started, completed, errors, active_requests, active_threads, threads_seen;
     uint64_t busy_ticks, max_ticks;
     retired_name *by_name;       /* new references, merged by the caller */
     Py_ssize_t n_by_name;
@@ -205,9 +213,16 @@ typedef struct {
 int shard_set_snapshot(shard_set *set, shard_snapshot *snap);
 void shard_snapshot_release(shard_snapshot *snap);
 
-/* Requests running now, on every thread (one per thread at most): the cheap part of a
- * snapshot, taken under the registry mutex without allocating. */
+/* Requests running now, on every thread: the cheap part of a snapshot, taken under the
+ * registry lock without allocating. */
 int64_t shard_set_active(shard_set *set);
+
+/* The end of a request object started on the slot with serial `started_on` (0: none), when
+ * the ending thread has no slot of the set (it is exiting) or the object is being freed:
+ * counted in the set's own history under the registry lock. */
+void shard_set_end_detached(shard_set *set, uint64_t started_on, uint64_t elapsed_ticks, int error);
+/* One request object started on the slot with this serial has ended elsewhere. */
+void shard_set_close_remote(shard_set *set, uint64_t started_on);
 
 /* os.register_at_fork hooks. */
 void shards_before_fork(snakepit_state *st);

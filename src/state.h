@@ -43,6 +43,7 @@ typedef struct {
     PyTypeObject *lock_guard_type;
     PyTypeObject *guard_method_type;
     PyTypeObject *tracker_type;
+    PyTypeObject *request_type;
     PyTypeObject *method_type;
     PyTypeObject *part_type;
     PyTypeObject *record_type;
@@ -53,6 +54,11 @@ typedef struct {
     snakepit_registry registry;
     fork_watch fork;
     _Atomic uint64_t next_set_id;
+    _Atomic uint64_t next_slot_serial;
+    /* Request objects entered and not yet exited, over all trackers: while it is 0, no
+     * context can hold one, and a decorated call need not look at the context. */
+    _Atomic int64_t open_request_objects;
+    PyObject *current_request;  /* ContextVar: the innermost request object entered here */
     snakepit_clock clock;
 
     /* Checker hooks: the flags are read on hot paths; the callables are read under

@@ -1,6 +1,8 @@
 /* RequestTracker.  See tracker.h. */
 #include "tracker.h"
 
+#include "request.h"
+
 #include <string.h>
 
 tracker_object *
@@ -132,6 +134,9 @@ tracker_stats_dict(tracker_object *self)
         return NULL;
     }
     double seconds_per_tick = cached_seconds_per_tick(st);
+    /* Requests ended on another thread are added there: a reader may see the end before the
+     * start it read on another slot; never report that as a negative count. */
+    int64_t active = snap.active_requests > 0 ? snap.active_requests : 0;
     double total = (double)snap.busy_ticks * seconds_per_tick;
     PyObject *by_thread = NULL;
     /* Built from C data only: a forked child may call this, and a Python container shared
@@ -147,11 +152,9 @@ tracker_stats_dict(tracker_object *self)
     }
     if (set_int(stats, st->str_total_requests, snap.started) < 0
         || set_int(stats, st->str_completed_requests, snap.completed) < 0
-        /* Nesting counts once per thread, so active requests, their upstream alias and
-         * active threads are one figure. */
-        || set_int(stats, st->str_active_requests, snap.active_requests) < 0
-        || set_int(stats, st->str_total_active_requests, snap.active_requests) < 0
-        || set_int(stats, st->str_active_threads, snap.active_requests) < 0
+        || set_int(stats, st->str_active_requests, active) < 0
+        || set_int(stats, st->str_total_active_requests, active) < 0  /* upstream's name */
+        || set_int(stats, st->str_active_threads, snap.active_threads) < 0
         || set_int(stats, st->str_threads_seen, snap.threads_seen) < 0
         || PyDict_SetItem(stats, st->str_requests_by_thread, by_thread) < 0
         || set_int(stats, st->str_errors, snap.errors) < 0
@@ -181,7 +184,7 @@ tracker_py_start(PyObject *op, PyObject *Py_UNUSED(ignored))
         }
         Py_RETURN_NONE;  /* an exiting thread is not tracked */
     }
-    tracker_begin(self->state, slot);
+    tracker_begin(self->state, self, slot);
     Py_RETURN_NONE;
 }
 
@@ -216,19 +219,9 @@ tracker_py_end(PyObject *op, PyObject *args, PyObject *kwargs)
 }
 
 static PyObject *
-tracker_py_self(PyObject *op, PyObject *Py_UNUSED(ignored))
+tracker_py_track(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    return Py_NewRef(op);
-}
-
-static PyObject *
-tracker_py_exit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
-{
-    int error = nargs > 0 && args[0] != Py_None;
-    if (tracker_finish((tracker_object *)op, error) < 0) {
-        return NULL;
-    }
-    Py_RETURN_FALSE;
+    return request_new((tracker_object *)op);
 }
 
 static PyObject *
@@ -248,10 +241,10 @@ static PyMethodDef tracker_methods[] = {
      "Start a request on the calling thread (nested starts count once)."},
     {"end_request", (PyCFunction)(void (*)(void))tracker_py_end, METH_VARARGS | METH_KEYWORDS,
      "end_request(error=False)\n--\n\nEnd the calling thread's request; RuntimeError if none."},
-    {"track_request", tracker_py_self, METH_NOARGS,
-     "Context manager counting the body as one request (errors if it raises)."},
-    {"__enter__", tracker_py_start, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))tracker_py_exit, METH_FASTCALL, NULL},
+    {"track_request", tracker_py_track, METH_NOARGS,
+     "A new request object: a context manager counting its body as one request (an error\n"
+     "if it raises).  It may be exited on another thread, and requests of tasks that\n"
+     "interleave on one thread count separately."},
     {"get_stats", tracker_py_stats, METH_NOARGS,
      "A fresh dict of exact totals aggregated over every thread's shard."},
     {"active_requests", tracker_py_active, METH_NOARGS,

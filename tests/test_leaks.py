@@ -249,7 +249,7 @@ def p_tracker_start_end(a, n):
 
 def p_active_requests(a, n):
     tracker = a.tracker
-    with tracker:
+    with tracker.track_request():
         for _ in range(n):
             assert tracker.active_requests() == 1
 
