@@ -401,6 +401,72 @@ def test_sequential_calls_from_many_threads_are_not_concurrent() -> None:
     assert report["total_threads_seen"] == 11  # idents are reused, threads are still counted
 
 
+class InFlight(ThreadSafeAdapter):
+    """A method that runs a callback in the middle of a call (while it is in flight)."""
+
+    __thread_safe__ = True
+
+    @thread_safe_method
+    def work(self, during: object = None) -> None:
+        if callable(during):
+            during()
+
+
+def test_a_call_in_flight_across_disable_and_enable_is_not_concurrency() -> None:
+    checker = ThreadSafetyChecker()
+    adapter = InFlight()
+    adapter.work(during=checker.disable)  # entered while enabled, left while disabled
+    checker.enable()
+    adapter.work()  # one call after the other, on one thread
+    adapter.work()
+    report = _expect_no_warnings(checker)
+    assert report["concurrent_accesses"] == {}
+    assert report["method_calls"]["InFlight.work"]["calls"] == 3
+    assert report["method_calls"]["InFlight.work"]["max_concurrency"] == 1
+    assert report["thread_utilization"]["MainThread"]["calls"] == 3
+
+
+def test_another_threads_call_in_flight_at_disable_is_forgotten_on_enable() -> None:
+    checker = ThreadSafetyChecker()
+    adapter = InFlight()
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        inside.set()
+        assert leave.wait(60)
+
+    holder = threading.Thread(target=adapter.work, kwargs={"during": hold})
+    holder.start()
+    try:
+        assert inside.wait(60)
+        checker.disable()
+    finally:
+        leave.set()
+        holder.join()
+    checker.enable()
+    run_threads(lambda _i: adapter.work(), 1)  # a later call on another thread
+    adapter.work()
+    report = _expect_no_warnings(checker)
+    assert report["concurrent_accesses"] == {}
+    assert report["method_calls"]["InFlight.work"]["max_concurrency"] == 1
+
+
+def test_a_call_left_after_disable_and_enable_is_forgotten() -> None:
+    checker = ThreadSafetyChecker()
+    adapter = InFlight()
+
+    def toggle() -> None:
+        checker.disable()
+        checker.enable()  # this call is still running: it must not count after this
+
+    adapter.work(during=toggle)
+    run_threads(lambda _i: adapter.work(), 1)
+    adapter.work()
+    report = _expect_no_warnings(checker)
+    assert report["concurrent_accesses"] == {}
+    assert report["method_calls"]["InFlight.work"]["max_concurrency"] == 1
+
+
 def test_check_thread_safe_decorator_reports_to_enabled_checkers() -> None:
     entered = threading.Barrier(4)
 
