@@ -322,7 +322,7 @@ class ThreadSafetyChecker:
     )
 
     def __init__(self, enabled: bool = True, strict_mode: bool = False) -> None:
-        self.strict_mode = bool(strict_mode)
+        self._strict_mode = _checked_strict_mode(strict_mode)
         # Reentrant: a finalizer run by the garbage collector inside a locked section may write
         # an adapter attribute, which re-enters the observer on the same thread.
         self._lock = threading.RLock()
@@ -334,6 +334,15 @@ class ThreadSafetyChecker:
         self.enabled = enabled
 
     # -- switching -----------------------------------------------------------------------------
+    @property
+    def strict_mode(self) -> bool:
+        """Whether a racy write (and a found library) raises :class:`ThreadSafetyError`."""
+        return self._strict_mode
+
+    @strict_mode.setter
+    def strict_mode(self, value: bool) -> None:
+        self._strict_mode = _checked_strict_mode(value)
+
     @property
     def enabled(self) -> bool:
         """Whether this checker observes adapters now. Assigning it starts or stops observing."""
@@ -706,6 +715,15 @@ class ThreadSafetyChecker:
         )
 
 
+def _checked_strict_mode(value: object) -> bool:
+    # Only a real bool: any non-empty string is truthy, so strict_mode="no" would turn it on.
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"strict_mode must be a bool (True or False), not {type(value).__name__} {value!r}"
+        )
+    return value
+
+
 def _recommendations(report: Mapping[str, Any]) -> list[str]:
     tips: list[str] = []
     races = report["unprotected_writes"]
@@ -922,11 +940,13 @@ def enable_checking(strict_mode: bool = False) -> ThreadSafetyChecker:
     """Reset the global checker, set its mode and enable it. Returns it.
 
     The global checker is one object for the life of the process, so references to it stay
-    valid (upstream replaced it on every call).
+    valid (upstream replaced it on every call). ``strict_mode`` must be a bool (``TypeError``
+    otherwise, before anything changes).
     """
+    strict_mode = _checked_strict_mode(strict_mode)
     with _global_lock:
         _global_checker.reset()
-        _global_checker.strict_mode = bool(strict_mode)
+        _global_checker.strict_mode = strict_mode
         _global_checker.enabled = True
     return _global_checker
 

@@ -653,6 +653,22 @@ def test_global_checker_is_one_object_reset_by_enable_checking() -> None:
     assert tsc.get_global_checker() is checker and not checker.enabled
 
 
+@pytest.mark.parametrize("bad", ["no", "False", 0, 1, None, [True]])
+def test_strict_mode_must_be_a_bool(bad: object) -> None:
+    checker = tsc.get_global_checker()
+    with pytest.raises(TypeError, match=r"strict_mode must be a bool \(True or False\), not "):
+        tsc.enable_checking(strict_mode=bad)  # type: ignore[arg-type]
+    assert not checker.enabled and checker.strict_mode is False  # nothing was changed
+    with pytest.raises(TypeError, match="strict_mode must be a bool"):
+        ThreadSafetyChecker(strict_mode=bad)  # type: ignore[arg-type]
+    scoped = ThreadSafetyChecker(enabled=False)
+    with pytest.raises(TypeError, match="strict_mode must be a bool"):
+        scoped.strict_mode = bad  # type: ignore[assignment]
+    assert scoped.strict_mode is False
+    scoped.strict_mode = True
+    assert scoped.strict_mode is True
+
+
 def test_report_has_the_documented_keys_and_reset_clears_it() -> None:
     checker = ThreadSafetyChecker()
     adapter = GoodAdapter()
