@@ -194,9 +194,19 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+# How call_tool invokes a tool's class attribute (``_Entry.target``).
+_CALL_WITH_SELF = 0  # a function or thread_safe_method: target(adapter, **kwargs), no bound method
+_CALL_THROUGH_DESCRIPTOR = 1  # staticmethod, classmethod, other descriptors: bind, then call
+_CALL_AS_IS = 2  # a callable class attribute that is no descriptor: target(**kwargs)
+
+
 @dataclass(frozen=True)
 class _Entry:
     spec: ToolSpec
+    # The tool object the class declares, dispatched to directly: an instance attribute of the
+    # same name must not be called instead (attribute lookup would find that first).
+    target: Any
+    binding: int
     signature: inspect.Signature  # without self/cls; binds the arguments on the slow path
     # Precomputed for the fast argument check: Signature.bind costs tens of microseconds.
     accepted: frozenset[str]
@@ -278,6 +288,17 @@ def _underlying_function(raw: Any) -> Any:
     return innermost
 
 
+def _binding(raw: Any) -> int:
+    # Imported here: the native module imports this one while it initialises.
+    from snakepit_bridge._native import thread_safe_method
+
+    if isinstance(raw, (types.FunctionType, thread_safe_method)):
+        return _CALL_WITH_SELF
+    if hasattr(type(raw), "__get__"):
+        return _CALL_THROUGH_DESCRIPTOR
+    return _CALL_AS_IS
+
+
 def _build_entry(cls: type, name: str, raw: Any, metadata: ToolMetadata) -> _Entry:
     func = _underlying_function(raw)
     try:
@@ -285,7 +306,8 @@ def _build_entry(cls: type, name: str, raw: Any, metadata: ToolMetadata) -> _Ent
     except (NameError, TypeError, SyntaxError):  # forward references that cannot be resolved
         signature = inspect.signature(func)
     params = list(signature.parameters.values())
-    if not isinstance(raw, staticmethod) and params:
+    binding = _binding(raw)
+    if binding != _CALL_AS_IS and not isinstance(raw, staticmethod) and params:
         params = params[1:]  # self (or cls), supplied by binding
     signature = signature.replace(parameters=params)
     spec = ToolSpec(
@@ -300,6 +322,8 @@ def _build_entry(cls: type, name: str, raw: Any, metadata: ToolMetadata) -> _Ent
     keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return _Entry(
         spec=spec,
+        target=raw,
+        binding=binding,
         signature=signature,
         accepted=frozenset(p.name for p in params if p.kind in keyword_kinds),
         required=frozenset(
@@ -386,6 +410,7 @@ class BaseAdapter:
         Raises :class:`UnknownToolError` (an ``AttributeError``) for a name that is not a declared
         tool, listing the tools that exist, and ``TypeError`` naming the tool when the arguments
         do not fit its signature. Exceptions raised by the tool itself propagate unchanged.
+        The tool the class declares is called, never an instance attribute of the same name.
         """
         registry = _registry_for(type(self))
         entry = registry.entries.get(tool_name) if isinstance(tool_name, str) else None
@@ -403,7 +428,13 @@ class BaseAdapter:
                 f"bad arguments for tool {tool_name!r} of {type(self).__name__}: {exc} "
                 f"(expected {entry.signature})"
             ) from None
-        return getattr(self, tool_name)(**kwargs)
+        # Bound the way attribute lookup on the class would bind it.
+        target = entry.target
+        if entry.binding == _CALL_WITH_SELF:
+            return target(self, **kwargs)
+        if entry.binding == _CALL_THROUGH_DESCRIPTOR:
+            return type(target).__get__(target, self, type(self))(**kwargs)
+        return target(**kwargs)
 
     def execute_tool(
         self, tool_name: str, arguments: Mapping[str, Any] | None = None, context: Any = None

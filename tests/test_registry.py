@@ -253,6 +253,56 @@ def test_call_tool_dispatches_declared_tools() -> None:
     assert threaded.get_stats()["tracker"]["total_requests"] == 2
 
 
+@pytest.mark.parametrize("adapter_class", [Plain, Threaded])
+def test_call_tool_runs_the_declared_tool_not_an_instance_attribute_of_that_name(
+    adapter_class: type,
+) -> None:
+    adapter = adapter_class()
+    calls: list[str] = []
+    names = ["add", "version", "kind"] if adapter_class is Plain else ["inner", "outer"]
+    for name in names:
+        # An instance attribute shadows the method for getattr(); call_tool must not run it.
+        adapter.__dict__[name] = lambda *args, _n=name, **kwargs: calls.append(_n)
+    if adapter_class is Plain:
+        assert adapter.call_tool("add", a=1) == 3
+        assert adapter.call_tool("version", prefix="V") == "V1"
+        assert adapter.call_tool("kind") == "Plain"
+    else:
+        assert adapter.call_tool("inner", x=[1.0]) == 1
+        assert adapter.call_tool("outer") == "outer"
+        assert adapter.get_stats()["tracker"]["total_requests"] == 2  # still tracked
+    assert calls == []
+
+
+def test_call_tool_binds_each_kind_of_tool_like_attribute_lookup() -> None:
+    class Sub(Plain):
+        pass
+
+    sub = Sub()
+    assert sub.call_tool("kind") == "Sub"  # classmethod: bound to the instance's class
+    assert sub.call_tool("version") == "v1"  # staticmethod: no self
+    assert sub.call_tool("add", a=2, b=5) == 7
+    threaded = Threaded()
+    assert threaded.call_tool("named", tool_name="t") == "t"  # self first, then keywords
+    assert threaded.calls == 0
+    threaded.call_tool("inner", x=[])
+    assert threaded.calls == 1
+
+
+def test_a_callable_object_declared_as_a_tool_is_called_without_self() -> None:
+    class Greeter:
+        def __call__(self, name: str = "you") -> str:
+            return f"hello {name}"
+
+    class WithCallable(BaseAdapter):
+        greet = tool(description="greets")(Greeter())
+
+    adapter = WithCallable()
+    assert [p.name for p in adapter.get_tools()[0].parameters] == ["name"]
+    assert adapter.call_tool("greet") == "hello you"
+    assert adapter.call_tool("greet", name="me") == "hello me"
+
+
 @pytest.mark.parametrize(
     "name",
     ["nope", "helper", "_private", "acquire_lock", "get_stats", "set_thread_local", "call_tool",
