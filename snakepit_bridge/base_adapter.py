@@ -70,10 +70,12 @@ def tool(
     Use it as ``@tool`` or ``@tool(description=..., supports_streaming=..., required_variables=...)``.
     The decorated function itself is returned, with a :class:`ToolMetadata` attached as
     ``_tool_metadata``. Without a description the function's docstring is used. It may be
-    combined with ``@thread_safe_method`` in either order.
+    combined with ``@thread_safe_method`` in either order, and with ``@staticmethod`` /
+    ``@classmethod`` in either order. A property (or anything else that is not called) cannot
+    be a tool: ``TypeError``.
     """
-    if callable(description) and not isinstance(description, str):
-        # Bare ``@tool``: the function arrives in place of the description.
+    if _is_declarable(description) or isinstance(description, property):
+        # Bare ``@tool``: the decorated object arrives in place of the description.
         return _attach_metadata(description, "", False, [])
     if not isinstance(description, str):
         raise TypeError(f"tool(): description must be a str, not {type(description).__name__}")
@@ -85,12 +87,29 @@ def tool(
     return decorator
 
 
+def _is_declarable(obj: object) -> bool:
+    # A classmethod object is not callable itself, but calling it through the class is.
+    return isinstance(obj, (staticmethod, classmethod)) or (
+        callable(obj) and not isinstance(obj, str)
+    )
+
+
 def _attach_metadata(
     func: _F,
     description: str,
     supports_streaming: bool,
     names: list[str],
 ) -> _F:
+    if isinstance(func, property):
+        raise TypeError(
+            "tool() cannot declare a property: a tool is called with arguments, a property is "
+            "read; make it a method (put @tool on a method that returns the value)"
+        )
+    if not _is_declarable(func):
+        raise TypeError(
+            "tool() must decorate a function or method (or a staticmethod, classmethod or "
+            f"thread_safe_method), not {type(func).__name__}"
+        )
     target = getattr(func, "__func__", func)  # staticmethod/classmethod: describe the function
     doc = inspect.getdoc(target) or ""
     metadata = ToolMetadata(

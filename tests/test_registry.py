@@ -127,6 +127,52 @@ def test_tool_rejects_bad_arguments() -> None:
         tool(required_variables=[1])  # type: ignore[list-item]
 
 
+@pytest.mark.parametrize("called", [False, True], ids=["bare", "called"])
+def test_tool_above_classmethod_and_staticmethod_declares_them(called: bool) -> None:
+    declare = tool(description="d") if called else tool
+
+    class Both(BaseAdapter):
+        @declare
+        @classmethod
+        def kind(cls, suffix: str = "") -> str:
+            """The class name."""
+            return cls.__name__ + suffix
+
+        @declare
+        @staticmethod
+        def version(prefix: str = "v") -> str:
+            """The version."""
+            return prefix + "1"
+
+    adapter = Both()
+    specs = {spec.name: spec for spec in adapter.get_tools()}
+    assert [p.name for p in specs["kind"].parameters] == ["suffix"]
+    assert [p.name for p in specs["version"].parameters] == ["prefix"]
+    assert specs["kind"].description == ("d" if called else "The class name.")
+    assert adapter.call_tool("kind", suffix="!") == "Both!"
+    assert adapter.call_tool("version") == "v1"
+
+
+@pytest.mark.parametrize("called", [False, True], ids=["bare", "called"])
+def test_tool_above_a_property_says_what_is_wrong(called: bool) -> None:
+    declare = tool(description="d") if called else tool
+    with pytest.raises(TypeError, match=r"tool\(\) cannot declare a property") as info:
+
+        class WithProperty(BaseAdapter):
+            @declare
+            @property
+            def size(self) -> int:
+                return 1
+
+    assert "make it a method" in str(info.value)
+    assert "description must be a str" not in str(info.value)
+
+
+def test_tool_refuses_what_cannot_be_called() -> None:
+    with pytest.raises(TypeError, match=r"tool\(\) must decorate a function or method .*, not int"):
+        tool(description="d")(3)  # type: ignore[type-var]
+
+
 def test_threaded_module_reexports_the_same_tool() -> None:
     assert threaded_tool is tool
 
