@@ -14,6 +14,7 @@ session context lives in the instance ``__dict__``, created on first use.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import threading
@@ -21,7 +22,7 @@ import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, Self, TypeVar, overload
 
 __all__ = [
     "BaseAdapter",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_A = TypeVar("_A", bound="BaseAdapter")
 
 # Name of the per-class registry cache stored in the class's own ``__dict__``.
 _REGISTRY_ATTR = "_snakepit_tool_registry_"
@@ -496,6 +498,44 @@ class BaseAdapter:
         namespace = getattr(self, "__dict__", None) or {}
         context = namespace.get("session_context") or namespace.get("_session_context")
         return getattr(context, "session_id", None) if context is not None else None
+
+    # -- copying -----------------------------------------------------------------------------
+    def __copy__(self) -> Self:
+        """A new adapter of the same class holding the same attribute values.
+
+        Made with ``cls.__new__`` (``__init__`` is not called) and given this adapter's state
+        (``__getstate__``, applied with ``__setstate__`` when the class has one). What the
+        native core keeps per instance is the new adapter's own: a ThreadSafeAdapter copy has
+        a free lock, a tracker with zero counts and empty thread-local storage. Without this,
+        copying a ThreadSafeAdapter failed with "cannot pickle".
+        """
+        return _copy_adapter(self, None)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """Like :meth:`__copy__`, with the attribute values deep-copied."""
+        return _copy_adapter(self, memo)
+
+
+def _copy_adapter(adapter: _A, memo: dict[int, Any] | None) -> _A:
+    cls = type(adapter)
+    clone = cls.__new__(cls)
+    if memo is not None:
+        memo[id(adapter)] = clone  # an attribute referring back to the adapter gets the clone
+    state: Any = adapter.__getstate__()
+    if memo is not None:
+        state = copy.deepcopy(state, memo)
+    setstate = getattr(clone, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+        return clone
+    slots: Mapping[str, Any] | None = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slots = state  # the default state of a class with __slots__
+    if state:
+        _instance_dict(clone).update(state)
+    for name, value in (slots or {}).items():
+        setattr(clone, name, value)
+    return clone
 
 
 def _instance_dict(adapter: BaseAdapter) -> dict[str, Any]:

@@ -553,3 +553,74 @@ def test_many_adapters_on_one_thread_keep_their_values_while_others_die():
     for key, adapter in alive.items():
         assert adapter.get_thread_local("id") == key
         assert _native._live_shards(adapter.tracker) == 1
+
+
+# ---------------------------------------------------------------- copying
+
+
+class Model(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    def __init__(self, size: int) -> None:  # needs an argument: copies must not call it
+        super().__init__()
+        self.size = size
+        self.items = [1, 2]
+
+    @snakepit_bridge.thread_safe_method
+    def work(self) -> int:
+        return self.size
+
+
+class SlottedModel(ThreadSafeAdapter):
+    __slots__ = ("weights",)
+
+
+def test_copy_is_shallow_with_its_own_lock_tracker_and_thread_locals():
+    import copy
+
+    original = Model(3)
+    original.set_thread_local("k", "mine")
+    original.work()
+    with original.acquire_lock():
+        clone = copy.copy(original)
+        assert not clone.lock.locked()  # a fresh lock: the original's holder does not hold it
+        assert clone.lock.acquire(blocking=False)
+        clone.lock.release()
+    assert type(clone) is Model and clone is not original
+    assert clone.size == 3 and clone.items is original.items  # attributes: the same objects
+    assert clone.lock is not original.lock and clone.tracker is not original.tracker
+    assert clone.get_thread_local("k", "none") == "none"  # thread-local storage starts empty
+    assert clone.get_stats()["tracker"]["total_requests"] == 0
+    assert clone.work() == 3
+    assert original.get_stats()["tracker"]["total_requests"] == 1
+    assert clone.get_stats()["tracker"]["total_requests"] == 1
+    clone.size = 4
+    assert original.size == 3
+
+
+def test_deepcopy_copies_attributes_deeply_and_keeps_cycles():
+    import copy
+
+    original = Model(2)
+    original.me = original
+    original.set_thread_local("k", "mine")
+    clone = copy.deepcopy(original)
+    assert clone.items == [1, 2] and clone.items is not original.items
+    assert clone.me is clone
+    assert clone.lock is not original.lock and clone.get_thread_local("k") is None
+    clone.items.append(3)
+    assert original.items == [1, 2]
+
+
+def test_copy_keeps_slots_and_the_session_context():
+    import copy
+
+    class Context:
+        session_id = "s-9"
+
+    original = SlottedModel()
+    original.weights = [0.5]
+    original.set_session_context(Context())
+    for clone in (copy.copy(original), copy.deepcopy(original)):
+        assert clone.weights == [0.5] and clone.session_id == "s-9"
+    assert copy.copy(original).weights is original.weights
