@@ -209,7 +209,7 @@ class UnknownToolError(AttributeError):
 
 def _json_safe(value: Any) -> Any:
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)  # NaN and infinities are not JSON either
     except (TypeError, ValueError):
         return repr(value)
     return value
