@@ -593,7 +593,16 @@ def test_tracker_threads_ending_between_reads():
 def test_adapter_churn_with_thread_locals_and_gc():
     """Creators make and drop adapters (some with thread-local cycles back to the adapter);
     readers set/get/clear thread-local values on adapters they grab; a thread runs
-    gc.collect(). At the end every adapter and every value has been released."""
+    gc.collect() meanwhile. At the end every adapter and every value has been released.
+
+    The collector is a party of the workers' barrier, so it starts collecting only once every
+    worker thread has been started: a collector looping on gc.collect() while the test was
+    still starting the workers stalled it, since on 3.13t each collection stops the world and
+    a thread start needs the world running (starting twelve threads took seconds, or never
+    finished, depending on the heap size and the machine's load). Creators and readers wait
+    every tenth round for a collection that ends after they got there, so collections overlap
+    the churn of both however the threads are scheduled, and the collector pauses briefly
+    between collections so the workers always run."""
 
     class ChurnAdapter(ThreadSafeAdapter):
         pass
@@ -611,7 +620,12 @@ def test_adapter_churn_with_thread_locals_and_gc():
     values_freed = []
     pool = []  # shared adapters; list ops are thread-safe
     n_creators, n_readers, rounds = 6, 6, 300
-    stop_gc = threading.Event()
+    n_churners = n_creators + n_readers
+    checkpoints = set(range(5, rounds, 10))  # rounds where a creator waits for a collection
+    churn_done = threading.Event()
+    churners_finished = []
+    collections = []  # one entry per collection made while the churn ran
+    collected = threading.Condition()
     keep = []  # weakrefs must outlive their referents
 
     def track_adapter(a):
@@ -625,6 +639,8 @@ def test_adapter_churn_with_thread_locals_and_gc():
     def creator(i):
         rng = random.Random(i)
         for r in range(rounds):
+            if r in checkpoints:
+                wait_for_a_collection()
             a = ChurnAdapter()
             track_adapter(a)
             v = Val(a if rng.random() < 0.5 else None, (i, r))  # half are cycles
@@ -644,6 +660,8 @@ def test_adapter_churn_with_thread_locals_and_gc():
     def reader(i):
         rng = random.Random(1000 + i)
         for r in range(rounds * 2):
+            if r // 2 in checkpoints and r % 2 == 0:
+                wait_for_a_collection()
             try:
                 a = pool[rng.randrange(len(pool))] if pool else None
             except IndexError:
@@ -664,18 +682,30 @@ def test_adapter_churn_with_thread_locals_and_gc():
                 a.clear_thread_local()
             del a, v, got
 
-    def collector():
-        while not stop_gc.is_set():
-            gc.collect()
+    def churner(i):
+        try:
+            creator(i) if i < n_creators else reader(i - n_creators)
+        finally:
+            churners_finished.append(i)
+            if len(churners_finished) == n_churners:
+                churn_done.set()
 
-    gt = threading.Thread(target=collector)
-    gt.start()
-    try:
-        run_threads(n_creators + n_readers,
-                    lambda i: creator(i) if i < n_creators else reader(i - n_creators))
-    finally:
-        stop_gc.set()
-        gt.join()
+    def wait_for_a_collection():
+        with collected:
+            seen = len(collections)
+            if not collected.wait_for(lambda: len(collections) > seen, SUBPROCESS_TIMEOUT):
+                raise AssertionError("no collection ran during the churn")
+
+    def collector():
+        while not churn_done.is_set():
+            gc.collect()
+            with collected:
+                collections.append(1)
+                collected.notify_all()
+            churn_done.wait(0.001)  # let the world run between two stop-the-world collections
+
+    run_threads(n_churners + 1, lambda i: churner(i) if i < n_churners else collector())
+    assert len(collections) >= len(checkpoints)
     pool.clear()
     for _ in range(3):
         gc.collect()
