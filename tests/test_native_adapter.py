@@ -194,6 +194,21 @@ def test_thread_local_basic_api():
     assert adapter.get_thread_local(3) is None
 
 
+def test_none_is_a_value_like_any_other():
+    adapter = Counter()
+    missing = object()
+    adapter.set_thread_local("k", None)
+    assert adapter.get_thread_local("k", missing) is None  # stored: not the default
+    assert adapter.get_thread_local(key="k", default=missing) is None
+    assert run_threads(1, lambda _: adapter.get_thread_local("k", missing))[0] is missing
+    adapter.set_thread_local("k", 0)
+    assert adapter.get_thread_local("k", missing) == 0
+    adapter.set_thread_local("k", None)  # replacing a value with None keeps the key
+    assert adapter.get_thread_local("k", missing) is None
+    adapter.clear_thread_local("k")
+    assert adapter.get_thread_local("k", missing) is missing
+
+
 def test_thread_local_no_dunder_leak():
     adapter = Counter()
     for key in ("__class__", "__dict__", "__init__", ""):
@@ -532,6 +547,50 @@ def test_first_use_inside_name_lookup_reuses_the_record():
     assert errors == []
     assert results == ["v", 1]
     assert seen and seen[0] == "unset"
+    assert _native._live_shards(adapter.tracker) == 0
+
+
+def test_first_use_inside_the_name_conversion_keeps_what_it_made():
+    """The record re-check, a second time and by another route than the test above: the
+    thread's name is not a str, so creating the thread record converts it with str(); the
+    conversion uses the library (a thread-local value and a whole tracked request), and the
+    thread's first use is a decorated call rather than set_thread_local. The slot made during
+    the conversion must be the one the decorated call then uses."""
+
+    class Worker(ThreadSafeAdapter):
+        @snakepit_bridge.thread_safe_method
+        def work(self) -> tuple[object, int]:
+            return self.get_thread_local("from-str"), _native._live_shards(self.tracker)
+
+    adapter = Worker()
+    conversions: list[object] = []
+
+    class Name:
+        def __str__(self) -> str:
+            conversions.append(adapter.get_thread_local("from-str", "unset"))
+            adapter.set_thread_local("from-str", "stored while converting")
+            with adapter.track_request():
+                pass
+            return "converted"
+
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            results.append(adapter.work())
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+
+    thread = threading.Thread(target=body)
+    thread._name = Name()  # type: ignore[assignment] # Thread.name hands it out as it is
+    thread.start()
+    thread.join()
+    assert errors == []
+    assert conversions == ["unset"]  # converted once: while the record was being created
+    assert results == [("stored while converting", 1)]  # one slot, holding the value
+    stats = adapter.get_stats()["tracker"]
+    assert stats["total_requests"] == 2 and stats["requests_by_thread"] == {"converted": 2}
     assert _native._live_shards(adapter.tracker) == 0
 
 
