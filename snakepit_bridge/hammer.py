@@ -840,6 +840,8 @@ def run_hammer(
     seconds when given. ``on_progress`` is called from the calling thread every
     ``progress_interval`` seconds. A ``KeyboardInterrupt`` in the calling thread stops the run and
     returns a result with ``interrupted=True``; a second one abandons workers stuck in a request.
+    :class:`UsageError` when the process cannot start ``threads`` threads (the ones started are
+    stopped and joined first).
     """
     if threads < 1:
         raise UsageError("--threads must be at least 1")
