@@ -579,7 +579,7 @@ def test_first_use_inside_the_name_conversion_keeps_what_it_made():
     def body() -> None:
         try:
             results.append(adapter.work())
-        except BaseException as exc:  # re-raised below
+        except BaseException as exc:  # noqa: BLE001 - checked below
             errors.append(exc)
 
     thread = threading.Thread(target=body)
