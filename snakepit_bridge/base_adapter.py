@@ -14,6 +14,7 @@ session context lives in the instance ``__dict__``, created on first use.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import threading
@@ -21,7 +22,7 @@ import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, Self, TypeVar, overload
 
 __all__ = [
     "BaseAdapter",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_A = TypeVar("_A", bound="BaseAdapter")
 
 # Name of the per-class registry cache stored in the class's own ``__dict__``.
 _REGISTRY_ATTR = "_snakepit_tool_registry_"
@@ -70,10 +72,12 @@ def tool(
     Use it as ``@tool`` or ``@tool(description=..., supports_streaming=..., required_variables=...)``.
     The decorated function itself is returned, with a :class:`ToolMetadata` attached as
     ``_tool_metadata``. Without a description the function's docstring is used. It may be
-    combined with ``@thread_safe_method`` in either order.
+    combined with ``@thread_safe_method`` in either order, and with ``@staticmethod`` /
+    ``@classmethod`` in either order. A property (or anything else that is not called) cannot
+    be a tool: ``TypeError``.
     """
-    if callable(description) and not isinstance(description, str):
-        # Bare ``@tool``: the function arrives in place of the description.
+    if _is_declarable(description) or isinstance(description, property):
+        # Bare ``@tool``: the decorated object arrives in place of the description.
         return _attach_metadata(description, "", False, [])
     if not isinstance(description, str):
         raise TypeError(f"tool(): description must be a str, not {type(description).__name__}")
@@ -85,12 +89,29 @@ def tool(
     return decorator
 
 
+def _is_declarable(obj: object) -> bool:
+    # A classmethod object is not callable itself, but calling it through the class is.
+    return isinstance(obj, (staticmethod, classmethod)) or (
+        callable(obj) and not isinstance(obj, str)
+    )
+
+
 def _attach_metadata(
     func: _F,
     description: str,
     supports_streaming: bool,
     names: list[str],
 ) -> _F:
+    if isinstance(func, property):
+        raise TypeError(
+            "tool() cannot declare a property: a tool is called with arguments, a property is "
+            "read; make it a method (put @tool on a method that returns the value)"
+        )
+    if not _is_declarable(func):
+        raise TypeError(
+            "tool() must decorate a function or method (or a staticmethod, classmethod or "
+            f"thread_safe_method), not {type(func).__name__}"
+        )
     target = getattr(func, "__func__", func)  # staticmethod/classmethod: describe the function
     doc = inspect.getdoc(target) or ""
     metadata = ToolMetadata(
@@ -188,15 +209,25 @@ class UnknownToolError(AttributeError):
 
 def _json_safe(value: Any) -> Any:
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)  # NaN and infinities are not JSON either
     except (TypeError, ValueError):
         return repr(value)
     return value
 
 
+# How call_tool invokes a tool's class attribute (``_Entry.target``).
+_CALL_WITH_SELF = 0  # a function or thread_safe_method: target(adapter, **kwargs), no bound method
+_CALL_THROUGH_DESCRIPTOR = 1  # staticmethod, classmethod, other descriptors: bind, then call
+_CALL_AS_IS = 2  # a callable class attribute that is no descriptor: target(**kwargs)
+
+
 @dataclass(frozen=True)
 class _Entry:
     spec: ToolSpec
+    # The tool object the class declares, dispatched to directly: an instance attribute of the
+    # same name must not be called instead (attribute lookup would find that first).
+    target: Any
+    binding: int
     signature: inspect.Signature  # without self/cls; binds the arguments on the slow path
     # Precomputed for the fast argument check: Signature.bind costs tens of microseconds.
     accepted: frozenset[str]
@@ -278,6 +309,17 @@ def _underlying_function(raw: Any) -> Any:
     return innermost
 
 
+def _binding(raw: Any) -> int:
+    # Imported here: the native module imports this one while it initialises.
+    from snakepit_bridge._native import thread_safe_method
+
+    if isinstance(raw, (types.FunctionType, thread_safe_method)):
+        return _CALL_WITH_SELF
+    if hasattr(type(raw), "__get__"):
+        return _CALL_THROUGH_DESCRIPTOR
+    return _CALL_AS_IS
+
+
 def _build_entry(cls: type, name: str, raw: Any, metadata: ToolMetadata) -> _Entry:
     func = _underlying_function(raw)
     try:
@@ -285,7 +327,8 @@ def _build_entry(cls: type, name: str, raw: Any, metadata: ToolMetadata) -> _Ent
     except (NameError, TypeError, SyntaxError):  # forward references that cannot be resolved
         signature = inspect.signature(func)
     params = list(signature.parameters.values())
-    if not isinstance(raw, staticmethod) and params:
+    binding = _binding(raw)
+    if binding != _CALL_AS_IS and not isinstance(raw, staticmethod) and params:
         params = params[1:]  # self (or cls), supplied by binding
     signature = signature.replace(parameters=params)
     spec = ToolSpec(
@@ -300,6 +343,8 @@ def _build_entry(cls: type, name: str, raw: Any, metadata: ToolMetadata) -> _Ent
     keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return _Entry(
         spec=spec,
+        target=raw,
+        binding=binding,
         signature=signature,
         accepted=frozenset(p.name for p in params if p.kind in keyword_kinds),
         required=frozenset(
@@ -386,6 +431,7 @@ class BaseAdapter:
         Raises :class:`UnknownToolError` (an ``AttributeError``) for a name that is not a declared
         tool, listing the tools that exist, and ``TypeError`` naming the tool when the arguments
         do not fit its signature. Exceptions raised by the tool itself propagate unchanged.
+        The tool the class declares is called, never an instance attribute of the same name.
         """
         registry = _registry_for(type(self))
         entry = registry.entries.get(tool_name) if isinstance(tool_name, str) else None
@@ -403,7 +449,13 @@ class BaseAdapter:
                 f"bad arguments for tool {tool_name!r} of {type(self).__name__}: {exc} "
                 f"(expected {entry.signature})"
             ) from None
-        return getattr(self, tool_name)(**kwargs)
+        # Bound the way attribute lookup on the class would bind it.
+        target = entry.target
+        if entry.binding == _CALL_WITH_SELF:
+            return target(self, **kwargs)
+        if entry.binding == _CALL_THROUGH_DESCRIPTOR:
+            return type(target).__get__(target, self, type(self))(**kwargs)
+        return target(**kwargs)
 
     def execute_tool(
         self, tool_name: str, arguments: Mapping[str, Any] | None = None, context: Any = None
@@ -446,6 +498,44 @@ class BaseAdapter:
         namespace = getattr(self, "__dict__", None) or {}
         context = namespace.get("session_context") or namespace.get("_session_context")
         return getattr(context, "session_id", None) if context is not None else None
+
+    # -- copying -----------------------------------------------------------------------------
+    def __copy__(self) -> Self:
+        """A new adapter of the same class holding the same attribute values.
+
+        Made with ``cls.__new__`` (``__init__`` is not called) and given this adapter's state
+        (``__getstate__``, applied with ``__setstate__`` when the class has one). What the
+        native core keeps per instance is the new adapter's own: a ThreadSafeAdapter copy has
+        a free lock, a tracker with zero counts and empty thread-local storage. Without this,
+        copying a ThreadSafeAdapter failed with "cannot pickle".
+        """
+        return _copy_adapter(self, None)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """Like :meth:`__copy__`, with the attribute values deep-copied."""
+        return _copy_adapter(self, memo)
+
+
+def _copy_adapter(adapter: _A, memo: dict[int, Any] | None) -> _A:
+    cls = type(adapter)
+    clone = cls.__new__(cls)
+    if memo is not None:
+        memo[id(adapter)] = clone  # an attribute referring back to the adapter gets the clone
+    state: Any = adapter.__getstate__()
+    if memo is not None:
+        state = copy.deepcopy(state, memo)
+    setstate = getattr(clone, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+        return clone
+    slots: Mapping[str, Any] | None = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slots = state  # the default state of a class with __slots__
+    if state:
+        _instance_dict(clone).update(state)
+    for name, value in (slots or {}).items():
+        setattr(clone, name, value)
+    return clone
 
 
 def _instance_dict(adapter: BaseAdapter) -> dict[str, Any]:

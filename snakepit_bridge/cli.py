@@ -1,9 +1,11 @@
 """The ``snakepit-bridge`` command: ``hammer``, ``tools`` and ``info``.
 
-Exit status: 0 all good; 1 request errors, or checker warnings with ``--strict``; 2 usage errors
-(unknown adapter or tool, bad ``--args`` JSON, bad option values), always reported as one line on
-stderr; 130 when a hammer run was interrupted with Ctrl-C (its partial report is still printed).
-See ``docs/cli.md``.
+Exit status: 0 all good; 1 request errors, checker warnings with ``--strict``, or an adapter that
+fails (or raises ``SystemExit``) while being constructed; 2 usage errors (unknown adapter or tool,
+an adapter module that fails or exits while being imported, bad ``--args`` JSON, bad option values,
+more ``--threads`` than can be started), always reported as one line on stderr; 130 when a hammer
+run was interrupted with Ctrl-C (its partial report is still printed). ``--json`` output is always
+standard JSON (never ``NaN``). See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -191,6 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+def _print_json(data: Any) -> None:
+    """``data`` as standard JSON on stdout: what JSON cannot hold (objects, NaN, infinities)
+    is written as its ``repr``, never as the non-standard ``NaN`` / ``Infinity``."""
+    json.dump(hammer.json_safe(data), sys.stdout, indent=2, allow_nan=False)
+    sys.stdout.write("\n")
+
+
 def _silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
@@ -264,8 +273,7 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
     if progress is not None:
         progress.finish(result.interrupted)
     if options.json:
-        json.dump(result.to_dict(), sys.stdout, indent=2, default=repr)
-        sys.stdout.write("\n")
+        _print_json(result.to_dict())
     else:
         sys.stdout.write(render_report(result))
     sys.stdout.flush()
@@ -436,8 +444,7 @@ def _cmd_tools(options: argparse.Namespace) -> int:
             "adapter": hammer.adapter_spec(adapter_class),
             "tools": [spec.to_dict() for spec in specs],
         }
-        json.dump(payload, sys.stdout, indent=2, default=repr)
-        sys.stdout.write("\n")
+        _print_json(payload)
         return EXIT_OK
     print(f"{hammer.adapter_spec(adapter_class)}: {len(specs)} tool(s)")
     if not specs:
@@ -488,8 +495,7 @@ def collect_info() -> dict[str, Any]:
 def _cmd_info(options: argparse.Namespace) -> int:
     facts = collect_info()
     if options.json:
-        json.dump(facts, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(facts)
         return EXIT_OK
     rows = [
         ("snakepit-bridge", facts["package_version"]),

@@ -15,8 +15,9 @@ What a run does:
   checker observes it from its first write) and shared by every worker thread;
 * the worker threads wait on a :class:`threading.Barrier` and are released together, so the first
   requests really overlap;
-* each request picks a tool from the mix (a seeded, weighted schedule, so ``--seed`` reproduces the
-  same multiset of calls), calls ``adapter.call_tool(name, **arguments)`` with a fresh copy of the
+* each request picks a tool from the mix (a seeded, weighted schedule, drawn as requests are
+  handed out so its memory does not depend on their number; ``--seed`` reproduces the same
+  multiset of calls), calls ``adapter.call_tool(name, **arguments)`` with a fresh copy of the
   arguments, and records its latency in a bounded log-linear histogram;
 * exceptions are grouped by tool, type and raising line, one formatted traceback kept per group;
 * Ctrl-C (``KeyboardInterrupt`` in the main thread) stops the workers after their current request
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 import math
 import os
 import platform
@@ -45,9 +47,8 @@ DEFAULT_THREADS = 16
 DEFAULT_REQUESTS = 10_000
 REPORT_SCHEMA_VERSION = 1
 
-# Length of the repeating tool schedule in --duration mode (in --requests mode the schedule is
-# exactly as long as the run, so the per-tool counts are fixed by the seed).
-_DURATION_SCHEDULE_LENGTH = 4096
+# How many entries of the tool schedule are drawn at a time (see _Schedule).
+_SCHEDULE_CHUNK = 1024
 
 
 class UsageError(Exception):
@@ -89,7 +90,8 @@ def load_adapter_class(spec: str) -> type:
         raise UsageError(
             f"cannot import adapter module {module_name!r}: {_one_line(exc)}"
         ) from None
-    except Exception as exc:  # the user's module is broken; say so in one line, not a traceback
+    except (Exception, SystemExit) as exc:
+        # The user's module is broken (or calls sys.exit() on import): one line, no traceback.
         raise UsageError(
             f"cannot import adapter module {module_name!r}: {_one_line(exc)}"
         ) from None
@@ -111,10 +113,14 @@ def load_adapter_class(spec: str) -> type:
 
 
 def construct_adapter(adapter_class: Callable[[], Any]) -> Any:
-    """``adapter_class()``, with a failure wrapped in :class:`AdapterConstructionError`."""
+    """``adapter_class()``, with a failure wrapped in :class:`AdapterConstructionError`.
+
+    ``SystemExit`` counts as a failure too: an adapter calling ``sys.exit()`` in ``__init__``
+    must not end the command silently.
+    """
     try:
         return adapter_class()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         name = getattr(adapter_class, "__qualname__", repr(adapter_class))
         raise AdapterConstructionError(f"constructing {name} failed: {_one_line(exc)}") from exc
 
@@ -279,7 +285,7 @@ class ToolCall:
     streaming: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tool": self.tool, "args": dict(self.arguments), "weight": self.weight}
+        return {"tool": self.tool, "args": json_safe(dict(self.arguments)), "weight": self.weight}
 
 
 def _table_for(adapter_class: type) -> dict[str, tuple[int, ArgumentFactory]] | None:
@@ -545,21 +551,42 @@ class _Worker:
         self.requests += 1
 
 
-class _Tickets:
-    """Hands out request numbers; ``None`` once ``limit`` have been taken."""
+class _Schedule:
+    """Hands out requests: the mix index of the next one, ``None`` once ``limit`` were taken.
 
-    def __init__(self, limit: int | None) -> None:
+    The indices are drawn with ``random.Random(seed).choices`` over the mix weights, a chunk at a
+    time as requests are taken, so memory does not depend on ``limit`` and the sequence is
+    exactly the one a single up-front draw of ``limit`` entries gives (``choices`` uses one
+    random number per entry): the per-tool counts of a ``--requests`` run are fixed by the seed.
+    """
+
+    def __init__(self, weights: Sequence[int], seed: int, limit: int | None) -> None:
+        self._indices = range(len(weights))
+        self._cum_weights = list(itertools.accumulate(weights))
+        self._rng = random.Random(seed)
         self._limit = limit
-        self._next = 0
+        self._taken = 0
+        self._chunk: list[int] = []
+        self._position = 0
         self._lock = threading.Lock()
+
+    @property
+    def limit(self) -> int | None:
+        return self._limit
 
     def take(self) -> int | None:
         with self._lock:
-            ticket = self._next
-            if self._limit is not None and ticket >= self._limit:
+            if self._limit is not None and self._taken >= self._limit:
                 return None
-            self._next = ticket + 1
-            return ticket
+            if self._position == len(self._chunk):
+                self._chunk = self._rng.choices(
+                    self._indices, cum_weights=self._cum_weights, k=_SCHEDULE_CHUNK
+                )
+                self._position = 0
+            index = self._chunk[self._position]
+            self._position += 1
+            self._taken += 1
+            return index
 
 
 @dataclass(frozen=True)
@@ -770,17 +797,23 @@ def stop_checker(checker: Any) -> dict[str, Any]:
     return report
 
 
-def _json_safe(value: Any, depth: int = 0) -> Any:
-    """A JSON-encodable copy of adapter-provided data (stats may hold anything)."""
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """A JSON-encodable copy of adapter-provided data (stats and arguments may hold anything).
+
+    What JSON cannot hold becomes its ``repr``, including the floats ``nan``, ``inf`` and
+    ``-inf`` (which ``json`` would otherwise write as the non-standard ``NaN``/``Infinity``).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if depth > 20:
         return repr(value)
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [_json_safe(v, depth + 1) for v in items]
+        return [json_safe(v, depth + 1) for v in items]
     return repr(value)
 
 
@@ -807,6 +840,8 @@ def run_hammer(
     seconds when given. ``on_progress`` is called from the calling thread every
     ``progress_interval`` seconds. A ``KeyboardInterrupt`` in the calling thread stops the run and
     returns a result with ``interrupted=True``; a second one abandons workers stuck in a request.
+    :class:`UsageError` when the process cannot start ``threads`` threads (the ones started are
+    stopped and joined first).
     """
     if threads < 1:
         raise UsageError("--threads must be at least 1")
@@ -825,14 +860,10 @@ def run_hammer(
             raise UsageError("the request mix is empty")
         if on_started is not None:
             on_started(adapter, calls)
-        weights = [call.weight for call in calls]
-        schedule_rng = random.Random(seed)
-        schedule = schedule_rng.choices(
-            range(len(calls)), weights=weights, k=requests or _DURATION_SCHEDULE_LENGTH
-        )
-        workers = [_Worker(i) for i in range(threads)]
+        schedule = _Schedule([call.weight for call in calls], seed, requests)
+        workers: list[_Worker] = []
         interrupted, elapsed = _run_workers(
-            adapter, calls, schedule, workers, requests, duration, on_progress, progress_interval
+            adapter, calls, schedule, threads, workers, duration, on_progress, progress_interval
         )
     except BaseException:
         if checker is not None:
@@ -853,10 +884,10 @@ def run_hammer(
             else:
                 groups[key] = replace(group)  # a copy: workers' groups stay as they were
     try:
-        adapter_stats = _json_safe(adapter.get_stats()) if hasattr(adapter, "get_stats") else None
+        adapter_stats = json_safe(adapter.get_stats()) if hasattr(adapter, "get_stats") else None
     except Exception as exc:  # a broken get_stats() is a finding, not a crash of the report
         adapter_stats = {"error": _one_line(exc)}
-    thread_safety = _json_safe(stop_checker(checker)) if checker is not None else None
+    thread_safety = json_safe(stop_checker(checker)) if checker is not None else None
 
     return HammerResult(
         adapter=adapter_spec(adapter_class)
@@ -884,18 +915,19 @@ def run_hammer(
 def _run_workers(
     adapter: Any,
     calls: Sequence[ToolCall],
-    schedule: Sequence[int],
+    schedule: _Schedule,
+    threads: int,
     workers: list[_Worker],
-    requests: int | None,
     duration: float | None,
     on_progress: Callable[[Progress], None] | None,
     progress_interval: float,
 ) -> tuple[bool, float]:
-    """Start the workers, wait for them (reporting progress), return (interrupted, elapsed)."""
+    """Start ``threads`` workers (appended to ``workers``), wait for them (reporting progress),
+    return (interrupted, elapsed). :class:`UsageError` when not all of them can be started."""
     stop = threading.Event()
-    tickets = _Tickets(requests)
+    requests = schedule.limit
     # The calling thread is a party too: the clock starts when everybody is released.
-    barrier = threading.Barrier(len(workers) + 1)
+    barrier = threading.Barrier(threads + 1)
     # Written by the calling thread before it reaches the barrier, read by workers after it.
     deadline_box: list[float] = []
 
@@ -908,10 +940,10 @@ def _run_workers(
         deadline = deadline_box[0] if deadline_box else None
         try:
             while not stop.is_set():
-                ticket = tickets.take()
-                if ticket is None or (deadline is not None and time.perf_counter() >= deadline):
+                index = schedule.take()
+                if index is None or (deadline is not None and time.perf_counter() >= deadline):
                     break
-                call = calls[schedule[ticket % len(schedule)]]
+                call = calls[index]
                 arguments = _fresh_copy(call.arguments)
                 error: BaseException | None = None
                 started = time.perf_counter_ns()
@@ -926,11 +958,23 @@ def _run_workers(
         finally:
             worker.finished = True
 
-    for worker in workers:
+    for index in range(threads):
+        worker = _Worker(index)
         worker.thread = threading.Thread(
-            target=work, args=(worker,), name=f"hammer-{worker.index}", daemon=True
+            target=work, args=(worker,), name=f"hammer-{index}", daemon=True
         )
-        worker.thread.start()
+        try:
+            worker.thread.start()
+        except (RuntimeError, MemoryError) as exc:  # "can't start new thread"
+            barrier.abort()  # releases the started workers, which then end at once
+            for running in workers:
+                assert running.thread is not None
+                running.thread.join()
+            raise UsageError(
+                f"could start only {len(workers)} of {threads} worker threads "
+                f"({_one_line(exc)}); use fewer --threads"
+            ) from None
+        workers.append(worker)
 
     started = time.perf_counter()
     interrupted = False

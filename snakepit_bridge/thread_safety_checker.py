@@ -284,6 +284,7 @@ class _ThreadLocal(threading.local):
     """Per-thread bookkeeping of one checker (released when the thread ends)."""
 
     generation = -1
+    call_epoch = -1  # the checker's call epoch that ``stack`` belongs to
     token = 0
     name = ""
     stats: _ThreadStats | None = None
@@ -321,17 +322,27 @@ class ThreadSafetyChecker:
     )
 
     def __init__(self, enabled: bool = True, strict_mode: bool = False) -> None:
-        self.strict_mode = bool(strict_mode)
+        self._strict_mode = _checked_strict_mode(strict_mode)
         # Reentrant: a finalizer run by the garbage collector inside a locked section may write
         # an adapter attribute, which re-enters the observer on the same thread.
         self._lock = threading.RLock()
         self._local = _ThreadLocal()
         self._generation = 0
+        self._call_epoch = 0  # bumped on every enable: calls entered before are forgotten
         self._enabled = False
         self._clear_state()
         self.enabled = enabled
 
     # -- switching -----------------------------------------------------------------------------
+    @property
+    def strict_mode(self) -> bool:
+        """Whether a racy write (and a found library) raises :class:`ThreadSafetyError`."""
+        return self._strict_mode
+
+    @strict_mode.setter
+    def strict_mode(self, value: bool) -> None:
+        self._strict_mode = _checked_strict_mode(value)
+
     @property
     def enabled(self) -> bool:
         """Whether this checker observes adapters now. Assigning it starts or stops observing."""
@@ -340,6 +351,8 @@ class ThreadSafetyChecker:
     @enabled.setter
     def enabled(self, value: bool) -> None:
         value = bool(value)
+        if value and not self._enabled:
+            self._forget_calls_in_flight()
         with _active_lock:  # the flag and the hook registration change together
             if value == self._enabled:
                 return
@@ -365,6 +378,17 @@ class ThreadSafetyChecker:
     def __exit__(self, *exc_info: object) -> bool:
         self.enabled = False
         return False
+
+    def _forget_calls_in_flight(self) -> None:
+        """Drop the calls that are running now from the concurrency counts.
+
+        While disabled, the checker does not see calls leave; a call in flight at ``disable()``
+        would otherwise stay "active" forever and overlap, in the report, with every later call.
+        """
+        with self._lock:
+            self._call_epoch += 1  # each thread's stack of older calls is dropped on its next call
+            for stats in self._methods.values():
+                stats.active = 0
 
     def reset(self) -> None:
         """Forget everything observed so far and restart the runtime clock."""
@@ -534,9 +558,11 @@ class ThreadSafetyChecker:
     # -- calls: real overlap ------------------------------------------------------------------
     def _enter_call(self, key: str, cls: type | None = None) -> None:
         local = self._thread_state()
-        local.stack.append((key, time.perf_counter()))
+        started = time.perf_counter()
         stats = local.methods.get(key, _MISSING)
         with self._lock:
+            self._sync_call_epoch(local)
+            local.stack.append((key, started))
             if stats is _MISSING:
                 stats = self._methods.get(key)
                 if stats is None:
@@ -563,21 +589,29 @@ class ThreadSafetyChecker:
 
     def _leave_call(self, key: str) -> None:
         local = self._thread_state()
-        stack = local.stack
-        for i in range(len(stack) - 1, -1, -1):  # usually the top entry
-            if stack[i][0] == key:
-                started = stack.pop(i)[1]
-                break
-        else:
-            return  # entered before this checker was enabled or reset
-        elapsed = time.perf_counter() - started
+        now = time.perf_counter()
         stats = local.methods.get(key)
         with self._lock:
+            self._sync_call_epoch(local)
+            stack = local.stack
+            for i in range(len(stack) - 1, -1, -1):  # usually the top entry
+                if stack[i][0] == key:
+                    started = stack.pop(i)[1]
+                    break
+            else:
+                return  # entered before this checker was (re-)enabled or reset
+            elapsed = now - started
             if stats is not None and stats.active > 0:
                 stats.active -= 1
                 stats.total_time += elapsed
             if local.stats is not None and len(stack) == 0:
                 local.stats.total_time += elapsed
+
+    def _sync_call_epoch(self, local: _ThreadLocal) -> None:
+        """Drop this thread's calls entered before the last enable (caller holds the lock)."""
+        if local.call_epoch != self._call_epoch:
+            local.stack.clear()
+            local.call_epoch = self._call_epoch
 
     @contextmanager
     def track_execution(self, method_name: str) -> Iterator[None]:
@@ -679,6 +713,15 @@ class ThreadSafetyChecker:
             f"<{type(self).__name__} enabled={self._enabled} strict_mode={self.strict_mode} "
             f"warnings={len(self._warnings)}>"
         )
+
+
+def _checked_strict_mode(value: object) -> bool:
+    # Only a real bool: any non-empty string is truthy, so strict_mode="no" would turn it on.
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"strict_mode must be a bool (True or False), not {type(value).__name__} {value!r}"
+        )
+    return value
 
 
 def _recommendations(report: Mapping[str, Any]) -> list[str]:
@@ -897,11 +940,13 @@ def enable_checking(strict_mode: bool = False) -> ThreadSafetyChecker:
     """Reset the global checker, set its mode and enable it. Returns it.
 
     The global checker is one object for the life of the process, so references to it stay
-    valid (upstream replaced it on every call).
+    valid (upstream replaced it on every call). ``strict_mode`` must be a bool (``TypeError``
+    otherwise, before anything changes).
     """
+    strict_mode = _checked_strict_mode(strict_mode)
     with _global_lock:
         _global_checker.reset()
-        _global_checker.strict_mode = bool(strict_mode)
+        _global_checker.strict_mode = strict_mode
         _global_checker.enabled = True
     return _global_checker
 

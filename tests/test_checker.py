@@ -401,6 +401,72 @@ def test_sequential_calls_from_many_threads_are_not_concurrent() -> None:
     assert report["total_threads_seen"] == 11  # idents are reused, threads are still counted
 
 
+class InFlight(ThreadSafeAdapter):
+    """A method that runs a callback in the middle of a call (while it is in flight)."""
+
+    __thread_safe__ = True
+
+    @thread_safe_method
+    def work(self, during: object = None) -> None:
+        if callable(during):
+            during()
+
+
+def test_a_call_in_flight_across_disable_and_enable_is_not_concurrency() -> None:
+    checker = ThreadSafetyChecker()
+    adapter = InFlight()
+    adapter.work(during=checker.disable)  # entered while enabled, left while disabled
+    checker.enable()
+    adapter.work()  # one call after the other, on one thread
+    adapter.work()
+    report = _expect_no_warnings(checker)
+    assert report["concurrent_accesses"] == {}
+    assert report["method_calls"]["InFlight.work"]["calls"] == 3
+    assert report["method_calls"]["InFlight.work"]["max_concurrency"] == 1
+    assert report["thread_utilization"]["MainThread"]["calls"] == 3
+
+
+def test_another_threads_call_in_flight_at_disable_is_forgotten_on_enable() -> None:
+    checker = ThreadSafetyChecker()
+    adapter = InFlight()
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        inside.set()
+        assert leave.wait(60)
+
+    holder = threading.Thread(target=adapter.work, kwargs={"during": hold})
+    holder.start()
+    try:
+        assert inside.wait(60)
+        checker.disable()
+    finally:
+        leave.set()
+        holder.join()
+    checker.enable()
+    run_threads(lambda _i: adapter.work(), 1)  # a later call on another thread
+    adapter.work()
+    report = _expect_no_warnings(checker)
+    assert report["concurrent_accesses"] == {}
+    assert report["method_calls"]["InFlight.work"]["max_concurrency"] == 1
+
+
+def test_a_call_left_after_disable_and_enable_is_forgotten() -> None:
+    checker = ThreadSafetyChecker()
+    adapter = InFlight()
+
+    def toggle() -> None:
+        checker.disable()
+        checker.enable()  # this call is still running: it must not count after this
+
+    adapter.work(during=toggle)
+    run_threads(lambda _i: adapter.work(), 1)
+    adapter.work()
+    report = _expect_no_warnings(checker)
+    assert report["concurrent_accesses"] == {}
+    assert report["method_calls"]["InFlight.work"]["max_concurrency"] == 1
+
+
 def test_check_thread_safe_decorator_reports_to_enabled_checkers() -> None:
     entered = threading.Barrier(4)
 
@@ -585,6 +651,22 @@ def test_global_checker_is_one_object_reset_by_enable_checking() -> None:
     assert report["total_methods_tracked"] == 0 and not report["strict_mode"]
     tsc.disable_checking()
     assert tsc.get_global_checker() is checker and not checker.enabled
+
+
+@pytest.mark.parametrize("bad", ["no", "False", 0, 1, None, [True]])
+def test_strict_mode_must_be_a_bool(bad: object) -> None:
+    checker = tsc.get_global_checker()
+    with pytest.raises(TypeError, match=r"strict_mode must be a bool \(True or False\), not "):
+        tsc.enable_checking(strict_mode=bad)  # type: ignore[arg-type]
+    assert not checker.enabled and checker.strict_mode is False  # nothing was changed
+    with pytest.raises(TypeError, match="strict_mode must be a bool"):
+        ThreadSafetyChecker(strict_mode=bad)  # type: ignore[arg-type]
+    scoped = ThreadSafetyChecker(enabled=False)
+    with pytest.raises(TypeError, match="strict_mode must be a bool"):
+        scoped.strict_mode = bad  # type: ignore[assignment]
+    assert scoped.strict_mode is False
+    scoped.strict_mode = True
+    assert scoped.strict_mode is True
 
 
 def test_report_has_the_documented_keys_and_reset_clears_it() -> None:

@@ -105,6 +105,37 @@ class BrokenAdapter(ThreadSafeAdapter):
 
 class NotAnAdapter:
     pass
+
+
+class NonFiniteStatsAdapter(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    @tool
+    def ping(self, scale: float = float("nan")) -> int:
+        return 1
+
+    def get_stats(self):
+        return {**super().get_stats(), "ratio": float("nan"), "peak": float("inf"),
+                "floor": [float("-inf")]}
+
+
+class ExitsWhenBuilt(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    def __init__(self):
+        super().__init__()
+        raise SystemExit(4)
+
+    @tool
+    def ping(self) -> int:
+        return 1
+'''
+
+# A module that stops the interpreter while it is imported.
+EXITS_ON_IMPORT = '''
+import sys
+
+sys.exit(3)
 '''
 
 
@@ -112,6 +143,7 @@ class NotAnAdapter:
 def adapters_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cli_adapters")
     (folder / "cli_adapters.py").write_text(ADAPTERS)
+    (folder / "cli_exits_on_import.py").write_text(EXITS_ON_IMPORT)
     return folder
 
 
@@ -556,6 +588,88 @@ def test_an_adapter_that_fails_to_construct_exits_1_with_its_traceback(
     )
 
 
+@pytest.mark.parametrize("command", ["hammer", "tools"])
+def test_system_exit_while_importing_the_adapter_is_a_usage_error(
+    env: dict[str, str], command: str
+) -> None:
+    proc = run_cli(env, command, "cli_exits_on_import:Adapter")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "snakepit-bridge: error: cannot import adapter module 'cli_exits_on_import': "
+        "SystemExit: 3\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["hammer", "tools"])
+def test_system_exit_while_constructing_the_adapter_exits_1_naming_it(
+    env: dict[str, str], command: str
+) -> None:
+    proc = run_cli(env, command, "cli_adapters:ExitsWhenBuilt")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert "raise SystemExit(4)" in proc.stderr  # the traceback, as for any construction failure
+    assert proc.stderr.splitlines()[-1] == (
+        "snakepit-bridge: error: constructing ExitsWhenBuilt failed: SystemExit: 4"
+    )
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_never_holds_nan_or_infinity(env: dict[str, str]) -> None:
+    proc = run_cli(
+        env, "hammer", "cli_adapters:NonFiniteStatsAdapter", "--requests", "20", "--threads",
+        "2", "--quiet", "--json", "--args", '{"ping": {"scale": Infinity}}',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = _strict_json(proc.stdout)
+    check_schema(report, REPORT_SCHEMA)
+    stats = report["adapter_stats"]
+    assert (stats["ratio"], stats["peak"], stats["floor"]) == ("nan", "inf", ["-inf"])
+    assert report["config"]["mix"] == [{"tool": "ping", "args": {"scale": "inf"}, "weight": 1}]
+    tools = run_cli(env, "tools", "cli_adapters:NonFiniteStatsAdapter", "--json")
+    assert tools.returncode == 0, tools.stderr
+    (parameter,) = _strict_json(tools.stdout)["tools"][0]["parameters"]
+    assert parameter["default"] == "nan"
+
+
+def test_more_threads_than_can_start_is_one_line_and_exit_2(
+    adapters_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import threading
+
+    from snakepit_bridge.cli import main
+
+    monkeypatch.syspath_prepend(str(adapters_dir))
+    real_start = threading.Thread.start
+    started: list[threading.Thread] = []
+
+    def start_at_most_three(self: threading.Thread) -> None:
+        if self.name.startswith("hammer-"):
+            if len(started) == 3:
+                raise RuntimeError("can't start new thread")
+            started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_at_most_three)
+    assert main(["hammer", "cli_adapters:CounterAdapter", "--threads", "50", "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "snakepit-bridge: error: could start only 3 of 50 worker threads "
+        "(RuntimeError: can't start new thread); use fewer --threads\n"
+    )
+    assert len(started) == 3
+    assert not any(thread.is_alive() for thread in started)  # none left running
+
+
 def test_arguments_of_a_tool_that_needs_them(env: dict[str, str]) -> None:
     code, report = run_json(
         env,
@@ -723,3 +837,49 @@ def test_default_mix_of_a_showcase_subclass_includes_its_own_tools() -> None:
     # --args are merged over the default arguments, not instead of them.
     assert calls["compute_intensive"]["args"]["iterations"] == 5
     assert len(calls["compute_intensive"]["args"]["data"]) == 16
+
+
+def test_the_schedule_is_the_seeded_draw_and_streams() -> None:
+    """Per-tool counts are fixed by the seed (the same draw as one up-front schedule), and a
+    run of any length holds only a bounded piece of the schedule."""
+    import collections
+    import random
+    import tracemalloc
+
+    from snakepit_bridge import ThreadSafeAdapter, hammer, thread_safe_method, tool
+
+    class Two(ThreadSafeAdapter):
+        __thread_safe__ = True
+
+        @thread_safe_method
+        @tool
+        def light(self) -> int:
+            return 1
+
+        @thread_safe_method
+        @tool
+        def heavy(self) -> int:
+            return 2
+
+    mix = [hammer.ToolCall("light", {}, 3), hammer.ToolCall("heavy", {}, 1)]
+    result = hammer.run_hammer(Two, mix, threads=3, requests=5_000, seed=42)
+    expected = collections.Counter(random.Random(42).choices([0, 1], weights=[3, 1], k=5_000))
+    assert {name: stats.requests for name, stats in result.per_tool.items()} == {
+        "light": expected[0],
+        "heavy": expected[1],
+    }
+
+    def stop_at_first_report(_progress: hammer.Progress) -> None:
+        raise KeyboardInterrupt  # what Ctrl-C does: the run stops and reports
+
+    tracemalloc.start()
+    try:
+        huge = hammer.run_hammer(
+            Two, mix, threads=2, requests=30_000_000, seed=1,
+            on_progress=stop_at_first_report, progress_interval=0.01,
+        )  # fmt: skip
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert huge.interrupted and huge.target_requests == 30_000_000
+    assert peak < 16 * 2**20, f"{peak / 2**20:.1f} MiB traced for a 30,000,000-request run"

@@ -332,7 +332,14 @@ def test_gc_and_other_threads_run_while_a_thread_blocks(how):
 
 def test_fork_while_another_thread_holds_lock():
     """Child: the adapter lock is usable, the holder thread's thread-local values are gone
-    (released), the tracker does not count the holder's in-flight request."""
+    (released), the tracker does not count the holder's in-flight request.
+
+    Through os.fork(), CPython clears the thread states of the threads missing in the child
+    before our after-fork hook runs, and that already drops the holder's shards: the
+    thread-local and tracker checks here hold even if the hook's shard clean-up did nothing,
+    and guard the whole path (defence in depth); only the lock checks depend on the hook.
+    test_fork_hooks_called_directly_clean_up_the_child is the one that fails when any part of
+    the hook regresses."""
     if not hasattr(os, "fork"):
         pytest.skip("no fork")
     out = run_script("""
@@ -415,6 +422,106 @@ def test_fork_while_another_thread_holds_lock():
         print("PARENT", st["active_requests"], st["total_requests"], a.lock.locked())
     """)
     assert out.split() == ["CHILD", "0", "PARENT", "0", "1", "False"]
+
+
+def test_fork_hooks_called_directly_clean_up_the_child():
+    """The native fork hooks on their own. The C library's fork() (through ctypes) skips
+    CPython's after-fork clean-up, so in the child the holder thread's state, shards and locks
+    are still there, exactly what our after-fork-child hook must deal with; the test then calls
+    the hooks as os.fork() would (_before_fork, then _after_fork_child in the child and
+    _after_fork_parent in the parent). The holder is parked in a read() system call when the
+    fork happens, so it holds neither the GIL nor an attached thread state that the child
+    could wait for."""
+    if not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+        pytest.skip("needs fork() and /proc")
+    pytest.importorskip("ctypes", reason="calls the C library's fork() through ctypes")
+    out = run_script("""
+        import ctypes, os, sys, threading, time
+        from snakepit_bridge import RLock, ThreadSafeAdapter, _native
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        a = ThreadSafeAdapter()
+        a.set_thread_local("k", "main")
+        standalone = RLock()
+        mine = RLock()  # held by the forking thread: must stay held, at its level
+        mine.acquire(); mine.acquire()
+        held = threading.Event()
+        r, w = os.pipe()
+
+        def holder():
+            a.set_thread_local("k", "holder")
+            with standalone, a.acquire_lock(), a.track_request():
+                held.set()
+                os.read(r, 1)
+
+        t = threading.Thread(target=holder)
+        t.start()
+        held.wait()
+        deadline = time.monotonic() + 60
+        while True:  # wait until the holder is inside read(r): syscall 0 (x86-64) or 63 (arm64)
+            fields = open(f"/proc/self/task/{t.native_id}/syscall").read().split()
+            if fields[0] in ("0", "63") and int(fields[1], 16) == r:
+                break
+            if time.monotonic() > deadline:
+                sys.exit("the holder never blocked in read()")
+            time.sleep(0.001)
+        assert a.get_stats()["tracker"]["active_requests"] == 1
+        sys.stdout.flush()
+
+        def child():
+            # Not yet cleaned up: what CPython's own clean-up would otherwise have hidden.
+            if _native.lock_owner(a.lock) != t.ident or _native.lock_owner(standalone) != t.ident:
+                return 10
+            if _native._live_shards(a.tracker) != 2:
+                return 11
+            _native._after_fork_child()
+            # 1. locks of the vanished thread are free and usable; the forker's are still its own
+            if a.lock.locked() or standalone.locked():
+                return 12
+            if not (a.lock.acquire(timeout=10) and standalone.acquire(timeout=10)):
+                return 13
+            a.lock.release(); standalone.release()
+            with a.acquire_lock(timeout=10):
+                pass
+            if _native.lock_owner(mine) != threading.get_ident() or mine._recursion_count() != 2:
+                return 14
+            mine.release(); mine.release()
+            if mine.locked():
+                return 15
+            # 2. the vanished thread's shard is gone, ours (and our value) is kept
+            if _native._live_shards(a.tracker) != 1 or a.get_thread_local("k") != "main":
+                return 16
+            # 3. its request is not running here; counting goes on
+            st = a.get_stats()["tracker"]
+            if st["active_requests"] != 0 or st["active_threads"] != 0 or a.tracker.active_requests():
+                return 17
+            with a.track_request():
+                if a.get_stats()["tracker"]["active_requests"] != 1:
+                    return 18
+            if a.get_stats()["tracker"]["active_requests"] != 0:
+                return 19
+            return 0
+
+        _native._before_fork()
+        pid = libc.fork()
+        if pid == 0:
+            try:
+                code = child()
+            except BaseException as exc:
+                os.write(2, f"child error {exc!r}\\n".encode())
+                code = 30
+            os._exit(code)
+        _native._after_fork_parent()
+        if pid < 0:
+            sys.exit(f"fork failed: {ctypes.get_errno()}")
+        os.write(w, b"x")
+        t.join()
+        _, status = os.waitpid(pid, 0)
+        print("CHILD", os.waitstatus_to_exitcode(status))
+        st = a.get_stats()["tracker"]
+        print("PARENT", st["active_requests"], st["total_requests"], a.lock.locked(), mine._recursion_count())
+    """)
+    assert out.split() == ["CHILD", "0", "PARENT", "0", "1", "False", "2"]
 
 
 def test_fork_inside_acquire_lock_child_exits_the_with():
@@ -529,7 +636,16 @@ def test_tracker_threads_ending_between_reads():
 def test_adapter_churn_with_thread_locals_and_gc():
     """Creators make and drop adapters (some with thread-local cycles back to the adapter);
     readers set/get/clear thread-local values on adapters they grab; a thread runs
-    gc.collect(). At the end every adapter and every value has been released."""
+    gc.collect() meanwhile. At the end every adapter and every value has been released.
+
+    The collector is a party of the workers' barrier, so it starts collecting only once every
+    worker thread has been started: a collector looping on gc.collect() while the test was
+    still starting the workers stalled it, since on 3.13t each collection stops the world and
+    a thread start needs the world running (starting twelve threads took seconds, or never
+    finished, depending on the heap size and the machine's load). Creators and readers wait
+    every tenth round for a collection that ends after they got there, so collections overlap
+    the churn of both however the threads are scheduled, and the collector pauses briefly
+    between collections so the workers always run."""
 
     class ChurnAdapter(ThreadSafeAdapter):
         pass
@@ -547,7 +663,12 @@ def test_adapter_churn_with_thread_locals_and_gc():
     values_freed = []
     pool = []  # shared adapters; list ops are thread-safe
     n_creators, n_readers, rounds = 6, 6, 300
-    stop_gc = threading.Event()
+    n_churners = n_creators + n_readers
+    checkpoints = set(range(5, rounds, 10))  # rounds where a creator waits for a collection
+    churn_done = threading.Event()
+    churners_finished = []
+    collections = []  # one entry per collection made while the churn ran
+    collected = threading.Condition()
     keep = []  # weakrefs must outlive their referents
 
     def track_adapter(a):
@@ -561,6 +682,8 @@ def test_adapter_churn_with_thread_locals_and_gc():
     def creator(i):
         rng = random.Random(i)
         for r in range(rounds):
+            if r in checkpoints:
+                wait_for_a_collection()
             a = ChurnAdapter()
             track_adapter(a)
             v = Val(a if rng.random() < 0.5 else None, (i, r))  # half are cycles
@@ -580,6 +703,8 @@ def test_adapter_churn_with_thread_locals_and_gc():
     def reader(i):
         rng = random.Random(1000 + i)
         for r in range(rounds * 2):
+            if r // 2 in checkpoints and r % 2 == 0:
+                wait_for_a_collection()
             try:
                 a = pool[rng.randrange(len(pool))] if pool else None
             except IndexError:
@@ -600,18 +725,30 @@ def test_adapter_churn_with_thread_locals_and_gc():
                 a.clear_thread_local()
             del a, v, got
 
-    def collector():
-        while not stop_gc.is_set():
-            gc.collect()
+    def churner(i):
+        try:
+            creator(i) if i < n_creators else reader(i - n_creators)
+        finally:
+            churners_finished.append(i)
+            if len(churners_finished) == n_churners:
+                churn_done.set()
 
-    gt = threading.Thread(target=collector)
-    gt.start()
-    try:
-        run_threads(n_creators + n_readers,
-                    lambda i: creator(i) if i < n_creators else reader(i - n_creators))
-    finally:
-        stop_gc.set()
-        gt.join()
+    def wait_for_a_collection():
+        with collected:
+            seen = len(collections)
+            if not collected.wait_for(lambda: len(collections) > seen, SUBPROCESS_TIMEOUT):
+                raise AssertionError("no collection ran during the churn")
+
+    def collector():
+        while not churn_done.is_set():
+            gc.collect()
+            with collected:
+                collections.append(1)
+                collected.notify_all()
+            churn_done.wait(0.001)  # let the world run between two stop-the-world collections
+
+    run_threads(n_churners + 1, lambda i: churner(i) if i < n_churners else collector())
+    assert len(collections) >= len(checkpoints)
     pool.clear()
     for _ in range(3):
         gc.collect()

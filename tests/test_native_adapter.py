@@ -237,6 +237,21 @@ def test_thread_local_basic_api():
     assert adapter.get_thread_local(3) is None
 
 
+def test_none_is_a_value_like_any_other():
+    adapter = Counter()
+    missing = object()
+    adapter.set_thread_local("k", None)
+    assert adapter.get_thread_local("k", missing) is None  # stored: not the default
+    assert adapter.get_thread_local(key="k", default=missing) is None
+    assert run_threads(1, lambda _: adapter.get_thread_local("k", missing))[0] is missing
+    adapter.set_thread_local("k", 0)
+    assert adapter.get_thread_local("k", missing) == 0
+    adapter.set_thread_local("k", None)  # replacing a value with None keeps the key
+    assert adapter.get_thread_local("k", missing) is None
+    adapter.clear_thread_local("k")
+    assert adapter.get_thread_local("k", missing) is missing
+
+
 def test_thread_local_no_dunder_leak():
     adapter = Counter()
     for key in ("__class__", "__dict__", "__init__", ""):
@@ -578,6 +593,50 @@ def test_first_use_inside_name_lookup_reuses_the_record():
     assert _native._live_shards(adapter.tracker) == 0
 
 
+def test_first_use_inside_the_name_conversion_keeps_what_it_made():
+    """The record re-check, a second time and by another route than the test above: the
+    thread's name is not a str, so creating the thread record converts it with str(); the
+    conversion uses the library (a thread-local value and a whole tracked request), and the
+    thread's first use is a decorated call rather than set_thread_local. The slot made during
+    the conversion must be the one the decorated call then uses."""
+
+    class Worker(ThreadSafeAdapter):
+        @snakepit_bridge.thread_safe_method
+        def work(self) -> tuple[object, int]:
+            return self.get_thread_local("from-str"), _native._live_shards(self.tracker)
+
+    adapter = Worker()
+    conversions: list[object] = []
+
+    class Name:
+        def __str__(self) -> str:
+            conversions.append(adapter.get_thread_local("from-str", "unset"))
+            adapter.set_thread_local("from-str", "stored while converting")
+            with adapter.track_request():
+                pass
+            return "converted"
+
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            results.append(adapter.work())
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            errors.append(exc)
+
+    thread = threading.Thread(target=body)
+    thread._name = Name()  # type: ignore[assignment] # Thread.name hands it out as it is
+    thread.start()
+    thread.join()
+    assert errors == []
+    assert conversions == ["unset"]  # converted once: while the record was being created
+    assert results == [("stored while converting", 1)]  # one slot, holding the value
+    stats = adapter.get_stats()["tracker"]
+    assert stats["total_requests"] == 2 and stats["requests_by_thread"] == {"converted": 2}
+    assert _native._live_shards(adapter.tracker) == 0
+
+
 def test_many_adapters_on_one_thread_keep_their_values_while_others_die():
     import random
 
@@ -659,3 +718,74 @@ def test_a_class_with_its_own_setattr_is_not_taken_for_an_adapter():
             return "called through"
 
     assert NotAnAdapter().work() == "called through"
+
+
+# ---------------------------------------------------------------- copying
+
+
+class Model(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    def __init__(self, size: int) -> None:  # needs an argument: copies must not call it
+        super().__init__()
+        self.size = size
+        self.items = [1, 2]
+
+    @snakepit_bridge.thread_safe_method
+    def work(self) -> int:
+        return self.size
+
+
+class SlottedModel(ThreadSafeAdapter):
+    __slots__ = ("weights",)
+
+
+def test_copy_is_shallow_with_its_own_lock_tracker_and_thread_locals():
+    import copy
+
+    original = Model(3)
+    original.set_thread_local("k", "mine")
+    original.work()
+    with original.acquire_lock():
+        clone = copy.copy(original)
+        assert not clone.lock.locked()  # a fresh lock: the original's holder does not hold it
+        assert clone.lock.acquire(blocking=False)
+        clone.lock.release()
+    assert type(clone) is Model and clone is not original
+    assert clone.size == 3 and clone.items is original.items  # attributes: the same objects
+    assert clone.lock is not original.lock and clone.tracker is not original.tracker
+    assert clone.get_thread_local("k", "none") == "none"  # thread-local storage starts empty
+    assert clone.get_stats()["tracker"]["total_requests"] == 0
+    assert clone.work() == 3
+    assert original.get_stats()["tracker"]["total_requests"] == 1
+    assert clone.get_stats()["tracker"]["total_requests"] == 1
+    clone.size = 4
+    assert original.size == 3
+
+
+def test_deepcopy_copies_attributes_deeply_and_keeps_cycles():
+    import copy
+
+    original = Model(2)
+    original.me = original
+    original.set_thread_local("k", "mine")
+    clone = copy.deepcopy(original)
+    assert clone.items == [1, 2] and clone.items is not original.items
+    assert clone.me is clone
+    assert clone.lock is not original.lock and clone.get_thread_local("k") is None
+    clone.items.append(3)
+    assert original.items == [1, 2]
+
+
+def test_copy_keeps_slots_and_the_session_context():
+    import copy
+
+    class Context:
+        session_id = "s-9"
+
+    original = SlottedModel()
+    original.weights = [0.5]
+    original.set_session_context(Context())
+    for clone in (copy.copy(original), copy.deepcopy(original)):
+        assert clone.weights == [0.5] and clone.session_id == "s-9"
+    assert copy.copy(original).weights is original.weights

@@ -56,6 +56,47 @@ def test_release_from_other_thread_raises(lock):
     lock.release()
 
 
+def test_recursion_count_is_per_thread(lock):
+    lock.acquire()
+    lock.acquire()
+    try:
+        assert lock._recursion_count() == 2
+        # Another thread does not own it, whatever level the owner holds it at.
+        assert run_threads(1, lambda _: (lock._recursion_count(), lock._is_owned())) == [(0, False)]
+    finally:
+        lock.release()
+        lock.release()
+    assert lock._recursion_count() == 0
+
+
+def test_release_from_another_thread_leaves_the_owner_holding_it(lock):
+    """Independent of test_release_from_other_thread_raises: a level above one, __exit__ as
+    well as release(), and the owner's view checked from a third thread and by the owner."""
+    lock.acquire()
+    lock.acquire()
+    owner = threading.get_ident()
+    try:
+
+        def intrude(_: int) -> list[str]:
+            caught = []
+            for attempt in (lock.release, lambda: lock.__exit__(None, None, None)):
+                try:
+                    attempt()
+                except RuntimeError as exc:
+                    caught.append(type(exc).__name__)
+            return caught
+
+        assert run_threads(1, intrude) == [["RuntimeError", "RuntimeError"]]
+        assert _native.lock_owner(lock) == owner
+        assert run_threads(1, lambda _: lock.acquire(blocking=False)) == [False]
+        assert lock._recursion_count() == 2
+    finally:
+        lock.release()
+        lock.release()
+    assert not lock.locked()
+    assert run_threads(1, lambda _: lock.acquire(blocking=False) and (lock.release() or True)) == [True]
+
+
 def test_locked_reports_any_holder(lock):
     held = threading.Event()
     done = threading.Event()

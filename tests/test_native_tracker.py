@@ -37,6 +37,29 @@ def test_end_without_start_raises():
         tracker.end_request(1, 2)
 
 
+@pytest.mark.parametrize("owner", ["tracker", "adapter"])
+def test_a_thread_ending_with_a_request_left_open_counts_an_error(owner: str) -> None:
+    adapter = ThreadSafeAdapter()
+    tracker = RequestTracker() if owner == "tracker" else adapter.tracker
+    tracker.start_request()  # one finished request first: the counts must only grow by one
+    tracker.end_request()
+
+    def leave_open() -> None:
+        tracker.start_request()  # and the thread ends without end_request()
+        assert tracker.get_stats()["active_requests"] == 1
+
+    thread = threading.Thread(target=leave_open)
+    thread.start()
+    thread.join()
+    stats = tracker.get_stats()
+    assert stats["total_requests"] == 2
+    assert stats["completed_requests"] == 2
+    assert stats["errors"] == 1
+    assert stats["active_requests"] == 0 and stats["active_threads"] == 0
+    assert tracker.active_requests() == 0
+    assert _native._live_shards(tracker) == 1  # this thread's; the ended thread's is gone
+
+
 def test_context_manager():
     tracker = RequestTracker()
     assert tracker.track_request() is not tracker.track_request()  # one object per request

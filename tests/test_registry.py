@@ -127,6 +127,52 @@ def test_tool_rejects_bad_arguments() -> None:
         tool(required_variables=[1])  # type: ignore[list-item]
 
 
+@pytest.mark.parametrize("called", [False, True], ids=["bare", "called"])
+def test_tool_above_classmethod_and_staticmethod_declares_them(called: bool) -> None:
+    declare = tool(description="d") if called else tool
+
+    class Both(BaseAdapter):
+        @declare
+        @classmethod
+        def kind(cls, suffix: str = "") -> str:
+            """The class name."""
+            return cls.__name__ + suffix
+
+        @declare
+        @staticmethod
+        def version(prefix: str = "v") -> str:
+            """The version."""
+            return prefix + "1"
+
+    adapter = Both()
+    specs = {spec.name: spec for spec in adapter.get_tools()}
+    assert [p.name for p in specs["kind"].parameters] == ["suffix"]
+    assert [p.name for p in specs["version"].parameters] == ["prefix"]
+    assert specs["kind"].description == ("d" if called else "The class name.")
+    assert adapter.call_tool("kind", suffix="!") == "Both!"
+    assert adapter.call_tool("version") == "v1"
+
+
+@pytest.mark.parametrize("called", [False, True], ids=["bare", "called"])
+def test_tool_above_a_property_says_what_is_wrong(called: bool) -> None:
+    declare = tool(description="d") if called else tool
+    with pytest.raises(TypeError, match=r"tool\(\) cannot declare a property") as info:
+
+        class WithProperty(BaseAdapter):
+            @declare
+            @property
+            def size(self) -> int:
+                return 1
+
+    assert "make it a method" in str(info.value)
+    assert "description must be a str" not in str(info.value)
+
+
+def test_tool_refuses_what_cannot_be_called() -> None:
+    with pytest.raises(TypeError, match=r"tool\(\) must decorate a function or method .*, not int"):
+        tool(description="d")(3)  # type: ignore[type-var]
+
+
 def test_threaded_module_reexports_the_same_tool() -> None:
     assert threaded_tool is tool
 
@@ -251,6 +297,56 @@ def test_call_tool_dispatches_declared_tools() -> None:
     assert threaded.call_tool("inner", x=[1.0, 2.0]) == 2
     assert threaded.call_tool("named", tool_name="x") == "x"
     assert threaded.get_stats()["tracker"]["total_requests"] == 2
+
+
+@pytest.mark.parametrize("adapter_class", [Plain, Threaded])
+def test_call_tool_runs_the_declared_tool_not_an_instance_attribute_of_that_name(
+    adapter_class: type,
+) -> None:
+    adapter = adapter_class()
+    calls: list[str] = []
+    names = ["add", "version", "kind"] if adapter_class is Plain else ["inner", "outer"]
+    for name in names:
+        # An instance attribute shadows the method for getattr(); call_tool must not run it.
+        adapter.__dict__[name] = lambda *args, _n=name, **kwargs: calls.append(_n)
+    if adapter_class is Plain:
+        assert adapter.call_tool("add", a=1) == 3
+        assert adapter.call_tool("version", prefix="V") == "V1"
+        assert adapter.call_tool("kind") == "Plain"
+    else:
+        assert adapter.call_tool("inner", x=[1.0]) == 1
+        assert adapter.call_tool("outer") == "outer"
+        assert adapter.get_stats()["tracker"]["total_requests"] == 2  # still tracked
+    assert calls == []
+
+
+def test_call_tool_binds_each_kind_of_tool_like_attribute_lookup() -> None:
+    class Sub(Plain):
+        pass
+
+    sub = Sub()
+    assert sub.call_tool("kind") == "Sub"  # classmethod: bound to the instance's class
+    assert sub.call_tool("version") == "v1"  # staticmethod: no self
+    assert sub.call_tool("add", a=2, b=5) == 7
+    threaded = Threaded()
+    assert threaded.call_tool("named", tool_name="t") == "t"  # self first, then keywords
+    assert threaded.calls == 0
+    threaded.call_tool("inner", x=[])
+    assert threaded.calls == 1
+
+
+def test_a_callable_object_declared_as_a_tool_is_called_without_self() -> None:
+    class Greeter:
+        def __call__(self, name: str = "you") -> str:
+            return f"hello {name}"
+
+    class WithCallable(BaseAdapter):
+        greet = tool(description="greets")(Greeter())
+
+    adapter = WithCallable()
+    assert [p.name for p in adapter.get_tools()[0].parameters] == ["name"]
+    assert adapter.call_tool("greet") == "hello you"
+    assert adapter.call_tool("greet", name="me") == "hello me"
 
 
 @pytest.mark.parametrize(

@@ -70,3 +70,42 @@ def test_the_ini_example_sets_the_timeout(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_the_suite_time_limit_is_the_documented_one(pytestconfig: pytest.Config) -> None:
+    import tomllib
+
+    documented = tomllib.loads(next(e for e in examples() if e.lang == "toml").code)
+    options = documented["tool"]["pytest"]["ini_options"]
+    pyproject = tomllib.loads((DOC.parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    configured = pyproject["tool"]["pytest"]["ini_options"]
+    assert options == {key: configured[key] for key in options}
+    assert options == {"faulthandler_timeout": 600, "faulthandler_exit_on_timeout": True}
+
+
+HANGING_TEST = """
+import threading
+
+def test_fine():
+    pass
+
+def test_hangs_forever():
+    threading.Event().wait(120)  # bounded, so a broken time limit cannot hang this suite
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["without-xdist", "xdist"])
+def test_a_hanging_test_is_a_named_failure_with_stacks(
+    pytester: pytest.Pytester, workers: int
+) -> None:
+    pytester.makepyfile(test_hang=HANGING_TEST)
+    args = ["-p", "no:cacheprovider", "-o", "faulthandler_timeout=2",
+            "-o", "faulthandler_exit_on_timeout=true", "-n", str(workers)]  # fmt: skip
+    result = pytester.runpytest_subprocess(*args, timeout=90)
+    stderr = result.stderr.str()
+    assert "Timeout" in stderr and "in test_hangs_forever" in stderr  # the stacks
+    if workers:
+        result.assert_outcomes(passed=1, failed=1)
+        assert "crashed while running 'test_hang.py::test_hangs_forever'" in result.stdout.str()
+    else:
+        assert result.ret != 0
