@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_QUEUED_REQUESTS",
+    "DEFAULT_WORKER_NICE",
     "LOG_LEVELS",
     "ConfigError",
     "ServerConfig",
@@ -36,6 +37,9 @@ DEFAULT_MAX_QUEUED_REQUESTS = 1024
 # Snakepit sends SIGKILL 6 s after SIGTERM (graceful_shutdown_timeout_ms); 4 s leaves room for
 # cleanup().
 DEFAULT_GRACE_PERIOD = 4.0
+# How much lower the tool threads' scheduling priority is than the event loop's (Linux nice
+# increment): keeps Ping and Heartbeat fast when every tool thread is busy (see runtime.py).
+DEFAULT_WORKER_NICE = 5
 # SNAKEPIT_LOG_LEVEL's values; "none" turns logging off.
 LOG_LEVELS = ("debug", "info", "warning", "error", "none")
 DEFAULT_LOG_LEVEL = "info"
@@ -63,6 +67,7 @@ class ServerConfig:
     max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS
     grace_period: float = DEFAULT_GRACE_PERIOD
     exit_on_stdin_close: bool = False
+    worker_nice: int = DEFAULT_WORKER_NICE
     ready_file: str | None = None
     process_group: bool = False
     unknown_args: tuple[str, ...] = ()
@@ -122,6 +127,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _nice(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 19:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 19, got {value}")
+    return value
+
+
 def _log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in LOG_LEVELS:
@@ -164,6 +176,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="on SIGTERM/SIGINT, how long in-flight requests may finish (default 4)")
     add("--exit-on-stdin-close", action="store_true",
         help="shut down gracefully when stdin reaches end of file (the parent went away)")
+    add("--worker-nice", type=_nice, default=DEFAULT_WORKER_NICE, metavar="N",
+        help="run tool threads N nice levels below the event loop, so Ping and Heartbeat stay "
+        f"fast when all are busy (Linux; default {DEFAULT_WORKER_NICE}, 0 turns it off)")
     return parser
 
 
@@ -189,6 +204,7 @@ def parse_config(
         max_queued_requests=options.max_queued_requests,
         grace_period=options.grace_period,
         exit_on_stdin_close=options.exit_on_stdin_close,
+        worker_nice=options.worker_nice,
         ready_file=ready_file,
         process_group=environ.get("SNAKEPIT_PROCESS_GROUP") == "1",
         unknown_args=tuple(unknown),

@@ -29,6 +29,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -158,7 +159,7 @@ async def _serve(config: ServerConfig, adapter: Any, monitor: SafetyMonitor | No
     if monitor is not None:
         monitor.review(adapter)
     catalog = build_catalog(adapter)
-    pool = ThreadPoolExecutor(config.max_workers, thread_name_prefix=THREAD_NAME_PREFIX)
+    pool = _start_pool(config.max_workers, config.worker_nice)
     gateway = PoolGateway(pool, loop, config.max_workers, config.max_queued_requests)
     runner = ToolRunner(adapter, catalog, loop, config.max_message_bytes)
     service = BridgeService(runner, gateway, catalog, config.max_message_bytes)
@@ -194,13 +195,65 @@ async def _serve(config: ServerConfig, adapter: Any, monitor: SafetyMonitor | No
     return await _shutdown(config, server, service, gateway, pool, adapter, trigger, monitor)
 
 
+def _start_pool(workers: int, nice: int) -> ThreadPoolExecutor:
+    """The tool threads, all started now, each at ``nice`` below normal priority.
+
+    * ThreadPoolExecutor starts a thread on demand inside ``submit()``, and ``Thread.start()``
+      waits until the new thread runs: with the CPUs busy with tools, that wait stalled the event
+      loop (and so Ping and Heartbeat) for up to a second on 3.13t. Starting every thread before
+      the server is ready takes that out of the request path: ``workers`` jobs that wait for
+      each other can only run on ``workers`` distinct threads.
+    * Without a GIL, the event loop is one thread among ``workers`` busy ones, and the kernel
+      shares the CPUs between them equally: a saturated pool delayed Ping by up to a second. A
+      higher nice value for the pool threads (Linux keeps one per thread, see setpriority(2))
+      lets the loop, which needs little CPU, run first; the scheduler still gives the tools
+      every cycle the loop does not use.
+    """
+    pool = ThreadPoolExecutor(
+        workers,
+        thread_name_prefix=THREAD_NAME_PREFIX,
+        initializer=_lower_thread_priority,
+        initargs=(nice,),
+    )
+    barrier = threading.Barrier(workers)
+    for job in [pool.submit(barrier.wait, 60.0) for _ in range(workers)]:
+        job.result()
+    return pool
+
+
+def _lower_thread_priority(nice: int) -> None:
+    # Only Linux has per-thread nice values: elsewhere PRIO_PROCESS with a thread id would name
+    # a process, so the pool keeps the process's priority there.
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + nice)
+    except OSError as exc:
+        log.debug("cannot lower the priority of %s: %s", threading.current_thread().name, exc)
+
+
 def _bind(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for ``host:port`` (the server listens on it).
+
+    Bound here rather than by grpclib so the port is known before readiness. The socket keeps
+    getaddrinfo's protocol number (IPPROTO_TCP): asyncio only sets TCP_NODELAY on connections
+    whose socket says so, and without it Nagle's algorithm holds back each small reply until the
+    client's delayed ACK (about 40 ms on Linux) arrives.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, address = infos[0]
-        return socket.create_server(address[:2], family=family)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
     except (OSError, IndexError) as exc:
         raise StartupError(f"cannot listen on {host}:{port}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does on POSIX
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc}") from None
+    return sock
 
 
 def write_ready_file(path: str, port: int) -> None:
