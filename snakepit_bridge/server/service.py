@@ -242,12 +242,14 @@ class BridgeService(BridgeServiceBase):
                 await send_encoded(stream, item)
                 pump.consumed()
                 count += 1
-        finally:
-            # Whatever ended the loop (the client went away, the deadline, an error), the
-            # producer must stop: it closes the tool's generator on its own thread.
+        except BaseException:
+            # The client went away, the deadline passed or the tool failed: the producer must
+            # stop (it closes the tool's generator on its own thread), and a job still queued
+            # must never start. Only here: on the normal path the job is finishing by itself,
+            # and cancelling its future then would cancel this handler's reply.
             pump.stop()
-            if not job.done():
-                job.cancel()  # still queued: never start it
+            job.cancel()
+            raise
         await job
         return count
 
