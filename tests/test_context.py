@@ -92,7 +92,7 @@ def test_upstream_names_still_work() -> None:
             self.session_context = None  # what upstream's BaseAdapter.__init__ did
 
     adapter = Upstream()
-    assert adapter.session_context is None and adapter._session_context is None
+    assert (adapter.session_context, adapter._session_context) == (None, None)
     adapter.set_session_context(Session("u"))
     assert adapter._session_context.session_id == "u"
     adapter.session_context = Session("v")
