@@ -362,7 +362,7 @@ class GrpclibClient:
 
     def _run(self, body: Any) -> Any:
         from grpclib.client import Channel
-        from grpclib.exceptions import GRPCError
+        from grpclib.exceptions import GRPCError, StreamTerminatedError
 
         from snakepit_bridge.server.proto.bridge_grpc import BridgeServiceStub
 
@@ -379,14 +379,14 @@ class GrpclibClient:
             raise RpcFailure(error.status.name, error.message or "") from None
         except TimeoutError:
             raise RpcFailure("DEADLINE_EXCEEDED", "client-side deadline") from None
-        except OSError as error:  # connection refused: what grpcio reports as UNAVAILABLE
+        except (OSError, StreamTerminatedError) as error:  # what grpcio reports as UNAVAILABLE
             raise RpcFailure("UNAVAILABLE", str(error)) from None
 
     @staticmethod
     async def _call(stub: Any, method: str, request: Any, timeout: float,
                     metadata: Sequence[tuple[str, str]] = (), response_type: Any = None) -> Any:
         from grpclib.client import UnaryUnaryMethod
-        from grpclib.exceptions import GRPCError
+        from grpclib.exceptions import GRPCError, StreamTerminatedError
 
         call = getattr(stub, method, None)
         if call is None:  # a method the service does not declare
@@ -397,7 +397,7 @@ class GrpclibClient:
             return RpcFailure(error.status.name, error.message or "")
         except TimeoutError:
             return RpcFailure("DEADLINE_EXCEEDED", "client-side deadline")
-        except OSError as error:
+        except (OSError, StreamTerminatedError) as error:
             return RpcFailure("UNAVAILABLE", str(error))
 
     def unary(self, method: str, request: Any, response_type: Any, *, timeout: float = 30.0,

@@ -112,7 +112,7 @@ def _convert(value: Any, path: str, active: set[int]) -> Any:
     if isinstance(value, float):
         return _convert(float(value), path, active)
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)  # the characters, not a str-enum's "Name.MEMBER"
     if isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(
             f"{path} is {kind.__name__}: bytes can only be a whole result (sent as "
