@@ -246,6 +246,7 @@ def test_the_tool_sees_its_request_context(client: Client) -> None:
     response = execute(client, "whoami", session="sess-9",
                        metadata={"correlation_id": "corr-1", "python_version": "3.13.5"})
     seen = result_of(response)
+    assert dict(response.metadata) == {"correlation_id": "corr-1"}
     assert seen["session_id"] == "sess-9" and seen["tool_name"] == "whoami"
     assert seen["correlation_id"] == "corr-1"
     assert seen["metadata"] == {"correlation_id": "corr-1", "python_version": "3.13.5"}

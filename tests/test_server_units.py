@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -252,3 +253,34 @@ def test_the_deadline_helper() -> None:
     from snakepit_bridge.context import RequestContext
 
     assert RequestContext("s", "t", deadline=time.monotonic() - 1).time_remaining() < 0  # type: ignore[operator]
+
+
+# -- docs/server.md stays true ---------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "server.md"
+
+
+def test_every_option_is_documented_and_every_documented_option_exists() -> None:
+    from snakepit_bridge.server.config import build_parser
+
+    text = DOC.read_text()
+    table = text[text.index("## Command line"):text.index("## Environment")]
+    first_cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `--")]
+    documented = {option for cell in first_cells for option in re.findall(r"`(--[a-z-]+)", cell)}
+    parser = build_parser("serve")
+    actual = {o for action in parser._actions for o in action.option_strings if o.startswith("--")}
+    assert documented == actual - {"--help"}
+
+
+def test_the_request_context_example_runs() -> None:
+    from snakepit_bridge.context import RequestContext, request_scope
+
+    text = DOC.read_text()
+    section = text[text.index("## Request context"):]
+    code = section[section.index("```python") + len("```python"):section.index("```\n", 10)]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 - our own documentation
+    adapter = namespace["MyAdapter"]()
+    assert adapter.call_tool("whoami") == {"session": None, "correlation": None, "seconds_left": None}
+    with request_scope(RequestContext("s-1", "whoami", correlation_id="c-1")):
+        assert adapter.call_tool("whoami") == {"session": "s-1", "correlation": "c-1", "seconds_left": None}

@@ -108,8 +108,7 @@ class ToolRunner:
         response: pb.ExecuteToolResponse = contextvars.Context().run(
             self._run_sync_scoped, request, context
         )
-        response.execution_time_ms = _elapsed_ms(started)
-        return self._serialize(response, "reply")
+        return self._finish(response, context, started)
 
     def _run_sync_scoped(
         self, request: pb.ExecuteToolRequest, context: RequestContext
@@ -157,7 +156,14 @@ class ToolRunner:
         # A task of its own, in a fresh context: cancelling this handler (deadline, client gone)
         # cancels the tool at its current await.
         response = await asyncio.create_task(call(), context=contextvars.Context())
+        return self._finish(response, context, started)
+
+    def _finish(
+        self, response: pb.ExecuteToolResponse, context: RequestContext, started: float
+    ) -> bytes:
         response.execution_time_ms = _elapsed_ms(started)
+        if context.correlation_id:
+            response.metadata["correlation_id"] = context.correlation_id
         return self._serialize(response, "reply")
 
     def _count_async(self, kind: ToolKind, *, error: bool) -> None:
@@ -244,7 +250,7 @@ class ToolRunner:
 
     def _failure(self, exc: BaseException, context: RequestContext) -> pb.ExecuteToolResponse:
         _log_failure(exc, context)
-        response = pb.ExecuteToolResponse(
+        return pb.ExecuteToolResponse(
             success=False,
             error_message=error_json(
                 exc,
@@ -253,9 +259,6 @@ class ToolRunner:
                 correlation_id=context.correlation_id,
             ),
         )
-        if context.correlation_id:
-            response.metadata["correlation_id"] = context.correlation_id
-        return response
 
     def _stream_failure(self, exc: BaseException, context: RequestContext) -> GRPCError:
         if isinstance(exc, GRPCError):  # an oversized chunk: already a status
