@@ -385,11 +385,19 @@ def test_a_free_threaded_server_keeps_the_gil_disabled(client: Client, server: S
     assert result_of(execute(client, "gil")) is False
 
 
-def test_ping_stays_fast_while_tools_run(client: Client) -> None:
+def test_ping_stays_fast_while_tools_run(client: Client, server: ServerProcess) -> None:
     requests = [tool_request("spin", {"seconds": 1.0}) for _ in range(8)]
     latencies, replies = client.ping_while("ExecuteTool", requests, pb.ExecuteToolResponse,
                                            pings=15, warmup=0.2)
     assert all(r.success for r in replies)
     median, worst = statistics.median(latencies), max(latencies)
     print(f"Ping with 8 CPU-bound tools running: median {median * 1e3:.1f} ms, max {worst * 1e3:.1f} ms")
-    assert median < 0.25 and worst < 1.0, latencies
+    assert median < 0.25 and worst < worst_ping_bound(server), latencies
+
+
+def worst_ping_bound(server: ServerProcess) -> float:
+    """Loose bounds (a shared 2-core machine). Without a GIL the loop runs beside the tools
+    (measured: max about 20 ms). On a GIL build each step of a Ping waits for the GIL with the
+    busy tool threads, a 5 ms switch interval at a time and without priority, so its worst case
+    grows with the pool (measured: up to about 0.5 s with 8 threads)."""
+    return 1.0 if "GIL off" in server.stderr() else 3.0

@@ -94,6 +94,17 @@ def test_ready_file_stdout_process_group_and_unknown_flags(servers: ServerPool) 
     assert f"GRPC_READY:{server.port}" in server.stdout()
 
 
+def test_snakepit_bridge_serve_runs_the_same_server(servers: ServerPool) -> None:
+    import sys
+
+    server = servers.start(snakepit_args(ADAPTER, 2),
+                           command=[sys.executable, "-m", "snakepit_bridge", "serve"])
+    assert result_of(execute(server.address, "echo", {"value": "via cli"})) == "via cli"
+    assert "snakepit-bridge serve" not in server.stderr()  # no usage error
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
 def test_without_the_variable_there_is_no_new_process_group(servers: ServerPool) -> None:
     env = base_env()
     del env["SNAKEPIT_PROCESS_GROUP"]
@@ -215,9 +226,10 @@ def test_ping_latency_with_the_pool_saturated(servers: ServerPool) -> None:
         client.close()
     assert all(r.success for r in replies)
     ordered = sorted(latencies)
-    p50, p99 = ordered[len(ordered) // 2], ordered[-1]
-    print(f"Ping, 2 threads spinning + 2 queued: p50 {p50 * 1e3:.1f} ms, max {p99 * 1e3:.1f} ms")
-    assert p50 < 0.25 and p99 < 1.0, latencies
+    p50, worst = ordered[len(ordered) // 2], ordered[-1]
+    print(f"Ping, 2 threads spinning + 2 queued: p50 {p50 * 1e3:.1f} ms, max {worst * 1e3:.1f} ms")
+    # Loose bounds; on a GIL build the Ping also waits for the GIL (see test_server_e2e).
+    assert p50 < 0.25 and worst < (1.0 if "GIL off" in server.stderr() else 3.0), latencies
 
 
 # -- shutdown ---------------------------------------------------------------------------------

@@ -130,7 +130,11 @@ class ToolRunner:
 
         future = asyncio.run_coroutine_threadsafe(wait(), self._loop)
         remaining = context.time_remaining()
-        return future.result(None if remaining is None else max(remaining, 0.0))
+        try:
+            return future.result(None if remaining is None else max(remaining, 0.0))
+        except TimeoutError:
+            future.cancel()  # past the deadline: stop the coroutine at its current await
+            raise
 
     # -- unary, async tool: on the event loop ---------------------------------------------------
     async def run_async(
