@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import signal
 import statistics
 import time
 from collections.abc import Iterator
@@ -44,7 +45,14 @@ Client = GrpcioClient | GrpclibClient
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     pool = ServerPool(tmp_path_factory.mktemp("server"))
     try:
-        yield pool.start(snakepit_args(ADAPTER, 8), python=request.param[1])
+        server = pool.start(snakepit_args(ADAPTER, 8, check=True), python=request.param[1])
+        yield server
+        # After everything this module sent it: a clean shutdown, and the checker (on, as with
+        # Snakepit's thread_safety_checks) found no unlocked shared write in the test adapter.
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0, server.stderr()
+        assert "unprotected write" not in server.stderr()
+        assert "thread-safety check: 0 warning(s)" in server.stderr()
     finally:
         pool.reap_all()
 
