@@ -117,9 +117,10 @@ class ServerPool:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         wait_ready: bool = True,
+        ready_file: Path | None = None,
     ) -> ServerProcess:
         index = len(self.started)
-        ready = self.directory / f"ready-{index}"
+        ready = ready_file or self.directory / f"ready-{index}"
         out = self.directory / f"server-{index}.out"
         err = self.directory / f"server-{index}.err"
         ready.unlink(missing_ok=True)

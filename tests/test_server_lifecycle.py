@@ -143,6 +143,27 @@ def test_an_adapter_that_cannot_start_exits_with_one_line_and_no_ready_file(
     assert not server.ready_file.exists()
 
 
+def test_failing_after_initialize_cleans_up(servers: ServerPool, tmp_path: Path) -> None:
+    import socket
+
+    env, marker = marker_env(tmp_path)
+    unwritable = servers.start(_args_without_mode(ADAPTER), env=env, wait_ready=False,
+                               ready_file=tmp_path / "no-such-dir" / "ready")
+    assert unwritable.wait() == 1
+    # initialize() and cleanup() are logged at info level; the error is the last line, alone.
+    assert "cannot write the ready file" in unwritable.stderr().splitlines()[-1]
+    assert "Traceback" not in unwritable.stderr()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        args = _args_without_mode(ADAPTER)
+        args[args.index("--port") + 1] = str(taken.getsockname()[1])
+        busy = servers.start(args, env=env, wait_ready=False)
+        assert busy.wait() == 1
+    assert "cannot listen on 127.0.0.1" in busy.stderr().splitlines()[-1]
+    assert "Traceback" not in busy.stderr()
+    assert not busy.ready_file.exists()
+    assert marker.read_text().splitlines() == ["initialize 1", "cleanup counter=0"] * 2
+
+
 def test_bad_options_are_a_usage_error(servers: ServerPool) -> None:
     server = servers.start(["--max-workers", "0"], wait_ready=False)
     assert server.wait() == 2

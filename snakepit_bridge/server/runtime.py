@@ -154,11 +154,27 @@ def _load_adapter(config: ServerConfig) -> tuple[Any, ServerConfig]:
 
 
 async def _serve(config: ServerConfig, adapter: Any, monitor: SafetyMonitor | None) -> _Outcome:
-    loop = asyncio.get_running_loop()
     await _call_hook(adapter, "initialize", fatal=True)
+    try:
+        server, service, gateway, pool, trigger = await _start(config, adapter, monitor)
+    except StartupError:
+        await _call_hook(adapter, "cleanup", fatal=False)  # initialize() ran: undo it
+        raise
+    if config.exit_on_stdin_close:
+        trigger.watch_stdin()
+    await trigger.requested.wait()
+    return await _shutdown(config, server, service, gateway, pool, adapter, trigger, monitor)
+
+
+async def _start(
+    config: ServerConfig, adapter: Any, monitor: SafetyMonitor | None
+) -> tuple[Server, BridgeService, PoolGateway, ThreadPoolExecutor, ShutdownTrigger]:
+    """Bind, start the pool and the server, and announce readiness."""
+    loop = asyncio.get_running_loop()
     if monitor is not None:
         monitor.review(adapter)
     catalog = build_catalog(adapter)
+    sock = _bind(config.host, config.port)
     pool = _start_pool(config.max_workers, config.worker_nice)
     gateway = PoolGateway(pool, loop, config.max_workers, config.max_queued_requests)
     runner = ToolRunner(adapter, catalog, loop, config.max_message_bytes)
@@ -166,7 +182,6 @@ async def _serve(config: ServerConfig, adapter: Any, monitor: SafetyMonitor | No
     server = Server([service], codec=PreEncodedProtoCodec())
     trigger = ShutdownTrigger(loop)
     trigger.install_signal_handlers()  # before readiness: an early SIGTERM is a graceful one
-    sock = _bind(config.host, config.port)
     await server.start(sock=sock)
     port = int(sock.getsockname()[1])
     if config.ready_file:
@@ -174,25 +189,24 @@ async def _serve(config: ServerConfig, adapter: Any, monitor: SafetyMonitor | No
             write_ready_file(config.ready_file, port)
         except OSError as exc:
             server.close()
+            pool.shutdown(wait=False)
             raise StartupError(f"cannot write the ready file {config.ready_file!r}: {exc}") from None
     try:
         print(f"GRPC_READY:{port}", flush=True)
     except OSError:  # stdout closed: only the ready file counts anyway
         pass
+    gil = getattr(sys, "_is_gil_enabled", None)
     log.info(
-        "serving %s on %s:%d: %d thread(s), %d tool(s), Python %s%s",
+        "serving %s on %s:%d: %d thread(s), %d tool(s), Python %s, GIL %s",
         hammer.adapter_spec(type(adapter)),
         config.host,
         port,
         config.max_workers,
         len(catalog.tools),
         sys.version.split()[0],
-        "" if not hasattr(sys, "_is_gil_enabled") else f", GIL {'on' if sys._is_gil_enabled() else 'off'}",
+        "on" if gil is None or gil() else "off",
     )
-    if config.exit_on_stdin_close:
-        trigger.watch_stdin()
-    await trigger.requested.wait()
-    return await _shutdown(config, server, service, gateway, pool, adapter, trigger, monitor)
+    return server, service, gateway, pool, trigger
 
 
 def _start_pool(workers: int, nice: int) -> ThreadPoolExecutor:
