@@ -213,6 +213,13 @@ class ServerTestAdapter(ThreadSafeAdapter):
             "thread": threading.current_thread().name,
         }
 
+    @thread_safe_method
+    @tool
+    async def async_tracked(self) -> str:
+        """A tracked async tool: its call is counted by the decorator, not again by the server."""
+        await asyncio.sleep(0)
+        return threading.current_thread().name
+
     @tool
     async def async_fail(self) -> None:
         await asyncio.sleep(0)

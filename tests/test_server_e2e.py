@@ -319,6 +319,17 @@ def test_async_tools_run_on_the_event_loop(client: Client) -> None:
     assert error["type"] == "KeyError" and error["context"]["tool_name"] == "async_fail"
 
 
+def test_async_requests_are_counted_once(client: Client) -> None:
+    before = result_of(execute(client, "counts"))["tracker"]
+    assert [result_of(r) for r in execute_many(client, [("async_tracked", {})] * 5)] == ["MainThread"] * 5
+    assert all(r.success for r in execute_many(client, [("async_echo", {"value": 1})] * 5))
+    assert not execute(client, "async_fail").success
+    after = result_of(execute(client, "counts"))["tracker"]
+    # 5 tracked (by the decorator), 5 + 1 untracked (by the server), and the first `counts`.
+    assert after["total_requests"] - before["total_requests"] == 5 + 6 + 1
+    assert after["errors"] - before["errors"] == 1
+
+
 def test_async_tools_overlap_without_blocking_the_loop(client: Client) -> None:
     started = time.perf_counter()
     replies = execute_many(client, [("async_sleep", {"seconds": 0.5})] * 6)
