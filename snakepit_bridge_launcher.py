@@ -25,30 +25,17 @@ uses the standard library only.
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
+import runpy
 import sys
 from collections.abc import Sequence
 
-__all__ = ["BOOTSTRAP", "command_for", "main"]
+__all__ = ["BOOT_FLAG", "command_for", "main", "package_root"]
 
 SERVER_SCRIPTS = "grpc_server*.py"
-
-# Run by the isolated interpreter as `python -I -c BOOTSTRAP PACKAGE_ROOT SCRIPT ARGS...`.
-BOOTSTRAP = """\
-import importlib.util, os, runpy, sys
-root, script, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-init = os.path.join(root, "snakepit_bridge", "__init__.py")
-spec = importlib.util.spec_from_file_location(
-    "snakepit_bridge", init, submodule_search_locations=[os.path.dirname(init)])
-package = importlib.util.module_from_spec(spec)
-sys.modules["snakepit_bridge"] = package
-spec.loader.exec_module(package)
-for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    if entry and entry not in sys.path:
-        sys.path.append(entry)
-sys.argv = [script, *args]
-runpy.run_module("snakepit_bridge.server", run_name="__main__", alter_sys=True)
-"""
+# First argument of the isolated second stage (never a Python option or a script name).
+BOOT_FLAG = "--snakepit-bridge-isolated"
 
 
 def _is_server_script(argument: str) -> bool:
@@ -61,15 +48,41 @@ def package_root() -> str:
 
 
 def command_for(argv: Sequence[str], executable: str | None = None) -> list[str]:
-    """The command line the launcher executes for its arguments ``argv`` (without argv[0])."""
+    """The command line the launcher executes for its arguments ``argv`` (without argv[0]).
+
+    For a server script: ``python -I <this file> --snakepit-bridge-isolated ROOT SCRIPT ARGS``
+    (``-I`` puts neither this file's directory nor the working directory on ``sys.path``).
+    """
     python = executable or sys.executable
     if argv and _is_server_script(argv[0]):
-        return [python, "-I", "-c", BOOTSTRAP, package_root(), *argv]
+        return [python, "-I", os.path.abspath(__file__), BOOT_FLAG, package_root(), *argv]
     return [python, *argv]
 
 
+def _serve_isolated(root: str, script: str, args: Sequence[str]) -> None:
+    """The second stage, in the isolated interpreter: pin our package, append PYTHONPATH, run."""
+    init = os.path.join(root, "snakepit_bridge", "__init__.py")
+    spec = importlib.util.spec_from_file_location(
+        "snakepit_bridge", init, submodule_search_locations=[os.path.dirname(init)]
+    )
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"snakepit-bridge-python: no snakepit_bridge package in {root}")
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["snakepit_bridge"] = package
+    spec.loader.exec_module(package)
+    for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        if entry and entry not in sys.path:
+            sys.path.append(entry)  # after site-packages: importable, never shadowing
+    sys.argv = [script, *args]
+    runpy.run_module("snakepit_bridge.server", run_name="__main__", alter_sys=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    command = command_for(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == [BOOT_FLAG] and len(args) >= 3:
+        _serve_isolated(args[1], args[2], args[3:])
+        return 0
+    command = command_for(args)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(command[0], command)

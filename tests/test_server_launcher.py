@@ -25,8 +25,8 @@ except ImportError:  # Python 3.10 has none; the package needs 3.11+
 def test_server_scripts_are_run_isolated_with_our_package() -> None:
     script = "/deps/snakepit/priv/python/grpc_server_threaded.py"
     command = launcher.command_for([script, "--port", "0"], executable="/py")
-    assert command[:4] == ["/py", "-I", "-c", launcher.BOOTSTRAP]
-    assert command[4:] == [launcher.package_root(), script, "--port", "0"]
+    assert command[:3] == ["/py", "-I", str(ROOT / "snakepit_bridge_launcher.py")]
+    assert command[3:] == [launcher.BOOT_FLAG, launcher.package_root(), script, "--port", "0"]
     assert Path(launcher.package_root(), "snakepit_bridge", "__init__.py").is_file()
     assert launcher.command_for(["grpc_server.py"], executable="/py")[1] == "-I"
 
