@@ -4,7 +4,7 @@ FT_VENV  := .venv
 GIL_VENV := .venv-gil
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-ft test-gil tsan valgrind demo bench bench-quick clean
+.PHONY: setup test test-ft test-gil tsan valgrind demo bench bench-quick proto clean
 
 setup:
 	@scripts/setup.sh
@@ -37,6 +37,11 @@ bench: setup
 
 bench-quick: setup
 	$(FT_VENV)/bin/python -m benchmarks --quick
+
+# Regenerate snakepit_bridge/server/proto/bridge_{pb2,grpc}.py from bridge.proto (GIL venv:
+# grpcio-tools has no free-threaded wheels). tests/test_server_proto.py fails when they are stale.
+proto: setup
+	$(GIL_VENV)/bin/python scripts/gen_proto.py
 
 clean:
 	rm -rf build dist *.egg-info snakepit_bridge/_native*.so $(FT_VENV) $(GIL_VENV) .venv-tsan

@@ -4,8 +4,10 @@
 #   .venv      free-threaded CPython 3.13t (found or built by scripts/ft-python.sh)
 #   .venv-gil  the machine's ordinary (GIL) CPython >= 3.11, so both ABIs are tested
 #
-# Each venv gets the package installed editable with its test dependencies, and the C
-# extension rebuilt in place (warnings are errors) whenever a file under src/ changed.
+# Each venv gets the package installed editable with its test dependencies and the worker
+# server's (the `server` extra), and the C extension rebuilt in place (warnings are errors)
+# whenever a file under src/ changed. The GIL venv also gets grpcio (the tests' gRPC client)
+# and grpcio-tools (`make proto`), which have no free-threaded wheels (`grpc-tools` extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -26,16 +28,16 @@ gil_python() {
 # stamp = what the venv was installed from; a change re-installs.
 stamp_of() { cat pyproject.toml setup.py | cksum | cut -d' ' -f1; }
 
-ensure_venv() {  # $1 venv dir, $2 base interpreter
-  local venv=$1 base=$2 want
-  want="$(stamp_of) $("$base" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+ensure_venv() {  # $1 venv dir, $2 base interpreter, $3 extras to install
+  local venv=$1 base=$2 extras=$3 want
+  want="$(stamp_of) $extras $("$base" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
   if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.snakepit-stamp" 2>/dev/null)" != "$want" ]; then
     log "creating $venv from $base"
     rm -rf "$venv"
     "$base" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
     # NumPy only from wheels: the newest releases with cp313t wheels are 2.1 to 2.4.
-    SNAKEPIT_WERROR=1 "$venv/bin/python" -m pip install -q --only-binary numpy -e '.[test]'
+    SNAKEPIT_WERROR=1 "$venv/bin/python" -m pip install -q --only-binary numpy -e ".[$extras]"
     echo "$want" > "$venv/.snakepit-stamp"
   fi
   build_native "$venv"
@@ -55,10 +57,10 @@ PY
 }
 
 FT=$(scripts/ft-python.sh) || die "no free-threaded CPython 3.13 available"
-ensure_venv .venv "$FT"
+ensure_venv .venv "$FT" test,server
 "$FT" -c 'import sys; sys.exit(0)'
 if GIL=$(gil_python); then
-  ensure_venv .venv-gil "$GIL"
+  ensure_venv .venv-gil "$GIL" test,server,grpc-tools
 else
   die "no GIL build of CPython >= 3.11 found (set GIL_PYTHON)"
 fi

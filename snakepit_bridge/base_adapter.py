@@ -9,7 +9,8 @@ Constraints the native core relies on: :class:`BaseAdapter` keeps ``__slots__ = 
 ``type`` metaclass and an ``__init__`` that needs no instance state, because
 ``snakepit_bridge._native.ThreadSafeAdapter`` is a C type that derives from it and never calls
 ``BaseAdapter.__init__``. So everything the registry computes is cached per *class*, and the
-session context lives in the instance ``__dict__``, created on first use.
+session context lives in a context variable (:mod:`snakepit_bridge.context`), not on the instance:
+one adapter shared by many concurrent requests must not hold any one request's context.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar, overload
+
+from snakepit_bridge import context as _context
 
 __all__ = [
     "BaseAdapter",
@@ -483,20 +486,34 @@ class BaseAdapter:
 
     # -- session -----------------------------------------------------------------------------
     def set_session_context(self, context: Any) -> None:
-        """Store the session context (readable as ``session_context``; see ``session_id``).
+        """Store the session context of the request being served (see ``session_context``).
 
-        It is written straight into the instance ``__dict__``: it is bookkeeping of the bridge,
-        not adapter state, so the thread-safety checker does not observe it.
+        It is stored per execution context (a :class:`contextvars.ContextVar`), not on the
+        instance: requests served at the same time by one shared adapter each see their own,
+        and it is not adapter state, so the thread-safety checker does not observe it. A plain
+        thread has its own execution context, so a context set on one thread is not seen on
+        another; the worker server runs each request in a fresh one.
         """
-        namespace = _instance_dict(self)
-        namespace["session_context"] = context
-        namespace["_session_context"] = context  # the name upstream's adapters read
+        _context.bind_session_context(self, context)
+
+    @property
+    def session_context(self) -> Any:
+        """The context set by :meth:`set_session_context` in this execution context, else the
+        server's :class:`~snakepit_bridge.context.RequestContext` of the current request, else
+        ``None``. Assigning it is the same as calling :meth:`set_session_context`."""
+        return _context.session_context_of(self)
+
+    @session_context.setter
+    def session_context(self, context: Any) -> None:
+        _context.bind_session_context(self, context)
+
+    # The name upstream's adapters read (and upstream's BaseAdapter.__init__ assigned).
+    _session_context = session_context
 
     @property
     def session_id(self) -> str | None:
-        """``session_id`` of the session context, or ``None`` when there is none."""
-        namespace = getattr(self, "__dict__", None) or {}
-        context = namespace.get("session_context") or namespace.get("_session_context")
+        """``session_id`` of :attr:`session_context`, or ``None`` when there is none."""
+        context = _context.session_context_of(self)
         return getattr(context, "session_id", None) if context is not None else None
 
     # -- copying -----------------------------------------------------------------------------
@@ -544,5 +561,5 @@ def _instance_dict(adapter: BaseAdapter) -> dict[str, Any]:
     except AttributeError:
         raise TypeError(
             f"{type(adapter).__name__} instances have no __dict__ (all of its classes declare "
-            "__slots__); a session context cannot be stored"
+            "__slots__); its state cannot be copied"
         ) from None

@@ -1,4 +1,4 @@
-"""The ``snakepit-bridge`` command: ``hammer``, ``tools`` and ``info``.
+"""The ``snakepit-bridge`` command: ``hammer``, ``tools``, ``info`` and ``serve``.
 
 Exit status: 0 all good; 1 request errors, checker warnings with ``--strict``, or an adapter that
 fails (or raises ``SystemExit``) while being constructed; 2 usage errors (unknown adapter or tool,
@@ -143,6 +143,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="print the facts as JSON")
     info.set_defaults(handler=_cmd_info)
+
+    # Listed for --help only: main() hands `serve ...` to the server's own parser.
+    commands.add_parser(
+        "serve",
+        help="run the gRPC worker server for Snakepit (see docs/server.md; needs the "
+        "'server' extra)",
+        add_help=False,
+    )
     return parser
 
 
@@ -168,6 +176,12 @@ def _positive_float(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["serve"]:
+        # The server parses its own arguments (Snakepit's, unknown ones included).
+        from snakepit_bridge.server.__main__ import run
+
+        return run(args[1:], prog=f"{PROG} serve")
     parser = _build_parser()
     try:
         options = parser.parse_args(argv)

@@ -37,6 +37,10 @@ def test_sdist_carries_all_c_sources_and_headers(sdist):
     expected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "src").glob("*.[ch]")}
     assert expected and expected <= names
     assert "snakepit_bridge/_native.pyi" in names and "snakepit_bridge/py.typed" in names
+    server = {"snakepit_bridge/server/proto/bridge.proto", "snakepit_bridge/server/proto/bridge_pb2.py",
+              "snakepit_bridge/server/proto/bridge_pb2.pyi", "snakepit_bridge/server/proto/bridge_grpc.py",
+              "snakepit_bridge/server/runtime.py", "snakepit_bridge_launcher.py", "scripts/gen_proto.py"}
+    assert server <= names, server - names
 
 
 def test_wheel_built_from_the_sdist_imports(sdist, tmp_path):
@@ -50,6 +54,9 @@ def test_wheel_built_from_the_sdist_imports(sdist, tmp_path):
     assert f"-{abi}-" in wheel.name, wheel.name
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tmp_path / "site")
+        names = set(archive.namelist())
+    assert {"snakepit_bridge_launcher.py", "snakepit_bridge/server/proto/bridge.proto",
+            "snakepit_bridge/server/proto/bridge_pb2.pyi", "snakepit_bridge/context.py"} <= names
     probe = (
         "import sys, snakepit_bridge._native as n; "
         "a = n.ThreadSafeAdapter(); a.set_thread_local('k', 1); "

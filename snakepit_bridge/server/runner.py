@@ -1,0 +1,358 @@
+"""One tool request: decode the arguments, dispatch through the registry, encode the result.
+
+Sync tools run here on a pool thread, start to finish: JSON decoding, the call, JSON encoding and
+protobuf serialisation, so the event loop only moves bytes. ``async def`` tools and async
+generators run on the event loop. Either way:
+
+* each request runs in a fresh :class:`contextvars.Context` holding its
+  :class:`~snakepit_bridge.context.RequestContext`, so nothing leaks between requests served by
+  the same thread and a tool reads its own request's session with ``self.session_id`` or
+  :func:`~snakepit_bridge.context.current_request`;
+* dispatch goes through ``adapter.call_tool``, so only declared tools run and arguments are
+  checked against the signature;
+* every request is counted by the adapter's native request tracker (when it has one). A sync
+  request runs inside ``adapter.track_request()``; nested tracked calls count once per thread,
+  so a ``@thread_safe_method`` tool is not counted twice, and a request that fails anywhere
+  (bad JSON, unknown tool, the tool, the encoding) counts as an error. Async requests share the
+  event loop's thread and interleave there, which a per-thread tracker cannot time: they are
+  counted once when they complete (with their error flag and no duration), unless the tool is a
+  ``@thread_safe_method``, whose call already counted;
+* any failure becomes the in-band error response (:mod:`.errors`); the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import logging
+import time
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from snakepit_bridge.context import RequestContext, request_scope
+from snakepit_bridge.server.codec import JSON_TYPE_URL, decode_arguments, encode_json
+from snakepit_bridge.server.errors import HEADER_SAFE_LIMIT, error_json
+from snakepit_bridge.server.proto import bridge_pb2 as pb
+from snakepit_bridge.server.pump import ChunkPump
+from snakepit_bridge.server.tools import ToolCatalog, ToolKind
+
+__all__ = ["CallInfo", "ToolRunner"]
+
+log = logging.getLogger("snakepit_bridge.server")
+
+# Requests up to this size are parsed on the event loop (tens of microseconds); larger ones in
+# the pool, so a big payload never stalls Ping and Heartbeat.
+INLINE_PARSE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What the transport knows about a call before its message is read."""
+
+    correlation_header: str | None = None
+    deadline: float | None = None  # time.monotonic() when the client stops waiting
+
+
+class ToolRunner:
+    """Runs tool requests against the one shared adapter."""
+
+    def __init__(
+        self,
+        adapter: Any,
+        catalog: ToolCatalog,
+        loop: asyncio.AbstractEventLoop,
+        max_message_bytes: int,
+    ) -> None:
+        self._adapter = adapter
+        self._catalog = catalog
+        self._loop = loop
+        self._limit = max_message_bytes
+        track = getattr(adapter, "track_request", None)
+        self._track: Callable[[], AbstractContextManager[Any]] = (
+            track if callable(track) else contextlib.nullcontext
+        )
+        self._tracker = getattr(adapter, "tracker", None)
+
+    # -- parsing --------------------------------------------------------------------------------
+    @staticmethod
+    def parse(raw: bytes) -> pb.ExecuteToolRequest:
+        request = pb.ExecuteToolRequest()
+        try:
+            request.ParseFromString(raw)
+        except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+            raise GRPCError(Status.INVALID_ARGUMENT, f"malformed ExecuteToolRequest: {exc}") from None
+        return request
+
+    def kind(self, request: pb.ExecuteToolRequest) -> ToolKind | None:
+        return self._catalog.kind(request.tool_name)
+
+    # -- unary, sync tool: the whole request on the calling pool thread -------------------------
+    def run_sync(self, request: pb.ExecuteToolRequest, info: CallInfo) -> bytes:
+        started = time.perf_counter()
+        context = _request_context(request, info)
+        response: pb.ExecuteToolResponse = contextvars.Context().run(
+            self._run_sync_scoped, request, context
+        )
+        return self._finish(response, context, started)
+
+    def _run_sync_scoped(
+        self, request: pb.ExecuteToolRequest, context: RequestContext
+    ) -> pb.ExecuteToolResponse:
+        with request_scope(context):
+            try:
+                with self._track():
+                    arguments = decode_arguments(request.parameters, request.binary_parameters)
+                    result = self._adapter.call_tool(request.tool_name, **arguments)
+                    if inspect.isawaitable(result):  # a sync wrapper around an async function
+                        result = self._await_on_loop(result, context)
+                    return _success(result)
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure is a reply; sys.exit() in a tool must not stop the server
+                return self._failure(exc, context)
+
+    def _await_on_loop(self, awaitable: Awaitable[Any], context: RequestContext) -> Any:
+        async def wait() -> Any:
+            return await awaitable
+
+        future = asyncio.run_coroutine_threadsafe(wait(), self._loop)
+        remaining = context.time_remaining()
+        try:
+            return future.result(None if remaining is None else max(remaining, 0.0))
+        except TimeoutError:
+            future.cancel()  # past the deadline: stop the coroutine at its current await
+            raise
+
+    # -- unary, async tool: on the event loop ---------------------------------------------------
+    async def run_async(
+        self, request: pb.ExecuteToolRequest, info: CallInfo, kind: ToolKind
+    ) -> bytes:
+        started = time.perf_counter()
+        context = _request_context(request, info)
+
+        async def call() -> pb.ExecuteToolResponse:
+            with request_scope(context):
+                try:
+                    arguments = decode_arguments(request.parameters, request.binary_parameters)
+                    result = self._adapter.call_tool(request.tool_name, **arguments)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    response = _success(result)
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 - as in _run_sync_scoped
+                    self._count_async(kind, error=True)
+                    return self._failure(exc, context)
+                self._count_async(kind, error=False)
+                return response
+
+        # A task of its own, in a fresh context: cancelling this handler (deadline, client gone)
+        # cancels the tool at its current await.
+        response = await asyncio.create_task(call(), context=contextvars.Context())
+        return self._finish(response, context, started)
+
+    def _finish(
+        self, response: pb.ExecuteToolResponse, context: RequestContext, started: float
+    ) -> bytes:
+        response.execution_time_ms = _elapsed_ms(started)
+        if context.correlation_id:
+            response.metadata["correlation_id"] = context.correlation_id
+        return self._serialize(response, "reply")
+
+    def _count_async(self, kind: ToolKind, *, error: bool) -> None:
+        if self._tracker is None or kind.tracked:
+            return
+        self._tracker.start_request()
+        self._tracker.end_request(error=error)
+
+    # -- streaming, sync tool: drained on the calling pool thread -------------------------------
+    def stream_sync(
+        self, request: pb.ExecuteToolRequest, info: CallInfo, pump: ChunkPump[bytes]
+    ) -> None:
+        context = _request_context(request, info)
+        contextvars.Context().run(self._stream_sync_scoped, request, context, pump)
+
+    def _stream_sync_scoped(
+        self, request: pb.ExecuteToolRequest, context: RequestContext, pump: ChunkPump[bytes]
+    ) -> None:
+        with request_scope(context):
+            items: Iterator[Any] | None = None
+            count = 0
+            try:
+                with self._track():
+                    arguments = decode_arguments(request.parameters, request.binary_parameters)
+                    result = self._adapter.call_tool(request.tool_name, **arguments)
+                    items = _items(result)
+                    for item in items:
+                        if not pump.put(self._chunk(count, item)):
+                            break  # the client went away: the finally below closes the generator
+                        count += 1
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - as in _run_sync_scoped
+                pump.finish(self._stream_failure(exc, context))
+                return
+            finally:
+                _close(items)
+            pump.finish()
+
+    # -- streaming, async generator: on the event loop ------------------------------------------
+    async def stream_async(
+        self,
+        request: pb.ExecuteToolRequest,
+        info: CallInfo,
+        kind: ToolKind,
+        send: Callable[[bytes], Awaitable[None]],
+    ) -> int:
+        context = _request_context(request, info)
+
+        async def body() -> int:
+            count = 0
+            with request_scope(context):
+                try:
+                    arguments = decode_arguments(request.parameters, request.binary_parameters)
+                    result = self._adapter.call_tool(request.tool_name, **arguments)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    async for item in _async_items(result):
+                        await send(self._chunk(count, item))
+                        count += 1
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 - as in _run_sync_scoped
+                    self._count_async(kind, error=True)
+                    raise self._stream_failure(exc, context) from None
+                self._count_async(kind, error=False)
+                return count
+
+        return await asyncio.create_task(body(), context=contextvars.Context())
+
+    # -- encoding -------------------------------------------------------------------------------
+    def _chunk(self, index: int, item: Any) -> bytes:
+        chunk = pb.ToolChunk(chunk_id=str(index), data=encode_json(item, f"chunk {index}"))
+        return self._serialize(chunk, f"chunk {index}")
+
+    def final_chunk(self, count: int) -> bytes:
+        """The empty chunk that ends every successful stream (Snakepit ignores its data)."""
+        return pb.ToolChunk(chunk_id=str(count), is_final=True).SerializeToString()
+
+    def _serialize(self, message: Any, what: str) -> bytes:
+        data: bytes = message.SerializeToString()
+        if len(data) > self._limit:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"the {what} is {len(data)} bytes, more than --max-message-bytes {self._limit}",
+            )
+        return data
+
+    def _failure(self, exc: BaseException, context: RequestContext) -> pb.ExecuteToolResponse:
+        _log_failure(exc, context)
+        return pb.ExecuteToolResponse(
+            success=False,
+            error_message=error_json(
+                exc,
+                tool_name=context.tool_name,
+                session_id=context.session_id,
+                correlation_id=context.correlation_id,
+            ),
+        )
+
+    def _stream_failure(self, exc: BaseException, context: RequestContext) -> GRPCError:
+        if isinstance(exc, GRPCError):  # an oversized chunk: already a status
+            return exc
+        _log_failure(exc, context)
+        message = error_json(
+            exc,
+            tool_name=context.tool_name,
+            session_id=context.session_id,
+            correlation_id=context.correlation_id,
+            limit=HEADER_SAFE_LIMIT,
+        )
+        return GRPCError(Status.INTERNAL, message)
+
+
+def _request_context(request: pb.ExecuteToolRequest, info: CallInfo) -> RequestContext:
+    metadata: Mapping[str, str] = MappingProxyType(dict(request.metadata))
+    return RequestContext(
+        session_id=request.session_id,
+        tool_name=request.tool_name,
+        correlation_id=metadata.get("correlation_id") or info.correlation_header,
+        metadata=metadata,
+        deadline=info.deadline,
+    )
+
+
+def _success(result: Any) -> pb.ExecuteToolResponse:
+    response = pb.ExecuteToolResponse(success=True)
+    if result is None:
+        return response  # `result` stays unset: Snakepit reads nil
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        response.binary_result = bytes(result)
+        return response
+    response.result.type_url = JSON_TYPE_URL
+    response.result.value = encode_json(result)
+    return response
+
+
+def _items(result: Any) -> Iterator[Any]:
+    """The stream items of a sync tool's result: the items of a generator, iterator or
+    sequence; one item for a single value (a dict, a string, a number, a NumPy array); none for
+    ``None``."""
+    if result is None:
+        return iter(())
+    if _single_value(result):
+        return iter((result,))
+    if hasattr(result, "__aiter__"):
+        raise TypeError(
+            "the tool returned an async iterator from a sync function; declare it `async def`"
+        )
+    if isinstance(result, Iterable):
+        return iter(result)
+    return iter((result,))
+
+
+async def _async_items(result: Any) -> AsyncIterator[Any]:
+    if hasattr(result, "__aiter__"):
+        async for item in result:
+            yield item
+        return
+    for item in _items(result):
+        yield item
+
+
+def _single_value(value: Any) -> bool:
+    return isinstance(value, (str, bytes, bytearray, memoryview, Mapping)) or (
+        type(value).__module__ == "numpy"
+    )
+
+
+def _close(items: Iterator[Any] | None) -> None:
+    close = getattr(items, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.exception("closing the tool's generator failed")
+
+
+def _log_failure(exc: BaseException, context: RequestContext) -> None:
+    log.warning(
+        "tool %r failed (session %r, correlation %r): %s: %s",
+        context.tool_name,
+        context.session_id,
+        context.correlation_id,
+        type(exc).__name__,
+        exc,
+        exc_info=log.isEnabledFor(logging.DEBUG),
+    )
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000.0)

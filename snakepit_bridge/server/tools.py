@@ -1,0 +1,108 @@
+"""What the server needs to know about each declared tool, computed once at start-up.
+
+The adapter's registry (``BaseAdapter.get_tools`` / ``call_tool``) decides *which* tools exist and
+dispatches every call; this module only adds how each one must be run:
+
+* ``async def`` tools (and async generators) run on the event loop, sync tools in the pool;
+* whether the tool is already tracked by the adapter's native request tracker
+  (``@thread_safe_method`` anywhere in its wrapper chain).
+
+Both are read from the function the registry found under any wrappers, with :mod:`inspect`.
+It also renders the registry's specifications as the ``ToolSpec`` messages of
+``InitializeSessionResponse.available_tools``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from snakepit_bridge import _native
+from snakepit_bridge.base_adapter import ToolSpec, _underlying_function, _wrapper_chain
+from snakepit_bridge.server.codec import JSON_TYPE_URL
+from snakepit_bridge.server.proto import bridge_pb2 as pb
+
+__all__ = ["ToolCatalog", "ToolKind", "build_catalog"]
+
+
+@dataclass(frozen=True)
+class ToolKind:
+    """How one declared tool runs."""
+
+    spec: ToolSpec
+    is_coroutine: bool  # async def: run on the event loop
+    is_async_generator: bool  # async def with yield: streamed on the event loop
+    tracked: bool  # a @thread_safe_method: each call is already counted by the adapter's tracker
+
+    @property
+    def on_loop(self) -> bool:
+        return self.is_coroutine or self.is_async_generator
+
+
+@dataclass(frozen=True)
+class ToolCatalog:
+    """The declared tools of one adapter instance, by name (read-only)."""
+
+    tools: Mapping[str, ToolKind]
+
+    def kind(self, name: str) -> ToolKind | None:
+        return self.tools.get(name)
+
+    def proto_specs(self) -> dict[str, pb.ToolSpec]:
+        return {name: _proto_spec(kind.spec) for name, kind in self.tools.items()}
+
+
+def build_catalog(adapter: Any) -> ToolCatalog:
+    """Classify every tool ``adapter.get_tools()`` lists."""
+    cls = type(adapter)
+    tools: dict[str, ToolKind] = {}
+    for spec in adapter.get_tools():
+        try:
+            raw = inspect.getattr_static(cls, spec.name)
+        except AttributeError:  # listed by an overridden get_tools(): run it as a plain call
+            raw = None
+        function = _underlying_function(raw) if raw is not None else None
+        tools[spec.name] = ToolKind(
+            spec=spec,
+            is_coroutine=inspect.iscoroutinefunction(function),
+            is_async_generator=inspect.isasyncgenfunction(function),
+            tracked=raw is not None
+            and any(isinstance(obj, _native.thread_safe_method) for obj in _wrapper_chain(raw)),
+        )
+    return ToolCatalog(MappingProxyType(tools))
+
+
+def _proto_spec(spec: ToolSpec) -> pb.ToolSpec:
+    message = pb.ToolSpec(
+        name=spec.name,
+        description=spec.description,
+        supports_streaming=spec.supports_streaming,
+        metadata={"adapter_class": spec.adapter_class, "module": spec.module},
+    )
+    if spec.required_variables:
+        message.metadata["required_variables"] = ",".join(spec.required_variables)
+    for parameter in spec.parameters:
+        entry = message.parameters.add(
+            name=parameter.name, type=parameter.type, required=parameter.required
+        )
+        described = parameter.to_dict()
+        if "default" in described:
+            default = _strict_json(described["default"])
+            entry.default_value.type_url = JSON_TYPE_URL
+            entry.default_value.value = default.encode("utf-8")
+            entry.validation_json = '{"default":' + default + "}"
+        if parameter.kind != "positional_or_keyword":
+            entry.description = f"({parameter.kind})"
+    return message
+
+
+def _strict_json(value: Any) -> str:
+    """JSON text of a default; its ``repr`` as a string when strict JSON cannot hold it."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return json.dumps(repr(value))
