@@ -17,6 +17,7 @@
 # Usage: scripts/tsan.sh [--build-only] [pytest arguments ...]
 #   SNAKEPIT_TSAN_TESTS      test files to run (default: stress, fault and hammer tests)
 #   SNAKEPIT_TSAN_STRESS_S   seconds of the extra stress-runner run (default 20; 0 skips)
+#   SNAKEPIT_HANG_SCALE      share of tests/test_hangs.py's forks and exits (default 0.2 here)
 #   SNAKEPIT_CACHE           cache folder (default ~/.cache/snakepit-bridge)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,12 +113,13 @@ plugin=()
 
 # --- 3. the tests under TSan ------------------------------------------------------------------
 [ -f "$SUPP" ] || die "missing $SUPP"
+export SNAKEPIT_HANG_SCALE=${SNAKEPIT_HANG_SCALE:-0.2}
 export TSAN_OPTIONS="suppressions=$SUPP halt_on_error=0 exitcode=0 second_deadlock_stack=1 history_size=4 ${TSAN_OPTIONS:-}"
 if [ -n "${SNAKEPIT_TSAN_TESTS:-}" ]; then
   read -r -a tests <<< "$SNAKEPIT_TSAN_TESTS"
 else
   tests=()
-  for f in tests/test_stress.py tests/test_faults.py tests/test_hammer*.py tests/test_*hammer*.py tests/test_thread_local*.py tests/test_tracker*.py; do
+  for f in tests/test_stress.py tests/test_faults.py tests/test_hangs.py tests/test_hammer*.py tests/test_*hammer*.py tests/test_thread_local*.py tests/test_*tracker*.py; do
     [ -f "$f" ] && case " ${tests[*]} " in *" $f "*) ;; *) tests+=("$f");; esac
   done
 fi

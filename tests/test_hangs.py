@@ -21,10 +21,11 @@ from _hang import run_python
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
-# SNAKEPIT_HANG_REPEAT=N multiplies both counts for a longer local hunt.
-_REPEAT = max(1, int(os.environ.get("SNAKEPIT_HANG_REPEAT", "1")))
-FORKS = 300 * _REPEAT
-EXITS = 100 * _REPEAT
+# SNAKEPIT_HANG_SCALE multiplies both counts: above 1 for a longer local hunt, below 1 under
+# ThreadSanitizer (scripts/tsan.sh), where each fork and interpreter start costs far more.
+_SCALE = float(os.environ.get("SNAKEPIT_HANG_SCALE", "1"))
+FORKS = max(10, int(300 * _SCALE))
+EXITS = max(4, int(100 * _SCALE))
 CHILD_TIMEOUT = 30  # seconds; a healthy child takes milliseconds
 
 
