@@ -127,6 +127,11 @@ def set_call_observer(observer: CallObserver | None, /) -> None:
     """Install (or remove with None) the hook called when a decorated method is entered
     (``entering=True``) and left (``entering=False``) on an adapter."""
 
+def declares_thread_safe(cls_or_adapter: object, /) -> bool:
+    """Whether the class (of an instance) declares itself thread-safe: the nearest class of its
+    MRO that sets ``__thread_safe__`` in its own body decides, only ``True`` declares, and
+    ThreadSafeAdapter's own attribute does not count."""
+
 def lock_owner(lock: RLock, /) -> int:
     """Thread ident of the lock's owner, 0 when free (a snapshot)."""
 

@@ -389,25 +389,52 @@ adapter_track_request(PyObject *op, PyObject *Py_UNUSED(ignored))
     return request_new(((adapter_object *)op)->tracker);
 }
 
+int
+adapter_declares_thread_safe(snakepit_state *st, PyTypeObject *type)
+{
+    PyObject *mro = type->tp_mro;  /* immutable once the type is ready */
+    if (mro == NULL || !PyTuple_Check(mro)) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (base == st->adapter_type) {
+            return 0;  /* upstream's attribute on the base class, not the user's declaration */
+        }
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *dict = PyType_GetDict(base);
+#else
+        PyObject *dict = Py_XNewRef(base->tp_dict);
+#endif
+        if (dict == NULL) {
+            continue;
+        }
+        PyObject *value;
+        int found = snakepit_dict_get_ref(dict, st->str_dunder_thread_safe, &value);
+        Py_DECREF(dict);
+        if (found < 0) {
+            return -1;
+        }
+        if (found) {
+            int declared = value == Py_True;
+            Py_DECREF(value);
+            return declared;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 adapter_stats(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     adapter_object *self = (adapter_object *)op;
     snakepit_state *st = self->state;
-    PyObject *name = NULL, *marker = NULL, *tracker = NULL, *stats = NULL;
+    PyObject *name = NULL, *tracker = NULL, *stats = NULL;
     name = PyType_GetName(Py_TYPE(op));
     if (name == NULL) {
         goto done;
     }
-    marker = PyObject_GetAttr(op, st->str_dunder_thread_safe);
-    if (marker == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            goto done;
-        }
-        PyErr_Clear();
-        marker = Py_NewRef(Py_False);
-    }
-    int safe = PyObject_IsTrue(marker);
+    int safe = adapter_declares_thread_safe(st, Py_TYPE(op));
     if (safe < 0) {
         goto done;
     }
@@ -426,7 +453,6 @@ adapter_stats(PyObject *op, PyObject *Py_UNUSED(ignored))
     }
 done:
     Py_XDECREF(name);
-    Py_XDECREF(marker);
     Py_XDECREF(tracker);
     return stats;
 }

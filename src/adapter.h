@@ -45,6 +45,12 @@ extern PyType_Spec snakepit_part_spec;
  * immutable.  Returns 0 or -1. */
 int adapter_type_ready(snakepit_state *st);
 
+/* The one rule for "this class declares itself thread-safe": the nearest class of its MRO
+ * that sets __thread_safe__ in its own body decides, and only the bool True declares.
+ * ThreadSafeAdapter's own True (upstream's class attribute) is not the user's declaration,
+ * so the walk stops there.  1, 0, or -1 with an exception. */
+int adapter_declares_thread_safe(snakepit_state *st, PyTypeObject *type);
+
 static inline int
 adapter_check(snakepit_state *st, PyObject *op)
 {

@@ -61,6 +61,14 @@ lock_owner(PyObject *module, PyObject *lock)
     return PyLong_FromUnsignedLong(atomic_load_explicit(&((rlock_object *)lock)->owner, RELAXED));
 }
 
+static PyObject *
+declares_thread_safe(PyObject *module, PyObject *obj)
+{
+    PyTypeObject *type = PyType_Check(obj) ? (PyTypeObject *)obj : Py_TYPE(obj);
+    int declared = adapter_declares_thread_safe(get_state(module), type);
+    return declared < 0 ? NULL : PyBool_FromLong(declared);
+}
+
 /* For tests: how many threads currently hold a shard of this tracker. */
 static PyObject *
 live_shards(PyObject *module, PyObject *tracker)
@@ -112,6 +120,12 @@ static PyMethodDef module_functions[] = {
      "set_call_observer(observer, /)\n--\n\n"
      "Call observer(method, adapter, entering) around every decorated call on an adapter;\n"
      "None removes it."},
+    {"declares_thread_safe", declares_thread_safe, METH_O,
+     "declares_thread_safe(cls_or_adapter, /)\n--\n\n"
+     "Whether the class declares itself thread-safe: the nearest class of its MRO that sets\n"
+     "__thread_safe__ in its own body decides, and only the bool True declares.\n"
+     "ThreadSafeAdapter's own attribute does not count.  The one rule get_stats(), the\n"
+     "checker and the server use."},
     {"lock_owner", lock_owner, METH_O,
      "lock_owner(lock, /)\n--\n\nThread ident of the lock's owner, 0 when free (a snapshot)."},
     {"_live_shards", live_shards, METH_O,

@@ -62,6 +62,8 @@ class StressFailure(AssertionError):
 
 
 class StressAdapter(ThreadSafeAdapter):
+    __thread_safe__ = True
+
     def __init__(self) -> None:
         super().__init__()
         self.counter = 0

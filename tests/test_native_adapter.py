@@ -508,6 +508,42 @@ def test_thread_safe_reflects_the_class_marker():
     assert Unsafe().get_stats()["thread_safe"] is False
 
 
+def test_one_rule_for_declared_thread_safe():
+    """The nearest class that sets __thread_safe__ decides, only True declares, and
+    ThreadSafeAdapter's own attribute (upstream's) is not a declaration."""
+
+    class Undeclared(ThreadSafeAdapter):
+        pass
+
+    class Declared(ThreadSafeAdapter):
+        __thread_safe__ = True
+
+    class Inherits(Declared):
+        pass
+
+    class Revokes(Declared):
+        __thread_safe__ = False
+
+    class Truthy(ThreadSafeAdapter):
+        __thread_safe__ = 1
+
+    class PlainAdapter(BaseAdapter):
+        __thread_safe__ = True
+
+    expected = {
+        Undeclared: False, Declared: True, Inherits: True, Revokes: False, Truthy: False,
+        ThreadSafeAdapter: False, PlainAdapter: True, object: False,
+    }
+    assert {cls: _native.declares_thread_safe(cls) for cls in expected} == expected
+    for cls in (Undeclared, Declared, Inherits, Revokes, Truthy):
+        instance = cls()
+        assert _native.declares_thread_safe(instance) is expected[cls]
+        assert instance.get_stats()["thread_safe"] is expected[cls]
+    instance = Undeclared()
+    instance.__thread_safe__ = True  # an instance attribute is not the class's declaration
+    assert instance.get_stats()["thread_safe"] is False
+
+
 def test_overridden_get_stats_calling_get_stats_dict_does_not_recurse():
     class Guide(Counter):
         def get_stats(self) -> dict:
