@@ -90,7 +90,7 @@ requests_by_thread(shard_snapshot *snap)
         }
     }
     if (snap->other_requests > 0) {
-        PyObject *key = PyUnicode_FromString("<other ended threads>");
+        PyObject *key = PyUnicode_FromString("(other threads)");
         if (key == NULL) {
             goto error;
         }
