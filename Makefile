@@ -4,14 +4,15 @@ FT_VENV  := .venv
 GIL_VENV := .venv-gil
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-ft test-gil tsan valgrind demo bench bench-quick proto clean
+.PHONY: setup test test-ft test-gil test-debug tsan valgrind demo bench bench-quick proto clean
 
 setup:
 	@scripts/setup.sh
 
-# The full check: the suite on 3.13t, on the GIL build, then the hammer and stress tests
-# under ThreadSanitizer (SKIP_TSAN=1 leaves that last step out).
-test: setup test-ft test-gil
+# The full check: the suite on 3.13t, on the GIL build, the suite again against a debug build
+# of the native core (assertions on) on both, then the hammer and stress tests under
+# ThreadSanitizer (SKIP_TSAN=1 leaves that last step out).
+test: setup test-ft test-gil test-debug
 ifndef SKIP_TSAN
 	scripts/tsan.sh
 endif
@@ -21,6 +22,9 @@ test-ft:
 
 test-gil:
 	$(GIL_VENV)/bin/python -m pytest -n auto $(PYTEST_ARGS)
+
+test-debug: setup
+	scripts/debug.sh
 
 tsan: setup
 	scripts/tsan.sh
@@ -44,4 +48,4 @@ proto: setup
 	$(GIL_VENV)/bin/python scripts/gen_proto.py
 
 clean:
-	rm -rf build dist *.egg-info snakepit_bridge/_native*.so $(FT_VENV) $(GIL_VENV) .venv-tsan
+	rm -rf build dist *.egg-info snakepit_bridge/_native*.so $(FT_VENV) $(GIL_VENV) .venv-tsan .venv-debug

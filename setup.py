@@ -14,7 +14,10 @@ FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 SOURCES = [
     "src/module.c",
     "src/adapter.c",
+    "src/fork.c",
+    "src/lock.c",
     "src/rlock.c",
+    "src/guards.c",
     "src/tracker.c",
     "src/request.c",
     "src/shards.c",
@@ -24,7 +27,12 @@ HEADERS = [
     "src/compat.h",
     "src/state.h",
     "src/adapter.h",
+    "src/fork.h",
+    "src/list.h",
+    "src/release.h",
+    "src/lock.h",
     "src/rlock.h",
+    "src/guards.h",
     "src/tracker.h",
     "src/request.h",
     "src/shards.h",
@@ -32,10 +40,15 @@ HEADERS = [
     "src/clock.h",
 ]
 
-extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
+# -fvisibility=hidden: the module exports PyInit__native only (PyMODINIT_FUNC marks it).
+extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-fvisibility=hidden"]
 if os.environ.get("SNAKEPIT_WERROR"):
     # The project's own test build: every warning is an error.
     extra_compile_args.append("-Werror")
+if os.environ.get("SNAKEPIT_DEBUG"):
+    # The debug build (`make test-debug`): no optimisation, full debug information, and the
+    # invariant assertions live (they compile away under the interpreter's usual -DNDEBUG).
+    extra_compile_args += ["-O0", "-g3", "-UNDEBUG"]
 if os.environ.get("SNAKEPIT_TSAN"):
     extra_compile_args += ["-fsanitize=thread", "-g", "-O1"]
 extra_link_args = ["-fsanitize=thread"] if os.environ.get("SNAKEPIT_TSAN") else []

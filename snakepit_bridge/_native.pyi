@@ -140,4 +140,5 @@ def _live_shards(tracker: RequestTracker, /) -> int:
 
 __version__: str
 free_threaded: bool
+debug_build: bool
 clock_source: str

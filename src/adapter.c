@@ -1,6 +1,7 @@
 /* ThreadSafeAdapter.  See adapter.h. */
 #include "adapter.h"
 
+#include "guards.h"
 #include "request.h"
 
 extern PyModuleDef snakepit_module_def;
@@ -102,10 +103,10 @@ adapter_setattro(PyObject *op, PyObject *name, PyObject *value)
 {
     adapter_object *self = (adapter_object *)op;
     snakepit_state *st = self->state;
-    if (atomic_load_explicit(&st->observing_writes, RELAXED)) {
+    if (atomic_load_explicit(&st->observing_writes, SNAKEPIT_RELAXED)) {
         PyObject *observer = observer_get(st, &st->write_observer);
         if (observer != NULL) {
-            PyObject *owns = rlock_is_owned(self->lock) ? Py_True : Py_False;
+            PyObject *owns = snakepit_lock_is_owned(&self->lock->lock) ? Py_True : Py_False;
             PyObject *r = PyObject_CallFunctionObjArgs(observer, op, name, owns, NULL);
             Py_DECREF(observer);
             if (r == NULL) {
@@ -160,12 +161,14 @@ static PyMethodDef adapter_attribute_methods[] = {
 static int
 add_attribute_methods(snakepit_state *st)
 {
-    for (size_t i = 0; i < sizeof(adapter_attribute_methods) / sizeof(adapter_attribute_methods[0]); i++) {
+    for (size_t i = 0; i < sizeof(adapter_attribute_methods) / sizeof(adapter_attribute_methods[0]);
+         i++) {
         PyObject *descr = PyDescr_NewMethod(st->adapter_type, &adapter_attribute_methods[i]);
         if (descr == NULL) {
             return -1;
         }
-        int r = PyObject_SetAttrString((PyObject *)st->adapter_type, adapter_attribute_methods[i].ml_name, descr);
+        int r = PyObject_SetAttrString((PyObject *)st->adapter_type,
+                                       adapter_attribute_methods[i].ml_name, descr);
         Py_DECREF(descr);
         if (r < 0) {
             return -1;
@@ -193,7 +196,8 @@ adapter_acquire_lock(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyOb
     else if (nkw == 1) {
         PyObject *kw = PyTuple_GET_ITEM(kwnames, 0);
         if (PyUnicode_Compare(kw, self->state->str_timeout) != 0) {
-            PyErr_Format(PyExc_TypeError, "acquire_lock() got an unexpected keyword argument %R", kw);
+            PyErr_Format(PyExc_TypeError, "acquire_lock() got an unexpected keyword argument %R",
+                         kw);
             return NULL;
         }
         timeout = args[0];
@@ -230,8 +234,8 @@ adapter_acquire_lock(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyOb
 /* get_thread_local()'s arguments when given by keyword or in a wrong number: kept out of
  * line so that the common positional call needs no stack frame for them. */
 static Py_NO_INLINE int
-get_thread_local_parse_slow(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **key,
-                            PyObject **fallback)
+get_thread_local_parse_slow(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                            PyObject **key, PyObject **fallback)
 {
     static const char *names[] = {"key", "default"};
     PyObject *parsed[2] = {NULL, NULL};
@@ -311,7 +315,8 @@ adapter_set_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     adapter_object *self = (adapter_object *)op;
     if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "set_thread_local() takes exactly 2 arguments (%zd given)", nargs);
+        PyErr_Format(PyExc_TypeError, "set_thread_local() takes exactly 2 arguments (%zd given)",
+                     nargs);
         return NULL;
     }
     shard_slot *slot = adapter_slot_get(self);
@@ -353,7 +358,8 @@ adapter_clear_thread_local(PyObject *op, PyObject *const *args, Py_ssize_t nargs
 {
     adapter_object *self = (adapter_object *)op;
     if (nargs > 1) {
-        PyErr_Format(PyExc_TypeError, "clear_thread_local() takes at most 1 argument (%zd given)", nargs);
+        PyErr_Format(PyExc_TypeError, "clear_thread_local() takes at most 1 argument (%zd given)",
+                     nargs);
         return NULL;
     }
     PyObject *key = nargs == 1 ? args[0] : Py_None;
@@ -392,14 +398,14 @@ adapter_track_request(PyObject *op, PyObject *Py_UNUSED(ignored))
 int
 adapter_declares_thread_safe(snakepit_state *st, PyTypeObject *type)
 {
-    PyObject *mro = type->tp_mro;  /* immutable once the type is ready */
+    PyObject *mro = type->tp_mro; /* immutable once the type is ready */
     if (mro == NULL || !PyTuple_Check(mro)) {
         return 0;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
         PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
         if (base == st->adapter_type) {
-            return 0;  /* upstream's attribute on the base class, not the user's declaration */
+            return 0; /* upstream's attribute on the base class, not the user's declaration */
         }
 #if PY_VERSION_HEX >= 0x030C0000
         PyObject *dict = PyType_GetDict(base);
@@ -458,11 +464,13 @@ done:
 }
 
 static PyMethodDef adapter_methods[] = {
-    {"acquire_lock", (PyCFunction)(void (*)(void))adapter_acquire_lock, METH_FASTCALL | METH_KEYWORDS,
+    {"acquire_lock", (PyCFunction)(void (*)(void))adapter_acquire_lock,
+     METH_FASTCALL | METH_KEYWORDS,
      "acquire_lock(timeout=None)\n--\n\n"
      "Context manager over the adapter's reentrant lock.  With a timeout, TimeoutError\n"
      "names the adapter class and the thread holding the lock."},
-    {"get_thread_local", (PyCFunction)(void (*)(void))adapter_get_thread_local, METH_FASTCALL | METH_KEYWORDS,
+    {"get_thread_local", (PyCFunction)(void (*)(void))adapter_get_thread_local,
+     METH_FASTCALL | METH_KEYWORDS,
      "get_thread_local(key, default=None)\n--\n\n"
      "This thread's value for key on this adapter, or default (which is not stored)."},
     {"set_thread_local", (PyCFunction)(void (*)(void))adapter_set_thread_local, METH_FASTCALL,
@@ -545,7 +553,8 @@ part_get(PyObject *op, PyObject *obj, PyObject *Py_UNUSED(type))
         return NULL;
     }
     adapter_object *adapter = (adapter_object *)obj;
-    return Py_NewRef(self->part == PART_LOCK ? (PyObject *)adapter->lock : (PyObject *)adapter->tracker);
+    return Py_NewRef(self->part == PART_LOCK ? (PyObject *)adapter->lock
+                                             : (PyObject *)adapter->tracker);
 }
 
 static void
@@ -567,7 +576,8 @@ static PyType_Slot part_slots[] = {
     {Py_tp_descr_get, part_get},
     {Py_tp_dealloc, part_dealloc},
     {Py_tp_repr, part_repr},
-    {Py_tp_doc, "Read-only view of an adapter's native lock or tracker; instance attributes shadow it."},
+    {Py_tp_doc,
+     "Read-only view of an adapter's native lock or tracker; instance attributes shadow it."},
     {0, NULL},
 };
 
@@ -600,7 +610,8 @@ int
 adapter_type_ready(snakepit_state *st)
 {
     if (add_part(st, "lock", PART_LOCK) < 0 || add_part(st, "_lock", PART_LOCK) < 0
-        || add_part(st, "tracker", PART_TRACKER) < 0 || add_part(st, "_tracker", PART_TRACKER) < 0) {
+        || add_part(st, "tracker", PART_TRACKER) < 0
+        || add_part(st, "_tracker", PART_TRACKER) < 0) {
         return -1;
     }
     if (PyObject_SetAttr((PyObject *)st->adapter_type, st->str_dunder_thread_safe, Py_True) < 0) {

@@ -20,7 +20,7 @@ typedef struct {
     rlock_object *lock;
     tracker_object *tracker;
     snakepit_state *state;
-    uint64_t set_id;             /* the tracker's shard set id (immutable), for lookups */
+    uint64_t set_id; /* the tracker's shard set id (immutable), for lookups */
 } adapter_object;
 
 /* The calling thread's slot of this adapter: found through the id kept next to the other
@@ -56,7 +56,8 @@ adapter_check(snakepit_state *st, PyObject *op)
 {
     /* Python subclasses inherit tp_new unless they define __new__, and nothing else has this
      * one: that settles most calls without walking the MRO. */
-    return Py_TYPE(op)->tp_new == st->adapter_type->tp_new || PyObject_TypeCheck(op, st->adapter_type);
+    return Py_TYPE(op)->tp_new == st->adapter_type->tp_new
+           || PyObject_TypeCheck(op, st->adapter_type);
 }
 
 #endif /* SNAKEPIT_ADAPTER_H */

@@ -8,6 +8,8 @@
 #ifndef SNAKEPIT_CLOCK_H
 #define SNAKEPIT_CLOCK_H
 
+#include "compat.h" /* Python.h first: it sets the POSIX feature macros */
+
 #include <stdint.h>
 #include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -17,8 +19,8 @@
 #endif
 
 typedef struct {
-    int use_tsc;            /* fixed at module exec */
-    uint64_t base_ticks;    /* ticks and ns taken together at module exec */
+    int use_tsc; /* fixed at module exec */
+    uint64_t base_ticks; /* ticks and ns taken together at module exec */
     uint64_t base_ns;
 } snakepit_clock;
 
@@ -70,7 +72,7 @@ snakepit_seconds_per_tick(const snakepit_clock *clock)
     do {
         ns = snakepit_mono_ns();
         ticks = snakepit_ticks(clock);
-    } while (ns - clock->base_ns < 2000000u);  /* 2 ms; only right after import */
+    } while (ns - clock->base_ns < 2000000u); /* 2 ms; only right after import */
     if (ticks <= clock->base_ticks) {
         return 1e-9;
     }

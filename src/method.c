@@ -27,7 +27,8 @@ notify_call(snakepit_state *st, PyObject *method, PyObject *adapter, int enterin
     if (had_error) {
         snakepit_exc_save(&saved);
     }
-    PyObject *r = PyObject_CallFunctionObjArgs(observer, method, adapter, entering ? Py_True : Py_False, NULL);
+    PyObject *r = PyObject_CallFunctionObjArgs(observer, method, adapter,
+                                               entering ? Py_True : Py_False, NULL);
     if (had_error) {
         if (r == NULL) {
             PyErr_WriteUnraisable(observer);
@@ -53,7 +54,7 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
         return NULL;
     }
     if (nargs == 0 || !adapter_check(st, args[0])) {
-        return PyObject_Vectorcall(self->func, args, nargsf, kwnames);  /* not an adapter */
+        return PyObject_Vectorcall(self->func, args, nargsf, kwnames); /* not an adapter */
     }
     adapter_object *adapter = (adapter_object *)args[0];
     /* Valid for the whole call: the caller holds the adapter, which holds its tracker, and
@@ -63,9 +64,9 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
         if (PyErr_Occurred()) {
             return NULL;
         }
-        return PyObject_Vectorcall(self->func, args, nargsf, kwnames);  /* exiting thread */
+        return PyObject_Vectorcall(self->func, args, nargsf, kwnames); /* exiting thread */
     }
-    int observed = atomic_load_explicit(&st->observing_calls, RELAXED);
+    int observed = atomic_load_explicit(&st->observing_calls, SNAKEPIT_RELAXED);
     if (observed && notify_call(st, op, args[0], 1) < 0) {
         return NULL;
     }
@@ -92,7 +93,8 @@ method_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (!PyArg_UnpackTuple(args, "thread_safe_method", 1, 1, &func)) {
         return NULL;
     }
-    if (PyObject_TypeCheck(func, &PyStaticMethod_Type) || PyObject_TypeCheck(func, &PyClassMethod_Type)) {
+    if (PyObject_TypeCheck(func, &PyStaticMethod_Type)
+        || PyObject_TypeCheck(func, &PyClassMethod_Type)) {
         PyErr_SetString(PyExc_TypeError,
                         "thread_safe_method tracks instance methods of adapters; apply it to "
                         "the plain function, not to a staticmethod or classmethod");
@@ -150,7 +152,7 @@ method_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyObject_GC_UnTrack(self);
         self->ob_base.ob_ref_local = _Py_IMMORTAL_REFCNT_LOCAL;
         self->ob_base.ob_ref_shared = 0;
-        self->ob_base.ob_tid = 0;  /* unowned, as CPython leaves immortal objects */
+        self->ob_base.ob_tid = 0; /* unowned, as CPython leaves immortal objects */
     }
 #endif
     return (PyObject *)self;

@@ -4,6 +4,8 @@
  * state, and Py_mod_gil = not used: importing this module leaves the GIL disabled on
  * free-threaded builds. */
 #include "adapter.h"
+#include "fork.h"
+#include "guards.h"
 #include "method.h"
 #include "request.h"
 
@@ -31,7 +33,8 @@ set_observer(PyObject *module, PyObject *observer, int calls)
     PyObject **slot = calls ? &st->call_observer : &st->write_observer;
     PyObject *previous = *slot;
     *slot = replacement;
-    atomic_store_explicit(calls ? &st->observing_calls : &st->observing_writes, replacement != NULL, RELAXED);
+    atomic_store_explicit(calls ? &st->observing_calls : &st->observing_writes, replacement != NULL,
+                          SNAKEPIT_RELAXED);
     observer_unlock(st);
     Py_XDECREF(previous);
     Py_RETURN_NONE;
@@ -58,7 +61,7 @@ lock_owner(PyObject *module, PyObject *lock)
                      Py_TYPE(lock)->tp_name);
         return NULL;
     }
-    return PyLong_FromUnsignedLong(atomic_load_explicit(&((rlock_object *)lock)->owner, RELAXED));
+    return PyLong_FromUnsignedLong(snakepit_lock_owner(&((rlock_object *)lock)->lock));
 }
 
 static PyObject *
@@ -81,34 +84,12 @@ live_shards(PyObject *module, PyObject *tracker)
     }
     Py_ssize_t count = 0;
     registry_lock(st);
-    for (shard_slot *slot = ((tracker_object *)tracker)->set.slots; slot != NULL; slot = slot->set_next) {
+    SNAKEPIT_LIST_FOR_EACH (link, &((tracker_object *)tracker)->set.slots) {
+        (void)link;
         count++;
     }
     registry_unlock(st);
     return PyLong_FromSsize_t(count);
-}
-
-static PyObject *
-before_fork(PyObject *module, PyObject *Py_UNUSED(ignored))
-{
-    shards_before_fork(get_state(module));
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-after_fork_parent(PyObject *module, PyObject *Py_UNUSED(ignored))
-{
-    shards_after_fork_parent(get_state(module));
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-after_fork_child(PyObject *module, PyObject *Py_UNUSED(ignored))
-{
-    snakepit_state *st = get_state(module);
-    shards_after_fork_child(st);  /* first: it resets mutexes inherited locked */
-    rlocks_after_fork_child(st);
-    Py_RETURN_NONE;
 }
 
 static PyMethodDef module_functions[] = {
@@ -130,20 +111,10 @@ static PyMethodDef module_functions[] = {
      "lock_owner(lock, /)\n--\n\nThread ident of the lock's owner, 0 when free (a snapshot)."},
     {"_live_shards", live_shards, METH_O,
      "_live_shards(tracker, /)\n--\n\nNumber of threads holding a shard of the tracker (tests)."},
-    {"_before_fork", before_fork, METH_NOARGS, NULL},
-    {"_after_fork_parent", after_fork_parent, METH_NOARGS, NULL},
-    {"_after_fork_child", after_fork_child, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 /* ---------------------------------------------------------------- exec */
-
-static int
-intern(PyObject **slot, const char *text)
-{
-    *slot = PyUnicode_InternFromString(text);
-    return *slot == NULL ? -1 : 0;
-}
 
 static int
 add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot, int public)
@@ -153,41 +124,6 @@ add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slo
         return -1;
     }
     return public ? PyModule_AddType(module, *slot) : 0;
-}
-
-static int
-register_fork_hooks(PyObject *module)
-{
-    PyObject *os = PyImport_ImportModule("os");
-    if (os == NULL) {
-        return -1;
-    }
-    int r = -1;
-    PyObject *register_at_fork = PyObject_GetAttrString(os, "register_at_fork");
-    PyObject *before = PyObject_GetAttrString(module, "_before_fork");
-    PyObject *parent = PyObject_GetAttrString(module, "_after_fork_parent");
-    PyObject *child = PyObject_GetAttrString(module, "_after_fork_child");
-    PyObject *kwargs = NULL, *args = NULL, *result = NULL;
-    if (register_at_fork == NULL || before == NULL || parent == NULL || child == NULL) {
-        goto done;
-    }
-    kwargs = Py_BuildValue("{sOsOsO}", "before", before, "after_in_parent", parent, "after_in_child", child);
-    args = PyTuple_New(0);
-    if (kwargs == NULL || args == NULL) {
-        goto done;
-    }
-    result = PyObject_Call(register_at_fork, args, kwargs);
-    r = result == NULL ? -1 : 0;
-done:
-    Py_XDECREF(result);
-    Py_XDECREF(args);
-    Py_XDECREF(kwargs);
-    Py_XDECREF(child);
-    Py_XDECREF(parent);
-    Py_XDECREF(before);
-    Py_XDECREF(register_at_fork);
-    Py_DECREF(os);
-    return r;
 }
 
 static int
@@ -206,30 +142,16 @@ module_exec(PyObject *module)
     }
     snakepit_state *st = get_state(module);
     snakepit_clock_init(&st->clock);
-    atomic_store_explicit(&st->next_set_id, 1, RELAXED);  /* 0 marks an empty cache */
+    atomic_store_explicit(&st->next_set_id, 1, SNAKEPIT_RELAXED); /* 0 marks an empty cache */
 
-    if (intern(&st->str_total_requests, "total_requests") < 0
-        || intern(&st->str_completed_requests, "completed_requests") < 0
-        || intern(&st->str_active_requests, "active_requests") < 0
-        || intern(&st->str_total_active_requests, "total_active_requests") < 0
-        || intern(&st->str_active_threads, "active_threads") < 0
-        || intern(&st->str_threads_seen, "threads_seen") < 0
-        || intern(&st->str_requests_by_thread, "requests_by_thread") < 0
-        || intern(&st->str_errors, "errors") < 0
-        || intern(&st->str_total_duration, "total_duration") < 0
-        || intern(&st->str_mean_duration, "mean_duration") < 0
-        || intern(&st->str_max_duration, "max_duration") < 0
-        || intern(&st->str_adapter_class, "adapter_class") < 0
-        || intern(&st->str_thread_safe, "thread_safe") < 0
-        || intern(&st->str_tracker, "tracker") < 0
-        || intern(&st->str_dunder_thread_safe, "__thread_safe__") < 0
-        || intern(&st->str_timeout, "timeout") < 0) {
-        return -1;
+#define SNAKEPIT_INTERN(field, text)                                    \
+    if ((st->str_##field = PyUnicode_InternFromString(text)) == NULL) { \
+        return -1;                                                      \
     }
-
-    if (intern(&st->str_unnamed, "<unnamed thread>") < 0) {
-        return -1;
-    }
+    SNAKEPIT_INTERNED_NAMES(SNAKEPIT_INTERN)
+#undef SNAKEPIT_INTERN
+    snakepit_list_init(&st->registry.sets);
+    snakepit_list_init(&st->registry.locks);
     st->record_tss = PyThread_tss_alloc();
     if (st->record_tss == NULL || PyThread_tss_create(st->record_tss) != 0) {
         PyErr_SetString(PyExc_RuntimeError, "cannot create thread-specific storage");
@@ -255,8 +177,7 @@ module_exec(PyObject *module)
     }
     int r = add_type(module, &snakepit_adapter_spec, base_adapter, &st->adapter_type, 1);
     Py_DECREF(base_adapter);
-    if (r < 0
-        || add_type(module, &snakepit_rlock_spec, NULL, &st->rlock_type, 1) < 0
+    if (r < 0 || add_type(module, &snakepit_rlock_spec, NULL, &st->rlock_type, 1) < 0
         || add_type(module, &snakepit_tracker_spec, NULL, &st->tracker_type, 1) < 0
         || add_type(module, &snakepit_request_spec, NULL, &st->request_type, 0) < 0
         || add_type(module, &snakepit_method_spec, NULL, &st->method_type, 1) < 0
@@ -278,12 +199,18 @@ module_exec(PyObject *module)
     int free_threaded = 0;
 #endif
     const char *clock_source = st->clock.use_tsc ? "tsc" : "clock_gettime(CLOCK_MONOTONIC)";
+#ifdef NDEBUG
+    PyObject *debug_build = Py_False;
+#else
+    PyObject *debug_build = Py_True; /* the invariant assertions are live */
+#endif
     if (PyModule_AddStringConstant(module, "__version__", "0.1.0") < 0
+        || PyModule_AddObjectRef(module, "debug_build", debug_build) < 0
         || PyModule_AddObjectRef(module, "free_threaded", free_threaded ? Py_True : Py_False) < 0
         || PyModule_AddStringConstant(module, "clock_source", clock_source) < 0) {
         return -1;
     }
-    return register_fork_hooks(module);
+    return snakepit_fork_init(module);
 }
 
 static int
@@ -310,8 +237,8 @@ static int
 module_clear(PyObject *module)
 {
     snakepit_state *st = get_state(module);
-    atomic_store_explicit(&st->observing_writes, 0, RELAXED);
-    atomic_store_explicit(&st->observing_calls, 0, RELAXED);
+    atomic_store_explicit(&st->observing_writes, 0, SNAKEPIT_RELAXED);
+    atomic_store_explicit(&st->observing_calls, 0, SNAKEPIT_RELAXED);
     Py_CLEAR(st->write_observer);
     Py_CLEAR(st->call_observer);
     Py_CLEAR(st->adapter_type);
@@ -326,17 +253,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->part_type);
     Py_CLEAR(st->record_type);
     Py_CLEAR(st->record_key);
-    Py_CLEAR(st->str_unnamed);
-    PyObject **names[] = {
-        &st->str_total_requests, &st->str_completed_requests, &st->str_active_requests,
-        &st->str_total_active_requests, &st->str_active_threads, &st->str_threads_seen,
-        &st->str_requests_by_thread, &st->str_errors, &st->str_total_duration,
-        &st->str_mean_duration, &st->str_max_duration, &st->str_adapter_class,
-        &st->str_thread_safe, &st->str_tracker, &st->str_dunder_thread_safe, &st->str_timeout,
-    };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        Py_CLEAR(*names[i]);
-    }
+#define SNAKEPIT_CLEAR_NAME(field, text) Py_CLEAR(st->str_##field);
+    SNAKEPIT_INTERNED_NAMES(SNAKEPIT_CLEAR_NAME)
+#undef SNAKEPIT_CLEAR_NAME
     return 0;
 }
 
@@ -346,7 +265,7 @@ module_free(void *module)
     snakepit_state *st = get_state((PyObject *)module);
     (void)module_clear((PyObject *)module);
     if (st->record_tss != NULL) {
-        PyThread_tss_free(st->record_tss);  /* deletes the key too */
+        PyThread_tss_free(st->record_tss); /* deletes the key too */
         st->record_tss = NULL;
     }
 }

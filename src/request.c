@@ -2,20 +2,20 @@
 #include "request.h"
 
 enum {
-    REQUEST_NEW,       /* made, not entered */
-    REQUEST_COUNTED,   /* entered and counted: a request of its own */
-    REQUEST_NESTED,    /* entered inside another request of the tracker: counted by that one */
-    REQUEST_DONE,      /* exited (or abandoned) */
+    REQUEST_NEW, /* made, not entered */
+    REQUEST_COUNTED, /* entered and counted: a request of its own */
+    REQUEST_NESTED, /* entered inside another request of the tracker: counted by that one */
+    REQUEST_DONE, /* exited (or abandoned) */
 };
 
 typedef struct request_object {
     PyObject_HEAD
     tracker_object *tracker;
-    PyObject *parent;            /* the context's current request when this one was entered */
-    PyObject *context_token;     /* to restore the context on exit; NULL once restored */
+    PyObject *parent; /* the context's current request when this one was entered */
+    PyObject *context_token; /* to restore the context on exit; NULL once restored */
     uint64_t start_ticks;
-    uint64_t started_on;         /* serial of the starting thread's slot; 0 if none */
-    _Atomic int state;           /* read by other threads walking a context's chain */
+    uint64_t started_on; /* serial of the starting thread's slot; 0 if none */
+    _Atomic int state; /* read by other threads walking a context's chain */
 } request_object;
 
 PyObject *
@@ -31,7 +31,7 @@ request_new(tracker_object *tracker)
     self->context_token = NULL;
     self->start_ticks = 0;
     self->started_on = 0;
-    atomic_store_explicit(&self->state, REQUEST_NEW, RELAXED);
+    atomic_store_explicit(&self->state, REQUEST_NEW, SNAKEPIT_RELAXED);
     PyObject_GC_Track(self);
     return (PyObject *)self;
 }
@@ -39,7 +39,7 @@ request_new(tracker_object *tracker)
 static int
 request_is_open(request_object *req)
 {
-    int state = atomic_load_explicit(&req->state, RELAXED);
+    int state = atomic_load_explicit(&req->state, SNAKEPIT_RELAXED);
     return state == REQUEST_COUNTED || state == REQUEST_NESTED;
 }
 
@@ -77,9 +77,10 @@ request_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     request_object *self = (request_object *)op;
     tracker_object *tracker = self->tracker;
     snakepit_state *st = tracker->state;
-    if (atomic_load_explicit(&self->state, RELAXED) != REQUEST_NEW) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "this request object was already entered; track_request() makes one per request");
+    if (atomic_load_explicit(&self->state, SNAKEPIT_RELAXED) != REQUEST_NEW) {
+        PyErr_SetString(
+            PyExc_RuntimeError,
+            "this request object was already entered; track_request() makes one per request");
         return NULL;
     }
     shard_slot *slot = shard_get(&tracker->set);
@@ -101,16 +102,17 @@ request_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     }
     self->parent = parent;
     self->context_token = token;
-    atomic_fetch_add_explicit(&st->open_request_objects, 1, RELAXED);
+    atomic_fetch_add_explicit(&st->open_request_objects, 1, SNAKEPIT_RELAXED);
     if (nested) {
-        atomic_store_explicit(&self->state, REQUEST_NESTED, RELAXED);
+        atomic_store_explicit(&self->state, REQUEST_NESTED, SNAKEPIT_RELAXED);
         Py_RETURN_NONE;
     }
+    assert(slot->record == record_current(st));
     self->start_ticks = snakepit_ticks(&st->clock);
     self->started_on = slot->serial;
-    BUMP(slot->started, 1);
-    atomic_fetch_add_explicit(&slot->open_requests, 1, RELAXED);
-    atomic_store_explicit(&self->state, REQUEST_COUNTED, RELAXED);
+    SNAKEPIT_BUMP(slot->started, 1);
+    atomic_fetch_add_explicit(&slot->open_requests, 1, SNAKEPIT_RELAXED);
+    atomic_store_explicit(&self->state, REQUEST_COUNTED, SNAKEPIT_RELAXED);
     Py_RETURN_NONE;
 }
 
@@ -120,10 +122,12 @@ request_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
 static int
 request_close(request_object *self)
 {
-    int state = atomic_load_explicit(&self->state, RELAXED);
+    int state = atomic_load_explicit(&self->state, SNAKEPIT_RELAXED);
     while (state == REQUEST_COUNTED || state == REQUEST_NESTED) {
-        if (atomic_compare_exchange_weak_explicit(&self->state, &state, REQUEST_DONE, RELAXED, RELAXED)) {
-            atomic_fetch_sub_explicit(&self->tracker->state->open_request_objects, 1, RELAXED);
+        if (atomic_compare_exchange_weak_explicit(&self->state, &state, REQUEST_DONE,
+                                                  SNAKEPIT_RELAXED, SNAKEPIT_RELAXED)) {
+            atomic_fetch_sub_explicit(&self->tracker->state->open_request_objects, 1,
+                                      SNAKEPIT_RELAXED);
             return state;
         }
     }
@@ -172,9 +176,10 @@ request_exit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         }
         Py_RETURN_FALSE;
     }
+    assert(slot->record == record_current(st));
     tracker_count_end(slot, elapsed, error);
     if (slot->serial == self->started_on) {
-        atomic_fetch_sub_explicit(&slot->open_requests, 1, RELAXED);
+        atomic_fetch_sub_explicit(&slot->open_requests, 1, SNAKEPIT_RELAXED);
     }
     else {
         shard_set_close_remote(&tracker->set, self->started_on);
@@ -189,7 +194,7 @@ request_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->tracker);
     Py_VISIT(self->parent);
-    Py_VISIT(self->context_token);  /* the token refers to the context, which refers to us */
+    Py_VISIT(self->context_token); /* the token refers to the context, which refers to us */
     return 0;
 }
 
@@ -224,7 +229,7 @@ static PyObject *
 request_repr(PyObject *op)
 {
     static const char *names[] = {"new", "open", "open (nested)", "ended"};
-    int state = atomic_load_explicit(&((request_object *)op)->state, RELAXED);
+    int state = atomic_load_explicit(&((request_object *)op)->state, SNAKEPIT_RELAXED);
     return PyUnicode_FromFormat("<%s request at %p>", names[state], op);
 }
 
@@ -241,9 +246,8 @@ static PyType_Slot request_slots[] = {
     {Py_tp_clear, request_clear},
     {Py_tp_repr, request_repr},
     {Py_tp_methods, request_methods},
-    {Py_tp_doc,
-     "One request of a RequestTracker, as a context manager (made by track_request()).\n"
-     "It may be exited on another thread than the one that entered it."},
+    {Py_tp_doc, "One request of a RequestTracker, as a context manager (made by track_request()).\n"
+                "It may be exited on another thread than the one that entered it."},
     {0, NULL},
 };
 

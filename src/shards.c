@@ -14,18 +14,20 @@ static shard_slot *
 slot_alloc(shard_set *set, thread_record *rec)
 {
     /* Aligned by hand: PyMem_Malloc guarantees only 16 bytes. */
-    size_t size = (sizeof(shard_slot) + SNAKEPIT_CACHE_LINE - 1) & ~(size_t)(SNAKEPIT_CACHE_LINE - 1);
+    size_t size =
+        (sizeof(shard_slot) + SNAKEPIT_CACHE_LINE - 1) & ~(size_t)(SNAKEPIT_CACHE_LINE - 1);
     void *raw = PyMem_Malloc(size + SNAKEPIT_CACHE_LINE);
     if (raw == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    uintptr_t aligned = ((uintptr_t)raw + SNAKEPIT_CACHE_LINE - 1) & ~(uintptr_t)(SNAKEPIT_CACHE_LINE - 1);
+    uintptr_t aligned =
+        ((uintptr_t)raw + SNAKEPIT_CACHE_LINE - 1) & ~(uintptr_t)(SNAKEPIT_CACHE_LINE - 1);
     shard_slot *slot = (shard_slot *)aligned;
     memset(slot, 0, sizeof(*slot));
     slot->allocation = raw;
     slot->set_id = set->id;
-    slot->serial = atomic_fetch_add_explicit(&set->state->next_slot_serial, 1, RELAXED);
+    slot->serial = atomic_fetch_add_explicit(&set->state->next_slot_serial, 1, SNAKEPIT_RELAXED);
     slot->record = rec;
     slot->set = set;
     return slot;
@@ -37,89 +39,51 @@ slot_free(shard_slot *slot)
     PyMem_Free(slot->allocation);
 }
 
-/* Objects a slot owns (thread-local values, lock guard) are collected under the registry
- * mutex and released after it, because releasing them may run any Python code. */
-typedef struct {
-    PyObject **items;
-    size_t n, capacity;
-} release_list;
-
+/* Registry lock held: what a slot owns (thread-local values, lock guard), to be released once
+ * the lock is (releasing may run any Python code). */
 static void
-release_list_add(release_list *list, PyObject *obj)
-{
-    if (list->n == list->capacity) {
-        size_t grown = list->capacity ? list->capacity * 2 : 16;
-        PyObject **items = PyMem_Realloc(list->items, grown * sizeof(PyObject *));
-        if (items == NULL) {
-            return;  /* out of memory: leak rather than run code under the mutex */
-        }
-        list->items = items;
-        list->capacity = grown;
-    }
-    list->items[list->n++] = obj;
-}
-
-static void
-release_list_take(release_list *list, shard_slot *slot)
+slot_take_objects(shard_slot *slot, release_list *owned)
 {
     if (slot->values != NULL) {
-        release_list_add(list, slot->values);
+        release_list_add(owned, slot->values);
         slot->values = NULL;
     }
     if (slot->guard != NULL) {
-        release_list_add(list, slot->guard);
+        release_list_add(owned, slot->guard);
         slot->guard = NULL;
     }
 }
 
-static void
-release_list_run(release_list *list)
-{
-    for (size_t i = 0; i < list->n; i++) {
-        Py_DECREF(list->items[i]);
-    }
-    PyMem_Free(list->items);
-    list->items = NULL;
-    list->n = list->capacity = 0;
-}
-
-/* Registry mutex held. */
+/* Registry lock held. */
 static void
 slot_unlink(shard_slot *slot)
 {
-    shard_set *set = slot->set;
-    if (slot->set_prev != NULL) {
-        slot->set_prev->set_next = slot->set_next;
-    }
-    else {
-        set->slots = slot->set_next;
-    }
-    if (slot->set_next != NULL) {
-        slot->set_next->set_prev = slot->set_prev;
-    }
-    slot->set_prev = slot->set_next = NULL;
+    assert(registry_held(slot->set->state));
+    snakepit_list_remove(&slot->set_link);
     slot->set = NULL;
 }
 
-/* Registry mutex held: add a finished thread's counts to its set's history. */
+/* Registry lock held: add a finished thread's counts to its set's history. */
 static void
-slot_retire(shard_slot *slot)
+retire_counts(shard_slot *slot)
 {
     shard_set *set = slot->set;
-    int64_t started = atomic_load_explicit(&slot->started, RELAXED);
+    assert(registry_held(set->state));
+    int64_t started = atomic_load_explicit(&slot->started, SNAKEPIT_RELAXED);
     set->retired_started += started;
-    set->retired_completed += atomic_load_explicit(&slot->completed, RELAXED);
-    set->retired_errors += atomic_load_explicit(&slot->errors, RELAXED);
-    if (atomic_load_explicit(&slot->active, RELAXED)) {
+    set->retired_completed += atomic_load_explicit(&slot->completed, SNAKEPIT_RELAXED);
+    set->retired_errors += atomic_load_explicit(&slot->errors, SNAKEPIT_RELAXED);
+    if (atomic_load_explicit(&slot->active, SNAKEPIT_RELAXED)) {
         /* Started and never ended (a thread gone mid-request): it ended, in error. */
         set->retired_completed++;
         set->retired_errors++;
-        atomic_store_explicit(&slot->active, 0, RELAXED);
+        atomic_store_explicit(&slot->active, 0, SNAKEPIT_RELAXED);
     }
     /* Request objects it started may still be ended, by other threads: they stay open. */
-    set->retired_open_requests += atomic_exchange_explicit(&slot->open_requests, 0, RELAXED);
-    set->retired_busy_ticks += atomic_load_explicit(&slot->busy_ticks, RELAXED);
-    uint64_t max_ticks = atomic_load_explicit(&slot->max_ticks, RELAXED);
+    set->retired_open_requests +=
+        atomic_exchange_explicit(&slot->open_requests, 0, SNAKEPIT_RELAXED);
+    set->retired_busy_ticks += atomic_load_explicit(&slot->busy_ticks, SNAKEPIT_RELAXED);
+    uint64_t max_ticks = atomic_load_explicit(&slot->max_ticks, SNAKEPIT_RELAXED);
     if (max_ticks > set->retired_max_ticks) {
         set->retired_max_ticks = max_ticks;
     }
@@ -148,6 +112,15 @@ slot_retire(shard_slot *slot)
         }
     }
     set->retired_other_requests += started;
+}
+
+void
+shard_slot_retire(shard_slot *slot, release_list *owned)
+{
+    retire_counts(slot);
+    slot_take_objects(slot, owned);
+    slot_unlink(slot);
+    atomic_store_explicit(&slot->dead, 1, memory_order_release);
 }
 
 /* ---------------------------------------------------------------- thread records */
@@ -267,7 +240,7 @@ snakepit_thread_name(unsigned long ident)
         Py_SETREF(name, PyObject_Str(name));
     }
     if (name == NULL) {
-        PyErr_Clear();  /* a name is a label; never fail a request over it */
+        PyErr_Clear(); /* a name is a label; never fail a request over it */
     }
     return name;
 }
@@ -325,7 +298,7 @@ record_create(snakepit_state *st)
     }
     if (found != NULL) {
         thread_record *adopted = record_adopt(st, found);
-        Py_DECREF(found);  /* the dict keeps it alive */
+        Py_DECREF(found); /* the dict keeps it alive */
         return adopted;
     }
     thread_record *rec = PyObject_New(thread_record, st->record_type);
@@ -399,7 +372,7 @@ record_dealloc(PyObject *self)
             for (size_t i = 0; i < rec->capacity; i++) {
                 shard_slot *slot = rec->table[i];
                 if (slot != NULL && !atomic_load_explicit(&slot->dead, memory_order_acquire)) {
-                    release_list_take(&owned, slot);
+                    slot_take_objects(slot, &owned);
                 }
             }
             registry_unlock(st);
@@ -429,13 +402,10 @@ record_dealloc(PyObject *self)
             continue;
         }
         if (elsewhere) {
-            atomic_store_explicit(&slot->active, 0, RELAXED);
-            atomic_store_explicit(&slot->open_requests, 0, RELAXED);
+            atomic_store_explicit(&slot->active, 0, SNAKEPIT_RELAXED);
+            atomic_store_explicit(&slot->open_requests, 0, SNAKEPIT_RELAXED);
         }
-        slot_retire(slot);
-        slot_unlink(slot);
-        release_list_take(&owned, slot);
-        atomic_store_explicit(&slot->dead, 1, memory_order_release);
+        shard_slot_retire(slot, &owned);
     }
     registry_unlock(st);
     for (size_t i = 0; i < rec->capacity; i++) {
@@ -472,7 +442,7 @@ shard_get_slow(shard_set *set)
     thread_record *rec = record_current(st);
     if (rec == NULL) {
         if (shard_thread_exiting()) {
-            return NULL;  /* no exception: the caller runs without a shard */
+            return NULL; /* no exception: the caller runs without a shard */
         }
         rec = record_create(st);
         if (rec == NULL) {
@@ -493,11 +463,7 @@ shard_get_slow(shard_set *set)
         return NULL;
     }
     registry_lock(st);
-    slot->set_next = set->slots;
-    if (set->slots != NULL) {
-        set->slots->set_prev = slot;
-    }
-    set->slots = slot;
+    snakepit_list_push(&set->slots, &slot->set_link);
     registry_unlock(st);
     record_insert(rec, slot);
     rec->cached_id = set->id;
@@ -512,13 +478,10 @@ shard_set_init(snakepit_state *st, shard_set *set)
 {
     memset(set, 0, sizeof(*set));
     set->state = st;
-    set->id = atomic_fetch_add_explicit(&st->next_set_id, 1, RELAXED);
+    set->id = atomic_fetch_add_explicit(&st->next_set_id, 1, SNAKEPIT_RELAXED);
+    snakepit_list_init(&set->slots);
     registry_lock(st);
-    set->reg_next = st->registry.sets;
-    if (set->reg_next != NULL) {
-        set->reg_next->reg_prev = set;
-    }
-    st->registry.sets = set;
+    snakepit_list_push(&st->registry.sets, &set->registry_link);
     registry_unlock(st);
 }
 
@@ -527,48 +490,33 @@ shard_set_fini(shard_set *set)
 {
     snakepit_state *st = set->state;
     if (st == NULL) {
-        return;  /* never initialised */
+        return; /* never initialised */
     }
     release_list owned = {0};
     /* Slots of the calling thread are freed at once (the common case of an adapter made
      * and dropped on one thread); other threads free theirs when they next grow. */
     thread_record *mine = record_current(st);
-    shard_slot *free_now = NULL;
+    snakepit_link free_now;
+    snakepit_list_init(&free_now);
     registry_lock(st);
-    shard_slot *slot = set->slots;
-    while (slot != NULL) {
-        shard_slot *next = slot->set_next;
-        release_list_take(&owned, slot);
-        slot->set = NULL;
-        slot->set_prev = NULL;
+    SNAKEPIT_LIST_FOR_EACH (link, &set->slots) {
+        shard_slot *slot = shard_slot_of_link(link);
+        slot_take_objects(slot, &owned);
+        slot_unlink(slot);
         if (mine != NULL && slot->record == mine) {
-            slot->set_next = free_now;
-            free_now = slot;
+            snakepit_list_push(&free_now, &slot->set_link);
         }
         else {
-            slot->set_next = NULL;
             /* From here on only the owning thread touches the slot, to free it. */
             atomic_store_explicit(&slot->dead, 1, memory_order_release);
         }
-        slot = next;
     }
-    set->slots = NULL;
-    if (set->reg_prev != NULL) {
-        set->reg_prev->reg_next = set->reg_next;
-    }
-    else {
-        st->registry.sets = set->reg_next;
-    }
-    if (set->reg_next != NULL) {
-        set->reg_next->reg_prev = set->reg_prev;
-    }
-    set->reg_prev = set->reg_next = NULL;
+    snakepit_list_remove(&set->registry_link);
     registry_unlock(st);
-    while (free_now != NULL) {
-        shard_slot *next = free_now->set_next;
-        record_remove(mine, free_now);
-        slot_free(free_now);
-        free_now = next;
+    SNAKEPIT_LIST_FOR_EACH (link, &free_now) {
+        shard_slot *slot = shard_slot_of_link(link);
+        record_remove(mine, slot);
+        slot_free(slot);
     }
     release_list_run(&owned);
     for (Py_ssize_t i = 0; i < set->n_retired_names; i++) {
@@ -589,8 +537,9 @@ shard_set_clear_values(shard_set *set)
     }
     release_list owned = {0};
     registry_lock(st);
-    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
-        release_list_take(&owned, s);
+    SNAKEPIT_LIST_FOR_EACH (link, &set->slots) {
+        shard_slot *s = shard_slot_of_link(link);
+        slot_take_objects(s, &owned);
     }
     registry_unlock(st);
     release_list_run(&owned);
@@ -605,7 +554,8 @@ shard_set_traverse_values(shard_set *set, visitproc visit, void *arg)
     if (set->state == NULL) {
         return 0;
     }
-    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+    SNAKEPIT_LIST_FOR_EACH (link, &set->slots) {
+        shard_slot *s = shard_slot_of_link(link);
         Py_VISIT(s->values);
     }
     return 0;
@@ -618,11 +568,12 @@ shard_set_snapshot(shard_set *set, shard_snapshot *snap)
     memset(snap, 0, sizeof(*snap));
     registry_lock(st);
     Py_ssize_t capacity = set->n_retired_names;
-    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+    SNAKEPIT_LIST_FOR_EACH (link, &set->slots) {
+        (void)link;
         capacity++;
     }
     if (capacity > 0 && capacity <= SNAKEPIT_SNAPSHOT_INLINE) {
-        snap->by_name = snap->inline_names;  /* the common case needs no allocation */
+        snap->by_name = snap->inline_names; /* the common case needs no allocation */
     }
     else if (capacity > 0) {
         snap->by_name = PyMem_Calloc((size_t)capacity, sizeof(retired_name));
@@ -645,18 +596,19 @@ shard_set_snapshot(shard_set *set, shard_snapshot *snap)
         snap->by_name[snap->n_by_name].requests = set->retired_names[i].requests;
         snap->n_by_name++;
     }
-    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
-        int64_t started = atomic_load_explicit(&s->started, RELAXED);
+    SNAKEPIT_LIST_FOR_EACH (link, &set->slots) {
+        shard_slot *s = shard_slot_of_link(link);
+        int64_t started = atomic_load_explicit(&s->started, SNAKEPIT_RELAXED);
         snap->started += started;
-        snap->completed += atomic_load_explicit(&s->completed, RELAXED);
-        snap->errors += atomic_load_explicit(&s->errors, RELAXED);
-        snap->busy_ticks += atomic_load_explicit(&s->busy_ticks, RELAXED);
-        uint64_t max_ticks = atomic_load_explicit(&s->max_ticks, RELAXED);
+        snap->completed += atomic_load_explicit(&s->completed, SNAKEPIT_RELAXED);
+        snap->errors += atomic_load_explicit(&s->errors, SNAKEPIT_RELAXED);
+        snap->busy_ticks += atomic_load_explicit(&s->busy_ticks, SNAKEPIT_RELAXED);
+        uint64_t max_ticks = atomic_load_explicit(&s->max_ticks, SNAKEPIT_RELAXED);
         if (max_ticks > snap->max_ticks) {
             snap->max_ticks = max_ticks;
         }
-        int running = atomic_load_explicit(&s->active, RELAXED) != 0;
-        int64_t open = atomic_load_explicit(&s->open_requests, RELAXED);
+        int running = atomic_load_explicit(&s->active, SNAKEPIT_RELAXED) != 0;
+        int64_t open = atomic_load_explicit(&s->open_requests, SNAKEPIT_RELAXED);
         snap->active_requests += running + open;
         snap->active_threads += running || open > 0;
         if (started > 0) {
@@ -677,9 +629,10 @@ shard_set_active(shard_set *set)
     snakepit_state *st = set->state;
     registry_lock(st);
     int64_t active = set->retired_open_requests;
-    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
-        active += (atomic_load_explicit(&s->active, RELAXED) != 0)
-                  + atomic_load_explicit(&s->open_requests, RELAXED);
+    SNAKEPIT_LIST_FOR_EACH (link, &set->slots) {
+        shard_slot *s = shard_slot_of_link(link);
+        active += (atomic_load_explicit(&s->active, SNAKEPIT_RELAXED) != 0)
+                  + atomic_load_explicit(&s->open_requests, SNAKEPIT_RELAXED);
     }
     registry_unlock(st);
     return active;
@@ -689,12 +642,14 @@ shard_set_active(shard_set *set)
 static void
 close_started_on(shard_set *set, uint64_t started_on)
 {
+    assert(registry_held(set->state));
     if (started_on == 0) {
         return;
     }
-    for (shard_slot *s = set->slots; s != NULL; s = s->set_next) {
+    SNAKEPIT_LIST_FOR_EACH (link, &set->slots) {
+        shard_slot *s = shard_slot_of_link(link);
         if (s->serial == started_on) {
-            atomic_fetch_sub_explicit(&s->open_requests, 1, RELAXED);
+            atomic_fetch_sub_explicit(&s->open_requests, 1, SNAKEPIT_RELAXED);
             return;
         }
     }
@@ -738,73 +693,4 @@ shard_snapshot_release(shard_snapshot *snap)
     }
     snap->by_name = NULL;
     snap->n_by_name = 0;
-}
-
-/* ---------------------------------------------------------------- fork */
-
-void
-shards_before_fork(snakepit_state *st)
-{
-    /* Nothing is held across fork: other before-fork hooks and the import lock run after
-     * this, and a thread holding one of them may need the registry. */
-    atomic_store_explicit(&st->fork.parent_pid, (long)getpid(), RELAXED);
-    atomic_store_explicit(&st->fork.thread, PyThread_get_thread_ident(), RELAXED);
-}
-
-void
-shards_after_fork_parent(snakepit_state *st)
-{
-    atomic_store_explicit(&st->fork.thread, 0, RELAXED);
-}
-
-void
-snakepit_fork_check(snakepit_state *st, fork_safe_mutex *m, _Atomic unsigned int *generation)
-{
-#ifdef SNAKEPIT_HAVE_SPINLOCK
-    unsigned long forking = atomic_load_explicit(&st->fork.thread, RELAXED);
-    if (forking != 0 && forking == PyThread_get_thread_ident()
-        && (long)getpid() != atomic_load_explicit(&st->fork.parent_pid, RELAXED)) {
-        /* The forking thread, now alone in the child: start a new fork generation. */
-        atomic_store_explicit(&st->fork.thread, 0, RELAXED);
-        atomic_fetch_add_explicit(&st->fork.generation, 1, RELAXED);
-    }
-    unsigned int current = atomic_load_explicit(&st->fork.generation, RELAXED);
-    if (atomic_load_explicit(generation, RELAXED) != current) {
-        snakepit_mutex_reset(&m->mutex);
-        atomic_store_explicit(generation, current, RELAXED);
-    }
-#else
-    (void)st, (void)m, (void)generation;
-#endif
-}
-
-/* Only the forking thread exists in the child.  CPython has already cleared the other
- * threads' states (and so their records, which retired their slots); drop any slot that
- * still belongs to another thread, so the child never counts requests running elsewhere. */
-void
-shards_after_fork_child(snakepit_state *st)
-{
-    thread_record *mine = record_current(st);
-    release_list owned = {0};
-    registry_lock(st);
-    observer_lock(st);  /* resets the observer mutex too, if it came locked */
-    observer_unlock(st);
-    for (shard_set *set = st->registry.sets; set != NULL; set = set->reg_next) {
-        shard_slot *slot = set->slots;
-        while (slot != NULL) {
-            shard_slot *next = slot->set_next;
-            if (slot->record != mine) {
-                /* Its requests run in the parent, not here. */
-                atomic_store_explicit(&slot->active, 0, RELAXED);
-                atomic_store_explicit(&slot->open_requests, 0, RELAXED);
-                slot_retire(slot);
-                slot_unlink(slot);
-                release_list_take(&owned, slot);
-                atomic_store_explicit(&slot->dead, 1, memory_order_release);
-            }
-            slot = next;
-        }
-    }
-    registry_unlock(st);
-    release_list_run(&owned);
 }

@@ -5,7 +5,7 @@
  * thread-local values.  The owning thread finds its slot through its thread record (a
  * small open-addressing table reached by a Py_tss pointer) without any shared lock; only
  * creating a slot, a thread's exit, a set's death, statistics reads and fork take the
- * registry mutex.  Slots are cache-line aligned so threads never write the same line.
+ * registry lock.  Slots are cache-line aligned so threads never write the same line.
  *
  * Lifetimes: a slot leaves its set when its thread ends (counts are folded into the set's
  * history, values released) or when its set dies (values released, slot marked dead and
@@ -13,10 +13,12 @@
 #ifndef SNAKEPIT_SHARDS_H
 #define SNAKEPIT_SHARDS_H
 
+#include "release.h"
 #include "state.h"
 
 typedef struct thread_record thread_record;
 typedef struct shard_slot shard_slot;
+typedef struct shard_set shard_set;
 
 #define SNAKEPIT_CACHE_LINE 64
 
@@ -29,24 +31,24 @@ struct shard_slot {
     _Atomic int64_t errors;
     _Atomic uint64_t busy_ticks;
     _Atomic uint64_t max_ticks;
-    _Atomic int active;          /* the thread's call-stack request (depth) is running */
+    _Atomic int active; /* the thread's call-stack request (depth) is running */
     /* Request objects started by this thread and not ended yet: decremented by whichever
      * thread ends them, so always changed with atomic read-modify-writes. */
     _Atomic int64_t open_requests;
     /* Owner-only. */
-    int depth;                   /* nesting of decorated calls and start_request() */
-    int depth_counted;           /* the outermost of them is a request (not nested in one) */
+    int depth; /* nesting of decorated calls and start_request() */
+    int depth_counted; /* the outermost of them is a request (not nested in one) */
     uint64_t start_ticks;
-    PyObject *values;            /* thread-local values (dict) or NULL */
-    PyObject *guard;             /* this thread's acquire_lock() context manager or NULL */
+    PyObject *values; /* thread-local values (dict) or NULL */
+    PyObject *guard; /* this thread's acquire_lock() context manager or NULL */
     /* Immutable after creation. */
     uint64_t set_id;
-    uint64_t serial;             /* unique over the process: names the slot after it is gone */
+    uint64_t serial; /* unique over the process: names the slot after it is gone */
     thread_record *record;
-    /* Guarded by the registry mutex. */
-    shard_set *set;              /* NULL once the set died */
-    shard_slot *set_prev, *set_next;
-    _Atomic int dead;            /* set released it; the owner frees it */
+    /* Guarded by the registry lock. */
+    shard_set *set; /* NULL once the set died */
+    snakepit_link set_link; /* in set->slots */
+    _Atomic int dead; /* set released it; the owner frees it */
     void *allocation;
 };
 
@@ -60,25 +62,25 @@ typedef struct {
 struct shard_set {
     uint64_t id;
     snakepit_state *state;
-    shard_set *reg_prev, *reg_next;
-    shard_slot *slots;
-    /* History of threads that ended, guarded by the registry mutex. */
+    snakepit_link registry_link; /* in st->registry.sets */
+    snakepit_link slots; /* shard_slot.set_link of every live slot */
+    /* History of threads that ended, guarded by the registry lock. */
     int64_t retired_started, retired_completed, retired_errors;
     uint64_t retired_busy_ticks, retired_max_ticks;
-    int64_t retired_threads;     /* ended threads that made requests */
-    int64_t retired_open_requests;  /* request objects started by ended threads, still open */
+    int64_t retired_threads; /* ended threads that made requests */
+    int64_t retired_open_requests; /* request objects started by ended threads, still open */
     retired_name *retired_names;
     Py_ssize_t n_retired_names;
-    int64_t retired_other_requests;  /* threads past SNAKEPIT_MAX_RETIRED_NAMES names */
+    int64_t retired_other_requests; /* threads past SNAKEPIT_MAX_RETIRED_NAMES names */
 };
 
 struct thread_record {
     PyObject_HEAD
     snakepit_state *state;
-    PyObject *module;            /* keeps the state alive */
-    PyObject *name;              /* threading name at first use (NULL until known) */
-    unsigned long ident;         /* the OS thread it belongs to */
-    shard_slot **table;          /* open addressing on set_id, power-of-two capacity */
+    PyObject *module; /* keeps the state alive */
+    PyObject *name; /* threading name at first use (NULL until known) */
+    unsigned long ident; /* the OS thread it belongs to */
+    shard_slot **table; /* open addressing on set_id, power-of-two capacity */
     size_t capacity;
     size_t used;
     uint64_t cached_id;
@@ -93,7 +95,7 @@ PyObject *snakepit_thread_name(unsigned long ident);
 
 /* Give the set a fresh id and register it (for fork handling). */
 void shard_set_init(snakepit_state *st, shard_set *set);
-/* Release every slot of a dying set; values are released after the registry mutex. */
+/* Release every slot of a dying set; values are released after the registry lock. */
 void shard_set_fini(shard_set *set);
 /* Release the thread-local values (and lock guards) of every thread of this set, leaving
  * the slots in place (tp_clear of an adapter). */
@@ -164,6 +166,8 @@ shard_find_id(snakepit_state *st, uint64_t set_id)
         return NULL;
     }
     if (rec->cached_id == set_id) {
+        assert(rec->cached_slot->record == rec
+               && !atomic_load_explicit(&rec->cached_slot->dead, SNAKEPIT_RELAXED));
         return rec->cached_slot;
     }
     size_t mask = rec->capacity - 1;
@@ -173,6 +177,7 @@ shard_find_id(snakepit_state *st, uint64_t set_id)
             return NULL;
         }
         if (slot->set_id == set_id) {
+            assert(slot->record == rec && !atomic_load_explicit(&slot->dead, SNAKEPIT_RELAXED));
             rec->cached_id = set_id;
             rec->cached_slot = slot;
             return slot;
@@ -198,13 +203,13 @@ shard_get(shard_set *set)
     return slot != NULL ? slot : shard_get_slow(set);
 }
 
-/* Statistics snapshot, taken under the registry mutex. */
+/* Statistics snapshot, taken under the registry lock. */
 #define SNAKEPIT_SNAPSHOT_INLINE 16
 
 typedef struct {
     int64_t started, completed, errors, active_requests, active_threads, threads_seen;
     uint64_t busy_ticks, max_ticks;
-    retired_name *by_name;       /* new references, merged by the caller */
+    retired_name *by_name; /* new references, merged by the caller */
     Py_ssize_t n_by_name;
     int64_t other_requests;
     retired_name inline_names[SNAKEPIT_SNAPSHOT_INLINE];
@@ -224,9 +229,21 @@ void shard_set_end_detached(shard_set *set, uint64_t started_on, uint64_t elapse
 /* One request object started on the slot with this serial has ended elsewhere. */
 void shard_set_close_remote(shard_set *set, uint64_t started_on);
 
-/* os.register_at_fork hooks. */
-void shards_before_fork(snakepit_state *st);
-void shards_after_fork_parent(snakepit_state *st);
-void shards_after_fork_child(snakepit_state *st);
+/* Registry lock held, for the shard set's own code and fork.c: fold a slot's counts into its
+ * set's history, take what it owns (values, guard) into `owned`, unlink it from its set and
+ * mark it dead (its thread frees it). */
+void shard_slot_retire(shard_slot *slot, release_list *owned);
+
+static inline shard_slot *
+shard_slot_of_link(snakepit_link *link)
+{
+    return SNAKEPIT_CONTAINER_OF(link, shard_slot, set_link);
+}
+
+static inline shard_set *
+shard_set_of_link(snakepit_link *link)
+{
+    return SNAKEPIT_CONTAINER_OF(link, shard_set, registry_link);
+}
 
 #endif /* SNAKEPIT_SHARDS_H */

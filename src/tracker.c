@@ -66,7 +66,7 @@ set_float(PyObject *dict, PyObject *key, double value)
 }
 
 static PyObject *
-requests_by_thread(shard_snapshot *snap)
+requests_by_thread(snakepit_state *st, shard_snapshot *snap)
 {
     PyObject *by_thread = PyDict_New();
     if (by_thread == NULL) {
@@ -90,13 +90,7 @@ requests_by_thread(shard_snapshot *snap)
         }
     }
     if (snap->other_requests > 0) {
-        PyObject *key = PyUnicode_FromString("(other threads)");
-        if (key == NULL) {
-            goto error;
-        }
-        int r = set_int(by_thread, key, snap->other_requests);
-        Py_DECREF(key);
-        if (r < 0) {
+        if (set_int(by_thread, st->str_other_threads, snap->other_requests) < 0) {
             goto error;
         }
     }
@@ -111,7 +105,7 @@ error:
 static double
 cached_seconds_per_tick(snakepit_state *st)
 {
-    uint64_t bits = atomic_load_explicit(&st->seconds_per_tick_bits, RELAXED);
+    uint64_t bits = atomic_load_explicit(&st->seconds_per_tick_bits, SNAKEPIT_RELAXED);
     double ratio;
     if (bits != 0) {
         memcpy(&ratio, &bits, sizeof(ratio));
@@ -120,7 +114,7 @@ cached_seconds_per_tick(snakepit_state *st)
     ratio = snakepit_seconds_per_tick(&st->clock);
     if (snakepit_mono_ns() - st->clock.base_ns >= 1000000000u) {
         memcpy(&bits, &ratio, sizeof(bits));
-        atomic_store_explicit(&st->seconds_per_tick_bits, bits, RELAXED);
+        atomic_store_explicit(&st->seconds_per_tick_bits, bits, SNAKEPIT_RELAXED);
     }
     return ratio;
 }
@@ -146,20 +140,22 @@ tracker_stats_dict(tracker_object *self)
     if (stats == NULL) {
         goto error;
     }
-    by_thread = requests_by_thread(&snap);
+    by_thread = requests_by_thread(st, &snap);
     if (by_thread == NULL) {
         goto error;
     }
     if (set_int(stats, st->str_total_requests, snap.started) < 0
         || set_int(stats, st->str_completed_requests, snap.completed) < 0
         || set_int(stats, st->str_active_requests, active) < 0
-        || set_int(stats, st->str_total_active_requests, active) < 0  /* upstream's name */
+        || set_int(stats, st->str_total_active_requests, active) < 0 /* upstream's name */
         || set_int(stats, st->str_active_threads, snap.active_threads) < 0
         || set_int(stats, st->str_threads_seen, snap.threads_seen) < 0
         || PyDict_SetItem(stats, st->str_requests_by_thread, by_thread) < 0
         || set_int(stats, st->str_errors, snap.errors) < 0
         || set_float(stats, st->str_total_duration, total) < 0
-        || set_float(stats, st->str_mean_duration, snap.completed ? total / (double)snap.completed : 0.0) < 0
+        || set_float(stats, st->str_mean_duration,
+                     snap.completed ? total / (double)snap.completed : 0.0)
+               < 0
         || set_float(stats, st->str_max_duration, (double)snap.max_ticks * seconds_per_tick) < 0) {
         goto error;
     }
@@ -182,7 +178,7 @@ tracker_py_start(PyObject *op, PyObject *Py_UNUSED(ignored))
         if (PyErr_Occurred()) {
             return NULL;
         }
-        Py_RETURN_NONE;  /* an exiting thread is not tracked */
+        Py_RETURN_NONE; /* an exiting thread is not tracked */
     }
     tracker_begin(self->state, self, slot);
     Py_RETURN_NONE;
@@ -193,7 +189,7 @@ tracker_finish(tracker_object *self, int error)
 {
     shard_slot *slot = shard_find(&self->set);
     if (slot == NULL && shard_thread_exiting()) {
-        return 0;  /* matching the untracked start of an exiting thread */
+        return 0; /* matching the untracked start of an exiting thread */
     }
     if (slot == NULL || slot->depth == 0) {
         PyErr_SetString(PyExc_RuntimeError,

@@ -31,14 +31,17 @@ int tracker_inside_request_object(snakepit_state *st, tracker_object *tracker);
 static inline void
 tracker_begin(snakepit_state *st, tracker_object *tracker, shard_slot *slot)
 {
+    /* Only the owning thread writes its slot's counters (what makes them exact). */
+    assert(slot->record == record_current(st) && slot->set_id == tracker->set.id);
+    assert(slot->depth >= 0);
     if (slot->depth++ == 0) {
-        int counted = atomic_load_explicit(&st->open_request_objects, RELAXED) == 0
+        int counted = atomic_load_explicit(&st->open_request_objects, SNAKEPIT_RELAXED) == 0
                       || !tracker_inside_request_object(st, tracker);
         slot->depth_counted = counted;
         if (counted) {
             slot->start_ticks = snakepit_ticks(&st->clock);
-            BUMP(slot->started, 1);
-            atomic_store_explicit(&slot->active, 1, RELAXED);
+            SNAKEPIT_BUMP(slot->started, 1);
+            atomic_store_explicit(&slot->active, 1, SNAKEPIT_RELAXED);
         }
     }
 }
@@ -47,13 +50,14 @@ tracker_begin(snakepit_state *st, tracker_object *tracker, shard_slot *slot)
 static inline void
 tracker_count_end(shard_slot *slot, uint64_t elapsed, int error)
 {
-    BUMP(slot->busy_ticks, elapsed);
-    if (elapsed > atomic_load_explicit(&slot->max_ticks, RELAXED)) {
-        atomic_store_explicit(&slot->max_ticks, elapsed, RELAXED);
+    assert(!atomic_load_explicit(&slot->dead, SNAKEPIT_RELAXED));
+    SNAKEPIT_BUMP(slot->busy_ticks, elapsed);
+    if (elapsed > atomic_load_explicit(&slot->max_ticks, SNAKEPIT_RELAXED)) {
+        atomic_store_explicit(&slot->max_ticks, elapsed, SNAKEPIT_RELAXED);
     }
-    BUMP(slot->completed, 1);
+    SNAKEPIT_BUMP(slot->completed, 1);
     if (error) {
-        BUMP(slot->errors, 1);
+        SNAKEPIT_BUMP(slot->errors, 1);
     }
 }
 
@@ -68,9 +72,10 @@ tracker_elapsed(snakepit_state *st, uint64_t start_ticks)
 static inline void
 tracker_end(snakepit_state *st, shard_slot *slot, int error)
 {
+    assert(slot->record == record_current(st) && slot->depth > 0);
     if (--slot->depth == 0 && slot->depth_counted) {
         tracker_count_end(slot, tracker_elapsed(st, slot->start_ticks), error);
-        atomic_store_explicit(&slot->active, 0, RELAXED);
+        atomic_store_explicit(&slot->active, 0, SNAKEPIT_RELAXED);
     }
 }
 

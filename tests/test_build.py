@@ -67,3 +67,20 @@ def test_wheel_built_from_the_sdist_imports(sdist, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / "site") in result.stdout
+
+
+def test_the_extension_exports_only_its_init_function():
+    """Built with -fvisibility=hidden: internal functions are not part of the .so's dynamic
+    symbol table, where they could clash with another library's."""
+    import shutil
+
+    from snakepit_bridge import _native
+
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("no nm (binutils) to read the symbol table")
+    out = subprocess.run(
+        [nm, "-D", "--defined-only", _native.__file__], capture_output=True, text=True, check=True
+    ).stdout
+    exported = sorted(line.split()[-1] for line in out.splitlines() if line.strip())
+    assert exported == ["PyInit__native"]
