@@ -20,6 +20,7 @@ SOURCES = [
     "src/guards.c",
     "src/tracker.c",
     "src/request.c",
+    "src/tracked.c",
     "src/shards.c",
     "src/method.c",
 ]
@@ -35,6 +36,7 @@ HEADERS = [
     "src/guards.h",
     "src/tracker.h",
     "src/request.h",
+    "src/tracked.h",
     "src/shards.h",
     "src/method.h",
     "src/clock.h",

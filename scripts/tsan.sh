@@ -119,7 +119,7 @@ if [ -n "${SNAKEPIT_TSAN_TESTS:-}" ]; then
   read -r -a tests <<< "$SNAKEPIT_TSAN_TESTS"
 else
   tests=()
-  for f in tests/test_stress.py tests/test_faults.py tests/test_hangs.py tests/test_hammer*.py tests/test_*hammer*.py tests/test_thread_local*.py tests/test_*tracker*.py; do
+  for f in tests/test_stress.py tests/test_faults.py tests/test_hangs.py tests/test_hammer*.py tests/test_*hammer*.py tests/test_thread_local*.py tests/test_*tracker*.py tests/test_native_tracked.py; do
     [ -f "$f" ] && case " ${tests[*]} " in *" $f "*) ;; *) tests+=("$f");; esac
   done
 fi

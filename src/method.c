@@ -2,6 +2,8 @@
 #include "method.h"
 
 #include "adapter.h"
+#include "request.h"
+#include "tracked.h"
 
 typedef struct {
     PyObject_HEAD
@@ -9,12 +11,11 @@ typedef struct {
     PyObject *dict;
     vectorcallfunc vectorcall;
     snakepit_state *state;
+    int kind; /* TRACKED_*: what calling func makes */
 } method_object;
 
-/* Tell the checker's call observer, if any, that a call starts or ends.  On the way out
- * the call's own exception (if any) is preserved. */
-static int
-notify_call(snakepit_state *st, PyObject *method, PyObject *adapter, int entering)
+int
+snakepit_notify_call(snakepit_state *st, PyObject *method, PyObject *adapter, int entering)
 {
     observer_lock(st);
     PyObject *observer = Py_XNewRef(st->call_observer);
@@ -57,6 +58,19 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
         return PyObject_Vectorcall(self->func, args, nargsf, kwnames); /* not an adapter */
     }
     adapter_object *adapter = (adapter_object *)args[0];
+    if (self->kind != TRACKED_NONE) {
+        /* Calling it only makes the coroutine or generator: its request covers its body. */
+        PyObject *request = request_new(adapter->tracker);
+        if (request == NULL) {
+            return NULL;
+        }
+        PyObject *inner = PyObject_Vectorcall(self->func, args, nargsf, kwnames);
+        PyObject *tracked =
+            inner == NULL ? NULL
+                          : tracked_new(adapter->state, self->kind, inner, request, op, args[0]);
+        Py_DECREF(request);
+        return tracked;
+    }
     /* Valid for the whole call: the caller holds the adapter, which holds its tracker, and
      * a slot is freed only when its thread or its tracker ends. */
     shard_slot *slot = adapter_slot_get(adapter);
@@ -67,7 +81,7 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
         return PyObject_Vectorcall(self->func, args, nargsf, kwnames); /* exiting thread */
     }
     int observed = atomic_load_explicit(&st->observing_calls, SNAKEPIT_RELAXED);
-    if (observed && notify_call(st, op, args[0], 1) < 0) {
+    if (observed && snakepit_notify_call(st, op, args[0], 1) < 0) {
         return NULL;
     }
     /* The adapter's own module state times it (the same unless several module instances). */
@@ -75,7 +89,7 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
     PyObject *result = PyObject_Vectorcall(self->func, args, nargsf, kwnames);
     /* Before the request ends: if the observer fails, the caller gets its exception, and
      * the tracker must count the call as the error the caller sees. */
-    if (observed && notify_call(st, op, args[0], 0) < 0) {
+    if (observed && snakepit_notify_call(st, op, args[0], 0) < 0) {
         Py_CLEAR(result);
     }
     tracker_end(adapter->state, slot, result == NULL);
@@ -115,6 +129,7 @@ method_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->func = Py_NewRef(func);
     self->state = st;
+    self->kind = tracked_kind_of(func);
     self->vectorcall = method_vectorcall;
     self->dict = PyDict_New();
     if (self->dict == NULL) {
@@ -217,9 +232,28 @@ method_get_func(PyObject *op, void *Py_UNUSED(closure))
     return Py_NewRef(self->func);
 }
 
+/* __code__, __defaults__ and __kwdefaults__ of the decorated function: with them (and the
+ * copied __name__ and __annotations__) inspect takes the decorator for a function and reads
+ * its code flags, so iscoroutinefunction() and friends answer for the function. */
+static PyObject *
+method_get_function_attribute(PyObject *op, void *name)
+{
+    method_object *self = (method_object *)op;
+    if (self->func == NULL) {
+        PyErr_SetString(PyExc_AttributeError, (const char *)name);
+        return NULL;
+    }
+    return PyObject_GetAttrString(self->func, (const char *)name);
+}
+
 static PyGetSetDef method_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {"__func__", method_get_func, NULL, "The decorated function.", NULL},
+    {"__code__", method_get_function_attribute, NULL, "The decorated function's code.", "__code__"},
+    {"__defaults__", method_get_function_attribute, NULL, "The decorated function's defaults.",
+     "__defaults__"},
+    {"__kwdefaults__", method_get_function_attribute, NULL,
+     "The decorated function's keyword-only defaults.", "__kwdefaults__"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -8,6 +8,7 @@
 #include "guards.h"
 #include "method.h"
 #include "request.h"
+#include "tracked.h"
 
 PyModuleDef snakepit_module_def;
 
@@ -180,6 +181,14 @@ module_exec(PyObject *module)
     if (r < 0 || add_type(module, &snakepit_rlock_spec, NULL, &st->rlock_type, 1) < 0
         || add_type(module, &snakepit_tracker_spec, NULL, &st->tracker_type, 1) < 0
         || add_type(module, &snakepit_request_spec, NULL, &st->request_type, 0) < 0
+        || add_type(module, &snakepit_tracked_coroutine_spec, NULL, &st->tracked_coroutine_type, 0)
+               < 0
+        || add_type(module, &snakepit_tracked_generator_spec, NULL, &st->tracked_generator_type, 0)
+               < 0
+        || add_type(module, &snakepit_tracked_async_generator_spec, NULL,
+                    &st->tracked_async_generator_type, 0)
+               < 0
+        || add_type(module, &snakepit_tracked_step_spec, NULL, &st->tracked_step_type, 0) < 0
         || add_type(module, &snakepit_method_spec, NULL, &st->method_type, 1) < 0
         || add_type(module, &snakepit_timed_guard_spec, NULL, &st->timed_guard_type, 0) < 0
         || add_type(module, &snakepit_part_spec, NULL, &st->part_type, 0) < 0
@@ -224,6 +233,10 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->guard_method_type);
     Py_VISIT(st->tracker_type);
     Py_VISIT(st->request_type);
+    Py_VISIT(st->tracked_step_type);
+    Py_VISIT(st->tracked_async_generator_type);
+    Py_VISIT(st->tracked_generator_type);
+    Py_VISIT(st->tracked_coroutine_type);
     Py_VISIT(st->current_request);
     Py_VISIT(st->method_type);
     Py_VISIT(st->part_type);
@@ -248,6 +261,10 @@ module_clear(PyObject *module)
     Py_CLEAR(st->guard_method_type);
     Py_CLEAR(st->tracker_type);
     Py_CLEAR(st->request_type);
+    Py_CLEAR(st->tracked_step_type);
+    Py_CLEAR(st->tracked_async_generator_type);
+    Py_CLEAR(st->tracked_generator_type);
+    Py_CLEAR(st->tracked_coroutine_type);
     Py_CLEAR(st->current_request);
     Py_CLEAR(st->method_type);
     Py_CLEAR(st->part_type);

@@ -71,41 +71,34 @@ tracker_inside_request_object(snakepit_state *st, tracker_object *tracker)
     return inside;
 }
 
-static PyObject *
-request_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
+int
+request_begin(PyObject *op)
 {
     request_object *self = (request_object *)op;
     tracker_object *tracker = self->tracker;
     snakepit_state *st = tracker->state;
     if (atomic_load_explicit(&self->state, SNAKEPIT_RELAXED) != REQUEST_NEW) {
-        PyErr_SetString(
-            PyExc_RuntimeError,
-            "this request object was already entered; track_request() makes one per request");
-        return NULL;
+        PyErr_SetString(PyExc_RuntimeError, "this request object was already entered; "
+                                            "track_request() makes one per request");
+        return -1;
     }
     shard_slot *slot = shard_get(&tracker->set);
     if (slot == NULL && PyErr_Occurred()) {
-        return NULL;
+        return -1;
     }
     PyObject *parent = NULL;
     if (PyContextVar_Get(st->current_request, NULL, &parent) < 0) {
-        return NULL;
+        return -1;
     }
     /* Inside a call-stack request of this thread (a decorated call), or inside a request
-     * object of the context: counted by that one.  A thread that is exiting has no slot
-     * and is not tracked. */
+     * object of the context: counted by that one.  A thread that is exiting has no slot and
+     * is not tracked. */
     int nested = slot == NULL || slot->depth > 0 || request_chain_has_open(st, parent, tracker);
-    PyObject *token = PyContextVar_Set(st->current_request, op);
-    if (token == NULL) {
-        Py_XDECREF(parent);
-        return NULL;
-    }
-    self->parent = parent;
-    self->context_token = token;
+    self->parent = parent; /* set before the request is published in a context */
     atomic_fetch_add_explicit(&st->open_request_objects, 1, SNAKEPIT_RELAXED);
     if (nested) {
         atomic_store_explicit(&self->state, REQUEST_NESTED, SNAKEPIT_RELAXED);
-        Py_RETURN_NONE;
+        return 0;
     }
     assert(slot->record == record_current(st));
     self->start_ticks = snakepit_ticks(&st->clock);
@@ -113,10 +106,27 @@ request_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
     SNAKEPIT_BUMP(slot->started, 1);
     atomic_fetch_add_explicit(&slot->open_requests, 1, SNAKEPIT_RELAXED);
     atomic_store_explicit(&self->state, REQUEST_COUNTED, SNAKEPIT_RELAXED);
-    Py_RETURN_NONE;
+    return 0;
 }
 
-/* Leave the open state exactly once (a request may be exited by one thread while another
+PyObject *
+request_push(PyObject *op)
+{
+    request_object *self = (request_object *)op;
+    return PyContextVar_Set(self->tracker->state->current_request, op);
+}
+
+void
+request_pop(PyObject *op, PyObject *token)
+{
+    /* Fails when popped in another context (another task or thread): that context was never
+     * changed, and the one it was pushed in keeps a closed request, which every check skips. */
+    if (PyContextVar_Reset(((request_object *)op)->tracker->state->current_request, token) < 0) {
+        PyErr_Clear();
+    }
+}
+
+/* Leave the open state exactly once (a request may be ended by one thread while another
  * frees it, or exited twice by mistake).  Returns the state it left, or REQUEST_NEW /
  * REQUEST_DONE when it was not open. */
 static int
@@ -134,17 +144,75 @@ request_close(request_object *self)
     return state;
 }
 
+/* Count the end of a request that request_close() just closed (from `state`). */
+static int
+request_count_end(request_object *self, int state, int error)
+{
+    if (state != REQUEST_COUNTED) {
+        return state == REQUEST_NESTED;
+    }
+    tracker_object *tracker = self->tracker;
+    snakepit_state *st = tracker->state;
+    uint64_t elapsed = tracker_elapsed(st, self->start_ticks);
+    shard_slot *slot = shard_get(&tracker->set);
+    if (slot == NULL) {
+        /* An exiting thread (or no memory for a slot): the set counts it. */
+        shard_set_end_detached(&tracker->set, self->started_on, elapsed, error);
+        return PyErr_Occurred() ? -1 : 1;
+    }
+    assert(slot->record == record_current(st));
+    tracker_count_end(slot, elapsed, error);
+    if (slot->serial == self->started_on) {
+        atomic_fetch_sub_explicit(&slot->open_requests, 1, SNAKEPIT_RELAXED);
+    }
+    else {
+        shard_set_close_remote(&tracker->set, self->started_on);
+    }
+    return 1;
+}
+
+int
+request_finish(PyObject *op, int error)
+{
+    request_object *self = (request_object *)op;
+    return request_count_end(self, request_close(self), error);
+}
+
+void
+request_abandon(PyObject *op, int error)
+{
+    request_object *self = (request_object *)op;
+    if (request_close(self) == REQUEST_COUNTED) {
+        shard_set_end_detached(&self->tracker->set, self->started_on,
+                               tracker_elapsed(self->tracker->state, self->start_ticks), error);
+    }
+}
+
+static PyObject *
+request_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    request_object *self = (request_object *)op;
+    if (request_begin(op) < 0) {
+        return NULL;
+    }
+    PyObject *token = request_push(op);
+    if (token == NULL) {
+        request_abandon(op, 1);
+        return NULL;
+    }
+    self->context_token = token;
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 request_exit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     request_object *self = (request_object *)op;
-    tracker_object *tracker = self->tracker;
-    snakepit_state *st = tracker->state;
     if (nargs != 3) {
         PyErr_Format(PyExc_TypeError, "__exit__() takes 3 positional arguments (%zd given)", nargs);
         return NULL;
     }
-    int error = args[0] != Py_None;
+    /* Closed first, so that of two racing exits only one goes on to touch the token. */
     int state = request_close(self);
     if (state == REQUEST_NEW) {
         PyErr_SetString(PyExc_RuntimeError, "this request object was never entered");
@@ -154,35 +222,14 @@ request_exit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "this request has already ended");
         return NULL;
     }
-    if (self->context_token != NULL) {
-        /* Fails when exited in another context (another task or thread): that context was
-         * never changed, and the one it was entered in keeps a closed request, which every
-         * check skips. */
-        if (PyContextVar_Reset(st->current_request, self->context_token) < 0) {
-            PyErr_Clear();
-        }
-        Py_CLEAR(self->context_token);
+    PyObject *token = self->context_token;
+    if (token != NULL) {
+        self->context_token = NULL;
+        request_pop(op, token);
+        Py_DECREF(token);
     }
-    if (state == REQUEST_NESTED) {
-        Py_RETURN_FALSE;
-    }
-    uint64_t elapsed = tracker_elapsed(st, self->start_ticks);
-    shard_slot *slot = shard_get(&tracker->set);
-    if (slot == NULL) {
-        /* An exiting thread (or no memory for a slot): the set counts it. */
-        shard_set_end_detached(&tracker->set, self->started_on, elapsed, error);
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        Py_RETURN_FALSE;
-    }
-    assert(slot->record == record_current(st));
-    tracker_count_end(slot, elapsed, error);
-    if (slot->serial == self->started_on) {
-        atomic_fetch_sub_explicit(&slot->open_requests, 1, SNAKEPIT_RELAXED);
-    }
-    else {
-        shard_set_close_remote(&tracker->set, self->started_on);
+    if (request_count_end(self, state, args[0] != Py_None) < 0) {
+        return NULL;
     }
     Py_RETURN_FALSE;
 }
@@ -215,10 +262,7 @@ request_dealloc(PyObject *op)
     PyObject_GC_UnTrack(op);
     /* Entered and never exited (dropped, or collected with its context): it ended, in
      * error, now.  Counted without a slot: freeing may happen on any thread, at any time. */
-    if (request_close(self) == REQUEST_COUNTED) {
-        shard_set_end_detached(&self->tracker->set, self->started_on,
-                               tracker_elapsed(self->tracker->state, self->start_ticks), 1);
-    }
+    request_abandon(op, 1);
     (void)request_clear(op);
     Py_CLEAR(self->tracker);
     PyObject_GC_Del(op);

@@ -29,7 +29,12 @@
     X(dunder_thread_safe, "__thread_safe__")          \
     X(timeout, "timeout")                             \
     X(unnamed, "<unnamed thread>")                    \
-    X(other_threads, "(other threads)")
+    X(other_threads, "(other threads)")               \
+    X(throw, "throw")                                 \
+    X(close, "close")                                 \
+    X(asend, "asend")                                 \
+    X(athrow, "athrow")                               \
+    X(aclose, "aclose")
 
 /* Guards every link between per-thread records, shard sets and locks (slot creation, thread
  * exit, adapter death, statistics reads, fork).  Held only for short C sections that neither
@@ -48,6 +53,10 @@ typedef struct snakepit_state {
     PyTypeObject *guard_method_type;
     PyTypeObject *tracker_type;
     PyTypeObject *request_type;
+    PyTypeObject *tracked_coroutine_type;
+    PyTypeObject *tracked_generator_type;
+    PyTypeObject *tracked_async_generator_type;
+    PyTypeObject *tracked_step_type;
     PyTypeObject *method_type;
     PyTypeObject *part_type;
     PyTypeObject *record_type;

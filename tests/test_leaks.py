@@ -54,6 +54,24 @@ class LeakAdapter(ThreadSafeAdapter):
     def call_fail(self, x):
         raise ValueError(x)
 
+    @thread_safe_method
+    async def call_async(self, x):
+        return self.call(x)
+
+    @thread_safe_method
+    async def call_async_fail(self, x):
+        raise ValueError(x)
+
+    @thread_safe_method
+    def stream(self, n):
+        for i in range(n):
+            yield self.call(i)
+
+    @thread_safe_method
+    async def stream_async(self, n):
+        for i in range(n):
+            yield i
+
 
 class Held:
     """Another thread holds the adapter lock for the duration of the block."""
@@ -225,6 +243,48 @@ def p_tracked_call_error(a, n):
             pass
 
 
+def p_tracked_coroutine(a, n):
+    # Driven by hand, as an event loop would (the body never suspends).
+    for i in range(n):
+        try:
+            a.call_async(i).send(None)
+        except StopIteration:
+            pass
+
+
+def p_tracked_coroutine_error(a, n):
+    for i in range(n):
+        try:
+            a.call_async_fail(i).send(None)
+        except ValueError:
+            pass
+
+
+def p_tracked_generator(a, n):
+    for _ in range(n // 2 or 1):
+        for _ in a.stream(2):
+            pass
+
+
+def p_tracked_generator_closed_early(a, n):
+    for _ in range(n // 2 or 1):
+        g = a.stream(5)
+        next(g)
+        g.close()
+
+
+def p_tracked_async_generator(a, n):
+    for _ in range(n // 4 or 1):
+        agen = a.stream_async(2)
+        while True:
+            try:
+                agen.__anext__().send(None)
+            except StopIteration:
+                continue  # a value
+            except StopAsyncIteration:
+                break
+
+
 def p_track_request(a, n):
     for _ in range(n):
         with a.track_request():
@@ -290,7 +350,9 @@ PRIMITIVES = [
     p_lock_contended_nonblocking, p_lock_contended_timeout_error, p_release_unowned_error,
     p_thread_local_set_get, p_thread_local_new_keys_cleared, p_thread_local_missing_default,
     p_thread_local_unhashable_error, p_tracked_call, p_tracked_call_bound_each_time,
-    p_tracked_call_nested, p_tracked_call_kwargs, p_tracked_call_error, p_track_request,
+    p_tracked_call_nested, p_tracked_call_kwargs, p_tracked_call_error, p_tracked_coroutine,
+    p_tracked_coroutine_error, p_tracked_generator, p_tracked_generator_closed_early,
+    p_tracked_async_generator, p_track_request,
     p_track_request_error, p_tracker_start_end, p_get_stats, p_active_requests, p_adapter_lifecycle,
     p_tracker_lifecycle,
 ]
