@@ -41,7 +41,9 @@ def run(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, An
     if selected is not None and "hammer_compute_intensive" not in selected:
         return {"cases": {}}
     if impl != "native":
-        return _skip("the showcase adapter is built on the native package; there is no baseline showcase")
+        return _skip(
+            "the showcase adapter is built on the native package; there is no baseline showcase"
+        )
     try:
         import importlib
 
@@ -75,7 +77,9 @@ def run(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, An
 
     before = adapter.get_stats()["tracker"]
     showcase_before = _showcase_counts(adapter)
-    threads = [threading.Thread(target=work, args=(i,), name=f"hammer-{i}") for i in range(n_threads)]
+    threads = [
+        threading.Thread(target=work, args=(i,), name=f"hammer-{i}") for i in range(n_threads)
+    ]
     for t in threads:
         t.start()
     barrier.wait()

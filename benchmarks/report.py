@@ -27,7 +27,9 @@ def _group(data: dict[str, Any], impl: str, group: str) -> dict[str, Any] | None
 
 
 class _Table:
-    def __init__(self, title: str, header: list[str], note: str = "", left: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, title: str, header: list[str], note: str = "", left: tuple[str, ...] = ()
+    ) -> None:
         self.title = title
         self.header = header
         self.rows: list[list[str]] = []
@@ -38,10 +40,15 @@ class _Table:
         self.rows.append([str(c) for c in cells])
 
     def text(self) -> str:
-        widths = [max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))]
+        widths = [
+            max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))
+        ]
 
         def line(r: list[str]) -> str:
-            cells = [c.ljust(w) if i in self.left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+            cells = [
+                c.ljust(w) if i in self.left else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths))
+            ]
             return "  ".join(cells).rstrip()
 
         out = [self.title, "-" * len(self.title)]
@@ -56,7 +63,11 @@ class _Table:
         if self.note:
             out += [self.note, ""]
         out.append("| " + " | ".join(self.header) + " |")
-        out.append("|" + "|".join(" --- " if i in self.left else " ---: " for i in range(len(self.header))) + "|")
+        out.append(
+            "|"
+            + "|".join(" --- " if i in self.left else " ---: " for i in range(len(self.header)))
+            + "|"
+        )
         for r in self.rows:
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
         return "\n".join(out)
@@ -80,11 +91,15 @@ def _header_lines(data: dict[str, Any]) -> list[str]:
             f"{drift['baseline_process_ns']:.1f} ns in the baseline ones (x{drift['ratio']:.2f}); "
             "native-vs-baseline ratios carry that much noise"
         )
-    lines.append(f"Load:        load average at end: {m.get('loadavg_end')} (on {m['cpu_count']} CPUs)")
+    lines.append(
+        f"Load:        load average at end: {m.get('loadavg_end')} (on {m['cpu_count']} CPUs)"
+    )
     native = m.get("native") or {}
     if native:
-        lines.append(f"Native:      {native.get('file')} (version {native.get('version')}, "
-                     f"clock {native.get('clock_source')})")
+        lines.append(
+            f"Native:      {native.get('file')} (version {native.get('version')}, "
+            f"clock {native.get('clock_source')})"
+        )
     return lines
 
 
@@ -96,7 +111,14 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
     if nat_s or base_s:
         t = _Table(
             "Single-thread cost, ns per operation (loop overhead subtracted)",
-            ["case", "native best", "native median", "baseline best", "baseline median", "baseline/native"],
+            [
+                "case",
+                "native best",
+                "native median",
+                "baseline best",
+                "baseline median",
+                "baseline/native",
+            ],
             "thread CPU time; best and median of the interleaved rounds of all passes; "
             "baseline/native from the best rounds",
         )
@@ -141,8 +163,18 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
         counts = (nat_sc or base_sc or {}).get("thread_counts", [1, 2])
         t = _Table(
             "Scaling: speedup = serial time x N / parallel time (median of repetitions)",
-            ["case", "threads", "native", "native ceiling", "native/ceiling", "ran at once",
-             "native from CPU time", "baseline", "baseline ceiling", "serial ns/op native / baseline"],
+            [
+                "case",
+                "threads",
+                "native",
+                "native ceiling",
+                "native/ceiling",
+                "ran at once",
+                "native from CPU time",
+                "baseline",
+                "baseline ceiling",
+                "serial ns/op native / baseline",
+            ],
             "ceiling = a bare method call on an adapter shared the same way; native/ceiling = median "
             "over repetitions of the case's speedup / its ceiling's speedup measured just before it, "
             "with the quartiles; 'ran at once' = thread CPU "
@@ -159,7 +191,9 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                     continue
                 key = str(count)
 
-                def fig(res: dict[str, Any] | None, name: str | None, what: str = "speedup_median") -> Any:
+                def fig(
+                    res: dict[str, Any] | None, name: str | None, what: str = "speedup_median"
+                ) -> Any:
                     if res is None or name is None:
                         return None
                     entry = res.get("cases", {}).get(name)
@@ -247,7 +281,10 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
             if h.get("skipped"):
                 t.add("skipped", h["reason"])
             else:
-                t.add("threads x requests", f"{h['threads']} x {h['requests'] // h['threads']:,} = {h['requests']:,}")
+                t.add(
+                    "threads x requests",
+                    f"{h['threads']} x {h['requests'] // h['threads']:,} = {h['requests']:,}",
+                )
                 t.add("arguments", f"4 floats, {h['kwargs'] or 'defaults'}")
                 t.add("wall time", f"{h['wall_s']:.2f} s")
                 t.add("requests per second", f"{h['requests_per_s']:,.0f}")
@@ -255,7 +292,10 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                     got = c["got"]
                     if isinstance(got, list):
                         got = "all " + str(got[0]) if len(set(map(str, got))) == 1 else str(got)
-                    t.add(f"{name} {'ok' if c['ok'] else 'WRONG'}", f"{got} (expected {c['expected'] if not isinstance(c['expected'], list) else 'all ' + str(c['expected'][0])})")
+                    t.add(
+                        f"{name} {'ok' if c['ok'] else 'WRONG'}",
+                        f"{got} (expected {c['expected'] if not isinstance(c['expected'], list) else 'all ' + str(c['expected'][0])})",
+                    )
                 t.add("exact counts", "yes" if h["exact"] else "NO")
             tables.append(t)
 
@@ -278,8 +318,11 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
             else:
                 status = {True: "met", False: "NOT MET", None: "n/a"}[tg["met"]]
             if tg["op"] == "flat":
-                limit, value, med = "flat", (
-                    "-" if tg["value"] is None else f"{tg['value']:.4f} B/call"), "-"
+                limit, value, med = (
+                    "flat",
+                    ("-" if tg["value"] is None else f"{tg['value']:.4f} B/call"),
+                    "-",
+                )
             else:
                 limit = f"{tg['op']} {tg['limit']:.2f}x"
                 value = _fmt_x(tg["value"], 3)
@@ -305,7 +348,9 @@ def _problems(data: dict[str, Any]) -> list[str]:
             if res.get("error"):
                 out.append(f"{impl}/{group}: FAILED: {res['error']}")
             if res.get("gil_enabled") and res.get("free_threaded_build"):
-                out.append(f"{impl}/{group}: the GIL was enabled while measuring on a free-threaded build")
+                out.append(
+                    f"{impl}/{group}: the GIL was enabled while measuring on a free-threaded build"
+                )
             for name, case in (res.get("cases") or {}).items():
                 if isinstance(case, dict) and case.get("skipped"):
                     out.append(f"{impl}/{group}: {name} skipped: {case['reason']}")

@@ -54,7 +54,15 @@ def _judge(value: float | None, op: str, limit: float) -> tuple[bool | None, str
 def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
     targets: list[dict[str, Any]] = []
 
-    def add(tid: str, what: str, op: str, limit: float, best: float | None, median: float | None, **extra: Any) -> None:
+    def add(
+        tid: str,
+        what: str,
+        op: str,
+        limit: float,
+        best: float | None,
+        median: float | None,
+        **extra: Any,
+    ) -> None:
         met, by = _judge(best, op, limit)
         entry = {
             "id": tid,
@@ -88,26 +96,87 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
         overhead("median_ns"),
     )
     for tid, what, op, limit, num, den in (
-        ("acquire_lock_vs_floor", "with a.acquire_lock() / with-over-C-context-manager floor", "<=", 1.10,
-         ("native", "acquire_lock"), ("native", "floor:c_with")),
-        ("acquire_lock_vs_rlock", "with a.acquire_lock() / with threading.RLock()", "<=", 0.80,
-         ("native", "acquire_lock"), ("native", "floor:with_rlock")),
-        ("tl_hit_vs_floor", "get_thread_local hit / d.get(k) floor", "<=", 1.15,
-         ("native", "tl_hit"), ("native", "floor:dict_get")),
-        ("tl_hit_vs_local", "get_thread_local hit / getattr(threading.local(), k, None)", "<=", 0.80,
-         ("native", "tl_hit"), ("native", "floor:local_getattr")),
-        ("tracked_vs_baseline", "tracked call: baseline / native", ">=", 20.0,
-         ("baseline", "tracked_call"), ("native", "tracked_call")),
-        ("acquire_lock_vs_baseline", "with a.acquire_lock(): baseline / native", ">=", 8.0,
-         ("baseline", "acquire_lock"), ("native", "acquire_lock")),
-        ("tl_miss_vs_baseline", "get_thread_local miss with default: baseline / native", ">=", 8.0,
-         ("baseline", "tl_miss_default"), ("native", "tl_miss_default")),
-        ("get_stats_vs_baseline", "get_stats(): baseline / native", ">=", 2.0,
-         ("baseline", "get_stats"), ("native", "get_stats")),
-        ("tl_hit_vs_baseline", "get_thread_local hit: baseline / native", ">=", 3.0,
-         ("baseline", "tl_hit"), ("native", "tl_hit")),
+        (
+            "acquire_lock_vs_floor",
+            "with a.acquire_lock() / with-over-C-context-manager floor",
+            "<=",
+            1.10,
+            ("native", "acquire_lock"),
+            ("native", "floor:c_with"),
+        ),
+        (
+            "acquire_lock_vs_rlock",
+            "with a.acquire_lock() / with threading.RLock()",
+            "<=",
+            0.80,
+            ("native", "acquire_lock"),
+            ("native", "floor:with_rlock"),
+        ),
+        (
+            "tl_hit_vs_floor",
+            "get_thread_local hit / d.get(k) floor",
+            "<=",
+            1.15,
+            ("native", "tl_hit"),
+            ("native", "floor:dict_get"),
+        ),
+        (
+            "tl_hit_vs_local",
+            "get_thread_local hit / getattr(threading.local(), k, None)",
+            "<=",
+            0.80,
+            ("native", "tl_hit"),
+            ("native", "floor:local_getattr"),
+        ),
+        (
+            "tracked_vs_baseline",
+            "tracked call: baseline / native",
+            ">=",
+            20.0,
+            ("baseline", "tracked_call"),
+            ("native", "tracked_call"),
+        ),
+        (
+            "acquire_lock_vs_baseline",
+            "with a.acquire_lock(): baseline / native",
+            ">=",
+            8.0,
+            ("baseline", "acquire_lock"),
+            ("native", "acquire_lock"),
+        ),
+        (
+            "tl_miss_vs_baseline",
+            "get_thread_local miss with default: baseline / native",
+            ">=",
+            8.0,
+            ("baseline", "tl_miss_default"),
+            ("native", "tl_miss_default"),
+        ),
+        (
+            "get_stats_vs_baseline",
+            "get_stats(): baseline / native",
+            ">=",
+            2.0,
+            ("baseline", "get_stats"),
+            ("native", "get_stats"),
+        ),
+        (
+            "tl_hit_vs_baseline",
+            "get_thread_local hit: baseline / native",
+            ">=",
+            3.0,
+            ("baseline", "tl_hit"),
+            ("native", "tl_hit"),
+        ),
     ):
-        add(tid, what, op, limit, single_ratio(num, den, "best_ns"), single_ratio(num, den, "median_ns"))
+        add(
+            tid,
+            what,
+            op,
+            limit,
+            single_ratio(num, den, "best_ns"),
+            single_ratio(num, den, "median_ns"),
+        )
 
     # Reference (not a target): the same floor on an object that has a __dict__, as adapters
     # do; the interpreter's method lookup then first misses in the instance dict.
@@ -160,7 +229,9 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
                 value = mine["vs_ceiling_median"]
                 quart = mine.get("vs_ceiling_quartiles")
                 cpu_value = mine.get("vs_ceiling_cpu_median")
-                parallelism = min(mine.get("parallelism_median", 2.0), bare.get("parallelism_median", 2.0))
+                parallelism = min(
+                    mine.get("parallelism_median", 2.0), bare.get("parallelism_median", 2.0)
+                )
             except (KeyError, TypeError):
                 value = None
         where = "adapter per thread" if "per_thread" in case else "shared adapter"

@@ -29,7 +29,9 @@ UNROLL = 10
 LoopFn = Callable[..., None]
 
 
-def compile_loop(stmt: str, names: Sequence[str], *, label: str = "stmt", unroll: int = UNROLL) -> LoopFn:
+def compile_loop(
+    stmt: str, names: Sequence[str], *, label: str = "stmt", unroll: int = UNROLL
+) -> LoopFn:
     """Return ``f(n, *values)`` that runs ``stmt`` ``n * unroll`` times; ``names`` are its locals."""
     lines = stmt.strip("\n").splitlines()
     body: list[str] = []
@@ -175,7 +177,9 @@ def run_in_threads(
         cpu[i] = time.thread_time_ns() - c0
         ends[i] = time.perf_counter_ns()
 
-    threads = [threading.Thread(target=work, args=(i,), name=f"bench-{i}") for i in range(n_threads)]
+    threads = [
+        threading.Thread(target=work, args=(i,), name=f"bench-{i}") for i in range(n_threads)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -187,7 +187,9 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
     for case in wanted:
         fn = compile_loop(case.stmt, C.SCALING_NAMES, label=case.name)
 
-        def make_args(_i: int, _shared: bool = case.shared, _own: bool = case.own_class) -> tuple[Any, ...]:
+        def make_args(
+            _i: int, _shared: bool = case.shared, _own: bool = case.own_class
+        ) -> tuple[Any, ...]:
             if _shared:
                 a = shared
             elif _own:
@@ -204,7 +206,9 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
         plan[case.name] = (case, fn, make_args, n)
 
     serial: dict[str, list[ThreadRun]] = {name: [] for name in plan}
-    parallel: dict[str, dict[int, list[ThreadRun]]] = {name: {c: [] for c in counts} for name in plan}
+    parallel: dict[str, dict[int, list[ThreadRun]]] = {
+        name: {c: [] for c in counts} for name in plan
+    }
     paired: dict[str, dict[int, list[float]]] = {name: {c: [] for c in counts} for name in plan}
     paired_cpu: dict[str, dict[int, list[float]]] = {name: {c: [] for c in counts} for name in plan}
 
@@ -233,8 +237,13 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
             c1, cn = measure(case.ceiling)
             m1, mn = measure(name)
             for count in counts:
-                paired[name][count].append(speedup(m1, mn[count], count) / speedup(c1, cn[count], count))
-                case_cpu, ceiling_cpu = cpu_speedup(m1, mn[count], count), cpu_speedup(c1, cn[count], count)
+                paired[name][count].append(
+                    speedup(m1, mn[count], count) / speedup(c1, cn[count], count)
+                )
+                case_cpu, ceiling_cpu = (
+                    cpu_speedup(m1, mn[count], count),
+                    cpu_speedup(c1, cn[count], count),
+                )
                 if case_cpu is not None and ceiling_cpu is not None:
                     paired_cpu[name][count].append(case_cpu / ceiling_cpu)
 
@@ -249,7 +258,11 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
             runs = parallel[name][count]
             # Each parallel run is compared with the serial run just before it.
             sp = [speedup(r1, rn, count) for r1, rn in zip(runs1, runs)]
-            cpu_sp = [x for x in (cpu_speedup(r1, rn, count) for r1, rn in zip(runs1, runs)) if x is not None]
+            cpu_sp = [
+                x
+                for x in (cpu_speedup(r1, rn, count) for r1, rn in zip(runs1, runs))
+                if x is not None
+            ]
             par = [rn.parallelism for rn in runs]
             entry: dict[str, Any] = {
                 "speedup_median": statistics.median(sp),
@@ -269,7 +282,9 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
                 entry["vs_ceiling_quartiles"] = quartiles(ratios)
                 entry["vs_ceiling"] = [round(x, 4) for x in ratios]
                 cpu_ratios = paired_cpu[name][count]
-                entry["vs_ceiling_cpu_median"] = statistics.median(cpu_ratios) if cpu_ratios else None
+                entry["vs_ceiling_cpu_median"] = (
+                    statistics.median(cpu_ratios) if cpu_ratios else None
+                )
             by_threads[str(count)] = entry
         results[name] = {
             "stmt": case.stmt,

@@ -381,7 +381,9 @@ def _type_name(annotation: Any) -> str:
         return (text.rsplit(".", 1)[-1] or "any").lower()
     args = getattr(annotation, "__args__", None)
     origin = getattr(annotation, "__origin__", None)
-    if isinstance(annotation, types.UnionType) or (origin is not None and str(origin) == "typing.Union"):
+    if isinstance(annotation, types.UnionType) or (
+        origin is not None and str(origin) == "typing.Union"
+    ):
         members = [a for a in (args or ()) if a is not type(None)]
         return _type_name(members[0]) if len(members) == 1 else "any"
     if origin is not None:

@@ -40,7 +40,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-
 def _add_adapter_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "adapter",
@@ -49,6 +48,7 @@ def _add_adapter_argument(parser: argparse.ArgumentParser) -> None:
         metavar="ADAPTER",
         help="adapter class as module:Class or module.Class (default: the built-in showcase)",
     )
+
 
 def _build_parser() -> argparse.ArgumentParser:
     from snakepit_bridge import __version__

@@ -198,7 +198,9 @@ _PER_THREAD_MEMO: Final = 256
 
 
 def _method_key(method: Any, cls: type) -> str:
-    memo: dict[tuple[int, int], tuple[Any, type, str]] | None = getattr(_dispatch_local, "keys", None)
+    memo: dict[tuple[int, int], tuple[Any, type, str]] | None = getattr(
+        _dispatch_local, "keys", None
+    )
     if memo is None:
         memo = _dispatch_local.keys = {}
     entry = memo.get((id(method), id(cls)))
@@ -442,7 +444,11 @@ class ThreadSafetyChecker:
             self._observed_writes += 1
             if local.stats is not None:
                 local.stats.writes += 1
-            if state is None or state.evicted or (state.ref is not None and state.ref() is not adapter):
+            if (
+                state is None
+                or state.evicted
+                or (state.ref is not None and state.ref() is not adapter)
+            ):
                 state = self._adapter_state(adapter)
                 if len(local.adapters) >= _PER_THREAD_MEMO:
                     local.adapters.clear()

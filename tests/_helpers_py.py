@@ -49,7 +49,9 @@ def run_threads(worker: Callable[[int], T], n_threads: int) -> list[T]:
     real = [(i, e) for i, e in errors if not isinstance(e, threading.BrokenBarrierError)] or errors
     if real:
         index, first = real[0]
-        raise AssertionError(f"{len(real)} worker(s) failed; worker {index} raised {first!r}") from first
+        raise AssertionError(
+            f"{len(real)} worker(s) failed; worker {index} raised {first!r}"
+        ) from first
     return results  # type: ignore[return-value]
 
 

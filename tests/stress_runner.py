@@ -119,8 +119,14 @@ class StressResult:
 class _Worker:
     """Per-thread state; only its own thread touches it while running."""
 
-    def __init__(self, index: int, seed: int, adapter: StressAdapter, cond: threading.Condition,
-                 nthreads: int) -> None:
+    def __init__(
+        self,
+        index: int,
+        seed: int,
+        adapter: StressAdapter,
+        cond: threading.Condition,
+        nthreads: int,
+    ) -> None:
         self.index = index
         self.rng = random.Random(seed * 1_000_003 + index)
         self.adapter = adapter
@@ -302,7 +308,9 @@ class _Worker:
             self.fail(f"errors={errors} not within [0, total_requests={total}]")
         mine = t["requests_by_thread"].get(self.name, 0)
         if mine != self.tracked_calls:
-            self.fail(f"requests_by_thread[{self.name!r}]={mine}, this thread made {self.tracked_calls}")
+            self.fail(
+                f"requests_by_thread[{self.name!r}]={mine}, this thread made {self.tracked_calls}"
+            )
         stats["tracker"]["total_requests"] = -1  # fresh dict: mutating it must not matter
 
     def step_condition(self) -> None:
@@ -362,15 +370,18 @@ class _Worker:
             self.done = True
 
 
-def run(seed: int = 1, duration: float = 2.0, threads: int = 16, *,
-        hang_timeout: float = 120.0) -> StressResult:
+def run(
+    seed: int = 1, duration: float = 2.0, threads: int = 16, *, hang_timeout: float = 120.0
+) -> StressResult:
     """Run the stress; return a StressResult or raise StressFailure / a worker's exception."""
     adapter = StressAdapter()
     cond = threading.Condition(adapter.lock)
     workers = [_Worker(i, seed, adapter, cond, threads) for i in range(threads)]
     deadline_box = [0.0]
     barrier = threading.Barrier(threads + 1)
-    ts = [threading.Thread(target=w.run, args=(barrier, deadline_box), daemon=True) for w in workers]
+    ts = [
+        threading.Thread(target=w.run, args=(barrier, deadline_box), daemon=True) for w in workers
+    ]
     old_interval = sys.getswitchinterval()
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     if gil:
@@ -398,7 +409,9 @@ def run(seed: int = 1, duration: float = 2.0, threads: int = 16, *,
     calls = sum(w.tracked_calls for w in workers)
     errors = sum(w.tracked_errors for w in workers)
     if adapter.counter != locked:
-        failures.append(f"counter={adapter.counter} but {locked} locked updates were made (lost updates)")
+        failures.append(
+            f"counter={adapter.counter} but {locked} locked updates were made (lost updates)"
+        )
     lock = adapter.lock
     if lock.locked() or lock._is_owned():
         failures.append("adapter lock still held after all workers finished")
@@ -415,24 +428,36 @@ def run(seed: int = 1, duration: float = 2.0, threads: int = 16, *,
     by_thread = t["requests_by_thread"]
     for w in workers:
         if by_thread.get(w.name, 0) != w.tracked_calls:
-            failures.append(f"requests_by_thread[{w.name!r}]={by_thread.get(w.name, 0)}, made {w.tracked_calls}")
+            failures.append(
+                f"requests_by_thread[{w.name!r}]={by_thread.get(w.name, 0)}, made {w.tracked_calls}"
+            )
     if sum(by_thread.values()) != calls:
         failures.append(f"sum(requests_by_thread)={sum(by_thread.values())}, calls={calls}")
     active_threads_ever = sum(1 for w in workers if w.tracked_calls)
     if t["threads_seen"] != active_threads_ever:
-        failures.append(f"threads_seen={t['threads_seen']}, threads that made calls={active_threads_ever}")
+        failures.append(
+            f"threads_seen={t['threads_seen']}, threads that made calls={active_threads_ever}"
+        )
     if failures:
-        raise StressFailure(f"seed {seed}: {len(failures)} oracle failure(s):\n  " + "\n  ".join(failures[:40]))
+        raise StressFailure(
+            f"seed {seed}: {len(failures)} oracle failure(s):\n  " + "\n  ".join(failures[:40])
+        )
 
     counts: Counter[str] = Counter()
     for w in workers:
         counts.update(w.step_counts)
     return StressResult(
-        seed=seed, threads=threads, duration=duration,
-        steps=sum(w.steps for w in workers), locked_updates=locked, tracked_calls=calls,
-        tracked_errors=errors, timeouts=sum(w.timeouts for w in workers),
+        seed=seed,
+        threads=threads,
+        duration=duration,
+        steps=sum(w.steps for w in workers),
+        locked_updates=locked,
+        tracked_calls=calls,
+        tracked_errors=errors,
+        timeouts=sum(w.timeouts for w in workers),
         condition_waits=sum(w.condition_waits for w in workers),
-        step_counts=dict(counts), final_stats=stats,
+        step_counts=dict(counts),
+        final_stats=stats,
     )
 
 

@@ -166,17 +166,26 @@ def test_good_adapter_under_a_20_thread_hammer_gives_zero_warnings() -> None:
 
 @pytest.mark.parametrize(
     ("cls", "method"),
-    [(MultiLockAdapter, "increment"), (MultiLockAdapter, "log_event"),
-     (AtomicAdapter, "atomic_increment"), (DeclaredAdapter, "hit"),
-     (DeclaredAdapter, "miss_under_adapter_lock")],
+    [
+        (MultiLockAdapter, "increment"),
+        (MultiLockAdapter, "log_event"),
+        (AtomicAdapter, "atomic_increment"),
+        (DeclaredAdapter, "hit"),
+        (DeclaredAdapter, "miss_under_adapter_lock"),
+    ],
 )
 def test_writes_guarded_by_user_locks_are_not_races(cls: type, method: str) -> None:
     checker = ThreadSafetyChecker(strict_mode=True)
     adapter = cls()
     total = hammer(getattr(adapter, method), THREADS, CALLS)
     _expect_no_warnings(checker)
-    counted = {"increment": "counter", "log_event": "events", "atomic_increment": "counter",
-               "hit": "hits", "miss_under_adapter_lock": "misses"}[method]
+    counted = {
+        "increment": "counter",
+        "log_event": "events",
+        "atomic_increment": "counter",
+        "hit": "hits",
+        "miss_under_adapter_lock": "misses",
+    }[method]
     assert getattr(adapter, counted) == total
 
 
@@ -580,7 +589,10 @@ def test_check_common_pitfalls() -> None:
     findings = tsc.check_common_pitfalls(BadAdapter(), imported_modules={"pandas"})
     assert any(f"line {BAD_LINE}" in f and "self.counter op=" in f for f in findings)
     assert any("'pandas'" in f for f in findings)
-    assert any("does not declare" in f for f in tsc.check_common_pitfalls(Undeclared(), imported_modules=()))
+    assert any(
+        "does not declare" in f
+        for f in tsc.check_common_pitfalls(Undeclared(), imported_modules=())
+    )
 
     class Untracked(ThreadSafeAdapter):
         __thread_safe__ = True
@@ -589,7 +601,9 @@ def test_check_common_pitfalls() -> None:
         def plain_tool(self) -> None:
             """not tracked"""
 
-    assert any("plain_tool" in f for f in tsc.check_common_pitfalls(Untracked(), imported_modules=()))
+    assert any(
+        "plain_tool" in f for f in tsc.check_common_pitfalls(Untracked(), imported_modules=())
+    )
 
     class NotThreadSafe:
         __thread_safe__ = True
@@ -603,7 +617,9 @@ def test_check_common_pitfalls() -> None:
 # -- lifecycle, global checker, report ------------------------------------------------------
 
 
-def test_observation_stops_when_disabled_exited_or_collected(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_observation_stops_when_disabled_exited_or_collected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     seen: list[str] = []
     original = ThreadSafetyChecker._observe_write
     baseline = live_checker_count()
@@ -674,9 +690,18 @@ def test_report_has_the_documented_keys_and_reset_clears_it() -> None:
     adapter = GoodAdapter()
     adapter.increment()
     report = checker.get_report()
-    for key in ("enabled", "strict_mode", "total_runtime", "warnings", "warnings_issued",
-                "concurrent_accesses", "total_methods_tracked", "total_threads_seen",
-                "thread_utilization", "recommendations"):
+    for key in (
+        "enabled",
+        "strict_mode",
+        "total_runtime",
+        "warnings",
+        "warnings_issued",
+        "concurrent_accesses",
+        "total_methods_tracked",
+        "total_threads_seen",
+        "thread_utilization",
+        "recommendations",
+    ):
         assert key in report
     assert report["thread_utilization"]["MainThread"]["calls"] == 1
     assert report["total_runtime"] >= 0

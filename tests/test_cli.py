@@ -132,11 +132,11 @@ class ExitsWhenBuilt(ThreadSafeAdapter):
 '''
 
 # A module that stops the interpreter while it is imported.
-EXITS_ON_IMPORT = '''
+EXITS_ON_IMPORT = """
 import sys
 
 sys.exit(3)
-'''
+"""
 
 
 @pytest.fixture(scope="module")

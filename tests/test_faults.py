@@ -75,8 +75,19 @@ def run_script(code, *, expect_rc=0, env=None):
     if env:
         full_env.update(env)
     proc = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-W", "ignore::DeprecationWarning", "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=full_env,
+        [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-W",
+            "ignore::DeprecationWarning",
+            "-c",
+            textwrap.dedent(code),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=full_env,
     )
     assert proc.returncode == expect_rc, (
         f"exit code {proc.returncode}, expected {expect_rc}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
@@ -85,6 +96,7 @@ def run_script(code, *, expect_rc=0, env=None):
 
 
 # --- exceptions at any depth -------------------------------------------------------------------
+
 
 def _nest(adapter, depth, raise_at, timed, level_no=1):
     cm = adapter.acquire_lock(timeout=5.0) if timed else adapter.acquire_lock()
@@ -205,11 +217,15 @@ held.wait()
 """
 
 
-@pytest.mark.parametrize("how", ["acquire_lock_timeout", "acquire_lock", "lock_acquire_timeout", "condition_wait"])
+@pytest.mark.parametrize(
+    "how", ["acquire_lock_timeout", "acquire_lock", "lock_acquire_timeout", "condition_wait"]
+)
 def test_sigint_interrupts_blocked_acquire(how):
     """KeyboardInterrupt surfaces (well before the 60 s timeout would) and the lock is not
     left owned by the interrupted thread."""
-    out = run_script(_HOLDER + textwrap.dedent(f"""
+    out = run_script(
+        _HOLDER
+        + textwrap.dedent(f"""
         how = {how!r}
         waiting = threading.Event()
         def killer():
@@ -249,14 +265,17 @@ def test_sigint_interrupts_blocked_acquire(how):
         with a.acquire_lock(timeout=5):
             pass
         print("OK")
-    """))
+    """)
+    )
     assert out.split() == ["KBI", "OK"]
 
 
 def test_signal_handler_runs_during_blocked_acquire_and_wait_continues():
     """A handler that returns normally runs while the main thread is blocked; the acquire
     then goes on waiting and succeeds once the holder releases."""
-    out = run_script(_HOLDER + textwrap.dedent("""
+    out = run_script(
+        _HOLDER
+        + textwrap.dedent("""
         ran = []
         def handler(signum, frame):
             ran.append(signum)
@@ -270,7 +289,8 @@ def test_signal_handler_runs_during_blocked_acquire_and_wait_continues():
         with a.acquire_lock(timeout=60):
             print("ACQUIRED", a.lock._recursion_count())
         print("OK", ran == [signal.SIGUSR1], a.lock._is_owned())
-    """))
+    """)
+    )
     assert out.split() == ["HANDLER", "False", "ACQUIRED", "1", "OK", "True", "False"]
 
 
@@ -279,7 +299,9 @@ def test_gc_and_other_threads_run_while_a_thread_blocks(how):
     """gc.collect() (a stop-the-world on free-threaded builds) and other threads' work
     complete while one thread is blocked on the adapter lock held by another, or waits on
     a Condition over it (which must have released the lock at every level)."""
-    out = run_script(_HOLDER + textwrap.dedent(f"""
+    out = run_script(
+        _HOLDER
+        + textwrap.dedent(f"""
         import gc
         how = {how!r}
         blocked_started = threading.Event()
@@ -323,12 +345,14 @@ def test_gc_and_other_threads_run_while_a_thread_blocks(how):
             release.set()
         bt.join()
         print("DONE", got)
-    """))
+    """)
+    )
     want = "[2]" if how == "condition" else "[1]"
     assert out.split() == ["GC_DONE", "WORKERS", "4000", "STILL_BLOCKED", "True", "DONE", want]
 
 
 # --- fork ------------------------------------------------------------------------------------
+
 
 def test_fork_while_another_thread_holds_lock():
     """Child: the adapter lock is usable, the holder thread's thread-local values are gone
@@ -561,6 +585,7 @@ def test_fork_inside_acquire_lock_child_exits_the_with():
 
 # --- a thread dying mid tracked call -----------------------------------------------------------
 
+
 def test_thread_dying_mid_tracked_call(monkeypatch):
     seen = []
     monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_type))
@@ -632,6 +657,7 @@ def test_tracker_threads_ending_between_reads():
 
 
 # --- adapter churn, thread-locals and the GC -----------------------------------------------
+
 
 def test_adapter_churn_with_thread_locals_and_gc():
     """Creators make and drop adapters (some with thread-local cycles back to the adapter);
@@ -781,11 +807,13 @@ def test_thread_local_cycle_back_to_adapter_is_collected(where):
     if where == "same_thread":
         setter()
     else:
+
         def body():
             setter()
             done.set()
             if where == "live_thread":
                 go.wait()  # stays alive while the adapter is dropped
+
         t = threading.Thread(target=body)
         t.start()
         done.wait()
@@ -831,7 +859,11 @@ def test_thread_local_value_released_when_thread_ends():
 def test_value_stored_by_a_destructor_during_thread_end_is_released():
     """Thread end releases the thread's values; a value's __del__ that stores another value
     on the same adapter must not leave that new value (or a thread record) behind."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import gc, threading, weakref
         from snakepit_bridge import ThreadSafeAdapter
         a = ThreadSafeAdapter()
@@ -849,7 +881,12 @@ def test_value_stored_by_a_destructor_during_thread_end_is_released():
             t = threading.Thread(target=body); t.start(); t.join()
         gc.collect()
         print("ALIVE", sum(r() is not None for r in made))
-    """)], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    """),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["ALIVE", "0"]
     assert "Exception ignored" not in proc.stderr, proc.stderr

@@ -124,12 +124,12 @@ def test_pattern_2_caching_adapter() -> None:
 
         @thread_safe_method
         def compute(self, key, data):
-            cache = self.get_thread_local('cache', {})
+            cache = self.get_thread_local("cache", {})
             if key in cache:
                 return cache[key]
             result = self.model.predict(data)
             cache[key] = result
-            self.set_thread_local('cache', cache)
+            self.set_thread_local("cache", cache)
             return result
 
     adapter = CachingAdapter()
@@ -172,6 +172,7 @@ def test_pattern_3_counting_adapter() -> None:
 
 # -- the tutorial's MyAdapter (steps 1 to 4), with NumPy --------------------------------------
 
+
 def _my_adapter_class() -> type:
     numpy = pytest.importorskip("numpy")
 
@@ -201,13 +202,13 @@ def _my_adapter_class() -> type:
         @thread_safe_method
         @tool(description="Compute with caching")
         def compute_cached(self, key: str, data: list) -> dict:
-            cache = self.get_thread_local('cache', {})
+            cache = self.get_thread_local("cache", {})
             if key in cache:
                 return {"result": cache[key], "cached": True}
             arr = numpy.array(data)
             result = numpy.dot(arr, arr.T).tolist()
             cache[key] = result
-            self.set_thread_local('cache', cache)
+            self.set_thread_local("cache", cache)
             with self.acquire_lock():
                 self.request_count += 1
             return {"result": result, "cached": False}
@@ -217,7 +218,7 @@ def _my_adapter_class() -> type:
         def get_stats(self) -> dict:
             with self.acquire_lock():
                 stats = self.get_stats_dict()
-                stats['total_requests'] = self.request_count
+                stats["total_requests"] = self.request_count
             return stats
 
     return MyAdapter
@@ -258,7 +259,7 @@ def test_step_5_concurrent_compute(my_adapter: object) -> None:
     assert len(results) == 100
     assert len(errors) == 0
     stats = my_adapter.get_stats()
-    assert stats['total_requests'] == 100
+    assert stats["total_requests"] == 100
     assert sorted(r["request_number"] for r in results) == list(range(1, 101))
 
 
@@ -279,7 +280,7 @@ def test_strategy_1_concurrent_hammer(my_adapter: object) -> None:
 
     assert len(results) == 1000
     stats = adapter.get_stats()
-    assert stats['total_requests'] == 1000
+    assert stats["total_requests"] == 1000
 
 
 def test_strategy_3_checker_strict_mode_reports_no_warnings(my_adapter: object) -> None:
@@ -297,7 +298,7 @@ def test_strategy_3_checker_strict_mode_reports_no_warnings(my_adapter: object) 
         t.join()
 
     report = checker.get_report()
-    assert len(report['warnings']) == 0
+    assert len(report["warnings"]) == 0
     assert report["total_threads_seen"] == 21
     assert adapter.get_stats()["total_requests"] == 1000
 
@@ -397,7 +398,10 @@ def test_pitfall_5_reentrant_lock_means_no_deadlock() -> None:
             return "result"
 
     adapter = Nested()
-    assert run_threads(lambda _i: (adapter.method_a(), adapter.method_c()), 8) == [("result", "result")] * 8
+    assert (
+        run_threads(lambda _i: (adapter.method_a(), adapter.method_c()), 8)
+        == [("result", "result")] * 8
+    )
     assert adapter.get_stats()["tracker"]["total_requests"] == 16  # nested calls count once
 
 
@@ -425,6 +429,7 @@ class MultiLockAdapter(ThreadSafeAdapter):
     def __init__(self):
         super().__init__()
         import threading
+
         self.counter_lock = threading.Lock()
         self.log_lock = threading.Lock()
         self.counter = 0
@@ -550,7 +555,9 @@ class CounterAdapter(ThreadSafeAdapter):
 def test_example_1_counter_adapter_and_strategy_2() -> None:
     adapter = CounterAdapter()
     assert [(t.name, t.description) for t in adapter.get_tools()] == [
-        ("get_count", "Get current count"), ("increment", "Increment counter")]
+        ("get_count", "Get current count"),
+        ("increment", "Increment counter"),
+    ]
 
     def increment_many():
         for _ in range(1000):
@@ -633,12 +640,12 @@ class ReadmeAdapter(ThreadSafeAdapter):
 
     @thread_safe_method
     def cached_predict(self, input_data):
-        cache = self.get_thread_local('cache', {})
+        cache = self.get_thread_local("cache", {})
         if input_data in cache:
             return cache[input_data]
         result = self.model.predict(input_data)
         cache[input_data] = result
-        self.set_thread_local('cache', cache)
+        self.set_thread_local("cache", cache)
         return result
 
     @thread_safe_method
@@ -743,12 +750,12 @@ def test_readme_performance_snippets() -> None:
 
         @thread_safe_method
         def compute(self, key):
-            cache = self.get_thread_local('cache', {})
+            cache = self.get_thread_local("cache", {})
             if key in cache:
                 return cache[key]
             result = expensive_function(key)
             cache[key] = result
-            self.set_thread_local('cache', cache)
+            self.set_thread_local("cache", cache)
             return result
 
     checker = ThreadSafetyChecker(strict_mode=True)

@@ -81,6 +81,7 @@ class Held:
 
 # Each primitive: fn(adapter, n) runs it n times in a tight loop.
 
+
 def p_with_lock(a, n):
     for _ in range(n):
         with a.acquire_lock():
@@ -285,13 +286,31 @@ def p_tracker_lifecycle(a, n):
 
 
 PRIMITIVES = [
-    p_with_lock, p_with_lock_nested, p_with_lock_timeout, p_lock_acquire_release,
-    p_lock_acquire_timeout, p_lock_queries, p_release_save_restore,
-    p_lock_contended_nonblocking, p_lock_contended_timeout_error, p_release_unowned_error,
-    p_thread_local_set_get, p_thread_local_new_keys_cleared, p_thread_local_missing_default,
-    p_thread_local_unhashable_error, p_tracked_call, p_tracked_call_bound_each_time,
-    p_tracked_call_nested, p_tracked_call_kwargs, p_tracked_call_error, p_track_request,
-    p_track_request_error, p_tracker_start_end, p_get_stats, p_active_requests, p_adapter_lifecycle,
+    p_with_lock,
+    p_with_lock_nested,
+    p_with_lock_timeout,
+    p_lock_acquire_release,
+    p_lock_acquire_timeout,
+    p_lock_queries,
+    p_release_save_restore,
+    p_lock_contended_nonblocking,
+    p_lock_contended_timeout_error,
+    p_release_unowned_error,
+    p_thread_local_set_get,
+    p_thread_local_new_keys_cleared,
+    p_thread_local_missing_default,
+    p_thread_local_unhashable_error,
+    p_tracked_call,
+    p_tracked_call_bound_each_time,
+    p_tracked_call_nested,
+    p_tracked_call_kwargs,
+    p_tracked_call_error,
+    p_track_request,
+    p_track_request_error,
+    p_tracker_start_end,
+    p_get_stats,
+    p_active_requests,
+    p_adapter_lifecycle,
     p_tracker_lifecycle,
 ]
 
@@ -311,7 +330,9 @@ def test_memory_flat(prim):
     prim(a, N)
     objs1 = gc_count()
     rss1 = rss()
-    assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, f"{objs1 - objs0} more GC-tracked objects after {N} runs"
+    assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, (
+        f"{objs1 - objs0} more GC-tracked objects after {N} runs"
+    )
     assert rss1 - rss0 <= RSS_TOLERANCE, f"RSS grew by {(rss1 - rss0) >> 10} KiB over {N} runs"
     # Finer: Python-allocator bytes still allocated after a shorter traced run.
     if TRACEMALLOC:
@@ -360,7 +381,9 @@ def test_many_short_lived_threads_leave_adapter_flat():
     wave(n)
     objs1 = gc_count()
     rss1 = rss()
-    assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, f"{objs1 - objs0} more GC-tracked objects after {n} threads"
+    assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, (
+        f"{objs1 - objs0} more GC-tracked objects after {n} threads"
+    )
     assert rss1 - rss0 <= RSS_TOLERANCE, f"RSS grew by {(rss1 - rss0) >> 10} KiB over {n} threads"
     t = a.get_stats()["tracker"]
     assert t["total_requests"] == n // 4 + n

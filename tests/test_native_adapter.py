@@ -11,7 +11,14 @@ import weakref
 import pytest
 
 import snakepit_bridge
-from snakepit_bridge import BaseAdapter, RequestTracker, RLock, ThreadSafeAdapter, _native, thread_safe_method
+from snakepit_bridge import (
+    BaseAdapter,
+    RequestTracker,
+    RLock,
+    ThreadSafeAdapter,
+    _native,
+    thread_safe_method,
+)
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter as ThreadedImport
 
 from _threads import run_threads
@@ -190,14 +197,23 @@ def test_acquire_lock_timeout_says_the_holder_has_ended():
     thread.start()
     thread.join()
     assert adapter.lock.locked()
-    with pytest.raises(TimeoutError, match=r"Counter.*held by thread ident \d+, which has ended without releasing it"):
+    with pytest.raises(
+        TimeoutError,
+        match=r"Counter.*held by thread ident \d+, which has ended without releasing it",
+    ):
         with adapter.acquire_lock(timeout=0.01):
             pass
 
 
 @pytest.mark.parametrize(
     ("timeout", "error"),
-    [(-1, ValueError), (-0.5, ValueError), (float("nan"), ValueError), ("1", TypeError), (1e300, OverflowError)],
+    [
+        (-1, ValueError),
+        (-0.5, ValueError),
+        (float("nan"), ValueError),
+        ("1", TypeError),
+        (1e300, OverflowError),
+    ],
 )
 def test_acquire_lock_bad_timeouts(timeout, error):
     with pytest.raises(error):
@@ -394,6 +410,7 @@ def test_clear_from_a_value_destructor_is_safe():
     adapter.clear_thread_local()
     assert adapter.get_thread_local("b") is None
 
+
 class ClearsOnCompare:
     """A key equal in hash to a str, whose __eq__ clears the adapter's storage for this thread."""
 
@@ -437,7 +454,11 @@ def test_str_lookup_that_meets_a_stored_key_whose_eq_clears_the_storage_is_safe(
 
 def _values_dict_holding(adapter: ThreadSafeAdapter, key: object) -> dict:
     """This thread's values dict of the adapter: the GC sees it among the adapter's referents."""
-    found = [d for d in gc.get_referents(adapter) if isinstance(d, dict) and key in d and d is not adapter.__dict__]
+    found = [
+        d
+        for d in gc.get_referents(adapter)
+        if isinstance(d, dict) and key in d and d is not adapter.__dict__
+    ]
     assert len(found) == 1
     return found[0]
 
@@ -468,6 +489,7 @@ def test_lookup_holds_the_values_dict_even_when_keys_were_put_there_behind_its_b
     assert adapter.get_thread_local("filler2") == [2]
     assert "probe-other" not in adapter.__dict__
 
+
 def test_str_subclass_keys_are_found_by_equal_str_keys():
     class Name(str):
         pass
@@ -477,7 +499,6 @@ def test_str_subclass_keys_are_found_by_equal_str_keys():
     adapter.set_thread_local("j", 2)
     assert adapter.get_thread_local("k") == 1
     assert adapter.get_thread_local(Name("j")) == 2
-
 
 
 # ---------------------------------------------------------------- stats
@@ -490,9 +511,17 @@ def test_get_stats_shape_and_freshness():
     assert stats["adapter_class"] == "Counter" and stats["thread_safe"] is True
     tracker = stats["tracker"]
     for key in (
-        "total_requests", "completed_requests", "active_requests", "total_active_requests",
-        "active_threads", "threads_seen", "requests_by_thread", "errors",
-        "total_duration", "mean_duration", "max_duration",
+        "total_requests",
+        "completed_requests",
+        "active_requests",
+        "total_active_requests",
+        "active_threads",
+        "threads_seen",
+        "requests_by_thread",
+        "errors",
+        "total_duration",
+        "mean_duration",
+        "max_duration",
     ):
         assert key in tracker
     stats["tracker"]["total_requests"] = 99
@@ -531,8 +560,14 @@ def test_one_rule_for_declared_thread_safe():
         __thread_safe__ = True
 
     expected = {
-        Undeclared: False, Declared: True, Inherits: True, Revokes: False, Truthy: False,
-        ThreadSafeAdapter: False, PlainAdapter: True, object: False,
+        Undeclared: False,
+        Declared: True,
+        Inherits: True,
+        Revokes: False,
+        Truthy: False,
+        ThreadSafeAdapter: False,
+        PlainAdapter: True,
+        object: False,
     }
     assert {cls: _native.declares_thread_safe(cls) for cls in expected} == expected
     for cls in (Undeclared, Declared, Inherits, Revokes, Truthy):
@@ -738,7 +773,14 @@ def test_write_observer_sees_sets_and_deletes_through_every_ordinary_path():
         delattr(a, "y")
     finally:
         _native.set_write_observer(None)
-    assert seen == [("made", False), ("x", False), ("y", False), ("x", True), ("x", False), ("y", False)]
+    assert seen == [
+        ("made", False),
+        ("x", False),
+        ("y", False),
+        ("x", True),
+        ("x", False),
+        ("y", False),
+    ]
 
 
 def test_a_class_with_its_own_setattr_is_not_taken_for_an_adapter():

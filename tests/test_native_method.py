@@ -76,7 +76,10 @@ def test_keeps_metadata_and_signature():
     assert inspect.unwrap(method) is method.__wrapped__
     assert method.__wrapped__.__name__ == "compute"
     assert method.__thread_safe__ is True
-    assert str(inspect.signature(Service().compute)) == "(x: 'int', *, scale: 'float' = 1.0) -> 'float'"
+    assert (
+        str(inspect.signature(Service().compute))
+        == "(x: 'int', *, scale: 'float' = 1.0) -> 'float'"
+    )
     assert list(inspect.signature(Service.compute).parameters) == ["self", "x", "scale"]
     method.custom = 1
     assert method.__dict__["custom"] == 1
@@ -225,7 +228,12 @@ def test_call_observer_failing_on_exit_is_the_callers_error_and_counted_as_one()
     finally:
         _native.set_call_observer(None)
     t = a.get_stats()["tracker"]
-    assert (t["total_requests"], t["completed_requests"], t["errors"], t["active_requests"]) == (1, 1, 1, 0)
+    assert (t["total_requests"], t["completed_requests"], t["errors"], t["active_requests"]) == (
+        1,
+        1,
+        1,
+        0,
+    )
     assert a.work() == 1
     assert a.get_stats()["tracker"]["errors"] == 1
 

@@ -94,7 +94,9 @@ def test_release_from_another_thread_leaves_the_owner_holding_it(lock):
         lock.release()
         lock.release()
     assert not lock.locked()
-    assert run_threads(1, lambda _: lock.acquire(blocking=False) and (lock.release() or True)) == [True]
+    assert run_threads(1, lambda _: lock.acquire(blocking=False) and (lock.release() or True)) == [
+        True
+    ]
 
 
 def test_locked_reports_any_holder(lock):
@@ -256,4 +258,3 @@ def test_blocked_waiter_does_not_stop_gc_or_other_threads(lock):
     for thread in threads:
         thread.join(20)
     assert result == [True]
-

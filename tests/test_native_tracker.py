@@ -90,7 +90,9 @@ def test_active_requests_seen_from_other_threads():
         assert stats["active_requests"] == 4 and stats["active_threads"] == 4
         assert stats["total_requests"] == 4 and stats["completed_requests"] == 0
         assert tracker.active_requests() == 4
-        with tracker.track_request():  # nested starts on one thread count once, there as in get_stats()
+        with (
+            tracker.track_request()
+        ):  # nested starts on one thread count once, there as in get_stats()
             with tracker.track_request():
                 assert tracker.active_requests() == 5
     finally:

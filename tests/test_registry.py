@@ -351,12 +351,24 @@ def test_a_callable_object_declared_as_a_tool_is_called_without_self() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["nope", "helper", "_private", "acquire_lock", "get_stats", "set_thread_local", "call_tool",
-     "tracked_not_tool", "__init__"],
+    [
+        "nope",
+        "helper",
+        "_private",
+        "acquire_lock",
+        "get_stats",
+        "set_thread_local",
+        "call_tool",
+        "tracked_not_tool",
+        "__init__",
+    ],
 )
 def test_call_tool_refuses_anything_not_declared(name: str) -> None:
-    adapter = Threaded() if name in ("acquire_lock", "get_stats", "set_thread_local",
-                                     "tracked_not_tool") else Plain()
+    adapter = (
+        Threaded()
+        if name in ("acquire_lock", "get_stats", "set_thread_local", "tracked_not_tool")
+        else Plain()
+    )
     with pytest.raises(UnknownToolError) as info:
         adapter.call_tool(name)
     message = str(info.value)

@@ -29,8 +29,14 @@ VECTOR = [float(i % 7) / 7.0 for i in range(showcase.INPUT_SIZE)]
 def test_lists_the_phase_2_tools() -> None:
     names = [t.name for t in ThreadedShowcaseAdapter().get_tools()]
     assert names == [
-        "batch_process", "clear_caches", "compute_intensive", "get_adapter_stats",
-        "get_history", "matrix_multiply", "ping", "stress_test",
+        "batch_process",
+        "clear_caches",
+        "compute_intensive",
+        "get_adapter_stats",
+        "get_history",
+        "matrix_multiply",
+        "ping",
+        "stress_test",
     ]
     assert vars(ThreadedShowcaseAdapter)["__thread_safe__"] is True
     assert check_common_pitfalls(ThreadedShowcaseAdapter(), imported_modules=()) == []
@@ -128,7 +134,9 @@ def test_matrix_multiply_uses_the_shared_read_only_weights() -> None:
     adapter = ThreadedShowcaseAdapter(seed=7)
     np = showcase.np
     w = adapter.model_weights
-    expected = np.maximum(np.maximum(np.asarray(VECTOR) @ w["layer1"], 0) @ w["layer2"], 0) @ w["layer3"]
+    expected = (
+        np.maximum(np.maximum(np.asarray(VECTOR) @ w["layer1"], 0) @ w["layer2"], 0) @ w["layer3"]
+    )
     result = adapter.matrix_multiply(VECTOR)
     assert result["output"] == pytest.approx(expected.tolist())
     assert (result["input_size"], result["output_size"]) == (100, 10)
@@ -191,8 +199,12 @@ def test_stats_are_snapshots_not_live_state() -> None:
     assert fresh["global_stats"]["thread_usage"]["MainThread"] == 1
     assert fresh["global_stats"]["tool_calls"]["batch_process"] == 1
     assert fresh["tracker"]["total_requests"] == 3
-    assert fresh["model"] == {"name": "ThreadedShowcaseModel", "version": "2.0",
-                              "complexity": 5, "thread_safe": True}
+    assert fresh["model"] == {
+        "name": "ThreadedShowcaseModel",
+        "version": "2.0",
+        "complexity": 5,
+        "thread_safe": True,
+    }
     assert fresh["numpy_available"] is showcase.NUMPY_AVAILABLE
 
 

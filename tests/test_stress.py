@@ -21,7 +21,9 @@ def _load_runner():
     name = "snakepit_stress_runner"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("stress_runner.py"))
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).with_name("stress_runner.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)

@@ -72,8 +72,7 @@ class ModelConfig:
 def _require_numpy(tool_name: str) -> Any:
     if np is None:
         raise NumpyUnavailableError(
-            f"{tool_name} needs NumPy, which is not installed: "
-            "pip install 'snakepit-bridge[numpy]'"
+            f"{tool_name} needs NumPy, which is not installed: pip install 'snakepit-bridge[numpy]'"
         )
     return np
 
@@ -159,7 +158,11 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
     @thread_safe_method
     @tool(description="Reply with a message, a timestamp and the name of the serving thread")
     def ping(self, message: str = "pong") -> dict[str, Any]:
-        return {"message": message, "timestamp": time.time(), "thread": threading.current_thread().name}
+        return {
+            "message": message,
+            "timestamp": time.time(),
+            "thread": threading.current_thread().name,
+        }
 
     @thread_safe_method
     @tool(description="CPU-bound NumPy loop with a per-thread result cache")
@@ -242,7 +245,9 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
                 if delay_ms:
                     time.sleep(delay_ms / 1000.0)
                 digest = hashlib.sha256(repr(item).encode()).hexdigest()[:16]
-                results.append({"item_id": index, "input": item, "output": digest, "thread": thread})
+                results.append(
+                    {"item_id": index, "input": item, "output": digest, "thread": thread}
+                )
         finally:
             self.clear_thread_local("current_batch_id")
         seconds = time.perf_counter() - started

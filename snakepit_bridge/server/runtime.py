@@ -73,7 +73,9 @@ class _Outcome:
 
 def main(argv: Sequence[str] | None = None, prog: str = "snakepit-bridge serve") -> int:
     """Run the server until it is told to stop; returns the exit status."""
-    group_problem = _start_process_group() if os.environ.get("SNAKEPIT_PROCESS_GROUP") == "1" else None
+    group_problem = (
+        _start_process_group() if os.environ.get("SNAKEPIT_PROCESS_GROUP") == "1" else None
+    )
     try:
         config = parse_config(sys.argv[1:] if argv is None else argv, os.environ, prog)
     except ConfigError as exc:
@@ -140,8 +142,7 @@ def _load_adapter(config: ServerConfig) -> tuple[Any, ServerConfig]:
         config = replace(config, max_workers=1)
     elif declared is not True and config.max_workers > 1:
         log.warning(
-            "%s does not declare __thread_safe__ = True; its tools will run in %d threads at "
-            "once",
+            "%s does not declare __thread_safe__ = True; its tools will run in %d threads at once",
             adapter_class.__qualname__,
             config.max_workers,
         )
@@ -190,7 +191,9 @@ async def _start(
         except OSError as exc:
             server.close()
             pool.shutdown(wait=False)
-            raise StartupError(f"cannot write the ready file {config.ready_file!r}: {exc}") from None
+            raise StartupError(
+                f"cannot write the ready file {config.ready_file!r}: {exc}"
+            ) from None
     try:
         print(f"GRPC_READY:{port}", flush=True)
     except OSError:  # stdout closed: only the ready file counts anyway
