@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from benchmarks import cases as C
+from benchmarks.facts import environment
 from benchmarks.timing import LoopCase, compile_loop, measure_interleaved
 
 STATEMENTS: tuple[tuple[str, str], ...] = (
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     loop_best = min(loops[0].samples)
     loop_median = statistics.median(loops[0].samples)
     print(
-        f"{sys.version.split()[0]} {'free-threaded' if not getattr(sys, '_is_gil_enabled', lambda: True)() else 'GIL'}"
+        f"{sys.version.split()[0]} {'GIL' if environment.gil_enabled() else 'free-threaded'}"
         f", ns per statement (thread CPU time, loop subtracted), {rounds} rounds"
     )
     width = max(len(label) for label, _ in STATEMENTS)

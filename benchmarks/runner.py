@@ -9,7 +9,6 @@ import os
 import platform
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from benchmarks import cases as C
 from benchmarks import report, targets
+from benchmarks.facts import environment
 from benchmarks.worker import summarize_single
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,19 +66,15 @@ def cpu_model() -> str:
 
 
 def collect_meta(quick: bool) -> dict[str, Any]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count()
     return {
         "python_version": platform.python_version(),
         "python": sys.version,
         "executable": sys.executable,
-        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "free_threaded_build": environment.free_threaded_build(),
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
+        "cpus_usable": environment.cpu_count(),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": quick,
         "loadavg_start": [round(x, 2) for x in os.getloadavg()]

@@ -12,12 +12,12 @@ import os
 import random
 import statistics
 import sys
-import sysconfig
 import time
 import traceback
 from typing import Any
 
 from benchmarks import cases as C
+from benchmarks.facts import environment
 from benchmarks.timing import (
     UNROLL,
     LoopCase,
@@ -62,11 +62,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "hammer_total": 1_600,
     },
 }
-
-
-def gil_enabled() -> bool:
-    check = getattr(sys, "_is_gil_enabled", None)
-    return True if check is None else bool(check())
 
 
 def scaling_thread_counts() -> list[int]:
@@ -359,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "group": ns.group,
         "pid": os.getpid(),
         "python": sys.version,
-        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "free_threaded_build": environment.free_threaded_build(),
         "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     started = time.perf_counter()
@@ -375,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         out["error"] = f"{type(exc).__name__}: {exc}"
         out["traceback"] = traceback.format_exc()
         status = 1
-    out["gil_enabled"] = gil_enabled()
+    out["gil_enabled"] = environment.gil_enabled()
     out["elapsed_s"] = time.perf_counter() - started
     out["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     with open(ns.out, "w", encoding="utf-8") as f:

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
-from snakepit_bridge import hammer
+from snakepit_bridge import environment, hammer
 
 PROG = "snakepit-bridge"
 EXIT_OK = 0
@@ -503,7 +503,7 @@ def collect_info() -> dict[str, Any]:
         numpy_version: str | None = importlib.metadata.version("numpy")
     except importlib.metadata.PackageNotFoundError:
         numpy_version = None
-    return {**hammer.environment(), "native_module": _native.__file__, "numpy": numpy_version}
+    return {**environment.environment(), "native_module": _native.__file__, "numpy": numpy_version}
 
 
 def _cmd_info(options: argparse.Namespace) -> int:

@@ -30,17 +30,16 @@ import importlib
 import inspect
 import itertools
 import math
-import os
-import platform
 import random
 import sys
-import sysconfig
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from snakepit_bridge import environment
 
 DEFAULT_ADAPTER = "snakepit_bridge.adapters.threaded_showcase:ThreadedShowcaseAdapter"
 DEFAULT_THREADS = 16
@@ -713,40 +712,8 @@ class HammerResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Environment facts
+# Stacks of stuck threads
 # --------------------------------------------------------------------------------------------
-
-
-def gil_enabled() -> bool:
-    """Whether the GIL is on now; interpreters before 3.13 cannot turn it off."""
-    probe = getattr(sys, "_is_gil_enabled", None)
-    return bool(probe()) if probe is not None else True
-
-
-def free_threaded_build() -> bool:
-    """Whether this interpreter was built with ``--disable-gil``."""
-    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-
-
-def environment() -> dict[str, Any]:
-    """Interpreter facts that matter for reading a concurrency report."""
-    from snakepit_bridge import __version__
-
-    return {
-        "package_version": __version__,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "executable": sys.executable,
-        "free_threaded_build": free_threaded_build(),
-        "gil_enabled": gil_enabled(),
-        "cpu_count": _cpu_count(),
-    }
-
-
-def _cpu_count() -> int | None:
-    # process_cpu_count (3.13+) honours CPU affinity; cpu_count is the fallback.
-    counter = getattr(os, "process_cpu_count", None) or os.cpu_count
-    return counter()
 
 
 def format_thread_stacks(threads: Iterable[threading.Thread]) -> str:
@@ -908,7 +875,7 @@ def run_hammer(
         adapter_stats=adapter_stats,
         thread_safety=thread_safety,
         strict=strict,
-        environment=environment(),
+        environment=environment.environment(),
     )
 
 

@@ -44,6 +44,7 @@ import time
 import traceback
 from collections import Counter
 
+from snakepit_bridge import environment
 from snakepit_bridge._native import ThreadSafeAdapter, thread_safe_method
 
 __all__ = ["StressAdapter", "StressError", "StressFailure", "StressResult", "run", "main"]
@@ -383,8 +384,7 @@ def run(
         threading.Thread(target=w.run, args=(barrier, deadline_box), daemon=True) for w in workers
     ]
     old_interval = sys.getswitchinterval()
-    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-    if gil:
+    if environment.gil_enabled():
         sys.setswitchinterval(1e-5)  # more interleavings on GIL builds
     try:
         for t in ts:

@@ -37,7 +37,7 @@ from typing import Any
 
 from grpclib.server import Server
 
-from snakepit_bridge import hammer
+from snakepit_bridge import environment, hammer
 from snakepit_bridge.server.config import ConfigError, ServerConfig, parse_config
 from snakepit_bridge.server.lifecycle import ShutdownTrigger
 from snakepit_bridge.server.runner import ToolRunner
@@ -198,7 +198,6 @@ async def _start(
         print(f"GRPC_READY:{port}", flush=True)
     except OSError:  # stdout closed: only the ready file counts anyway
         pass
-    gil = getattr(sys, "_is_gil_enabled", None)
     log.info(
         "serving %s on %s:%d: %d thread(s), %d tool(s), Python %s, GIL %s",
         hammer.adapter_spec(type(adapter)),
@@ -207,7 +206,7 @@ async def _start(
         config.max_workers,
         len(catalog.tools),
         sys.version.split()[0],
-        "on" if gil is None or gil() else "off",
+        "on" if environment.gil_enabled() else "off",
     )
     return server, service, gateway, pool, trigger
 
