@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
-from snakepit_bridge import environment, hammer
+from snakepit_bridge import environment, hammer, loading
 
 PROG = "snakepit-bridge"
 EXIT_OK = 0
@@ -44,7 +44,7 @@ def _add_adapter_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "adapter",
         nargs="?",
-        default=hammer.DEFAULT_ADAPTER,
+        default=loading.DEFAULT_ADAPTER,
         metavar="ADAPTER",
         help="adapter class as module:Class or module.Class (default: the built-in showcase)",
     )
@@ -189,10 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return int(options.handler(options))
-    except hammer.UsageError as exc:
+    except (hammer.UsageError, loading.AdapterLoadError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except hammer.AdapterConstructionError as exc:
+    except loading.AdapterConstructionError as exc:
         # The adapter's own bug: its traceback is what its author needs.
         cause = exc.__cause__ or exc
         traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
@@ -248,7 +248,7 @@ def _parse_tool_arguments(text: str | None) -> dict[str, dict[str, Any]]:
 
 def _cmd_hammer(options: argparse.Namespace) -> int:
     arguments = _parse_tool_arguments(options.args_json)
-    adapter_class = hammer.load_adapter_class(options.adapter)
+    adapter_class = loading.load_adapter_class(options.adapter)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     requests = options.requests if options.duration is None else None
     if requests is None and options.duration is None:
@@ -267,7 +267,7 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
             amount = f"{requests:,} requests" if requests else f"{options.duration:g} s"
             tools = ", ".join(call.tool for call in mix)
             progress.line(
-                f"hammer: {hammer.adapter_spec(adapter_class)}, {options.threads} threads, "
+                f"hammer: {loading.adapter_spec(adapter_class)}, {options.threads} threads, "
                 f"{amount}, seed {seed}; tools: {tools}"
             )
 
@@ -450,17 +450,17 @@ def render_report(result: hammer.HammerResult) -> str:
 
 
 def _cmd_tools(options: argparse.Namespace) -> int:
-    adapter_class = hammer.load_adapter_class(options.adapter)
-    adapter = hammer.construct_adapter(adapter_class)
+    adapter_class = loading.load_adapter_class(options.adapter)
+    adapter = loading.construct_adapter(adapter_class)
     specs = hammer.tool_infos(adapter)
     if options.json:
         payload = {
-            "adapter": hammer.adapter_spec(adapter_class),
+            "adapter": loading.adapter_spec(adapter_class),
             "tools": [spec.to_dict() for spec in specs],
         }
         _print_json(payload)
         return EXIT_OK
-    print(f"{hammer.adapter_spec(adapter_class)}: {len(specs)} tool(s)")
+    print(f"{loading.adapter_spec(adapter_class)}: {len(specs)} tool(s)")
     if not specs:
         return EXIT_OK
     rows = [

@@ -2,7 +2,8 @@
 
 This is the machinery behind ``snakepit-bridge hammer`` and it is usable on its own::
 
-    from snakepit_bridge.hammer import load_adapter_class, build_mix, run_hammer
+    from snakepit_bridge.hammer import build_mix, run_hammer
+    from snakepit_bridge.loading import load_adapter_class
 
     adapter_class = load_adapter_class("my_pkg.adapters:MyAdapter")
     mix = lambda adapter: build_mix(adapter, seed=1)  # the default mix of the shared instance
@@ -26,7 +27,6 @@ What a run does:
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import itertools
 import math
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from snakepit_bridge import environment
+from snakepit_bridge.loading import adapter_spec, construct_adapter, exception_summary
 
-DEFAULT_ADAPTER = "snakepit_bridge.adapters.threaded_showcase:ThreadedShowcaseAdapter"
 DEFAULT_THREADS = 16
 DEFAULT_REQUESTS = 10_000
 REPORT_SCHEMA_VERSION = 1
@@ -51,82 +51,15 @@ _SCHEDULE_CHUNK = 1024
 
 
 class UsageError(Exception):
-    """What the user asked for cannot be run (unknown adapter or tool, bad arguments).
+    """What the user asked for cannot be run (unknown tool, bad arguments, too many threads).
 
     The CLI turns it into a one-line message and exit status 2.
-    """
-
-
-class AdapterConstructionError(Exception):
-    """The adapter class raised while being instantiated (a bug in the adapter: exit status 1).
-
-    The original exception is the ``__cause__``.
     """
 
 
 # --------------------------------------------------------------------------------------------
 # Adapters and their tools
 # --------------------------------------------------------------------------------------------
-
-
-def load_adapter_class(spec: str) -> type:
-    """Import the adapter class named by ``module:Class`` or ``module.Class``.
-
-    Raises :class:`UsageError` with a one-line reason when the module or class cannot be found,
-    the module fails to import, or the object is not an adapter class.
-    """
-    module_name, sep, qualname = spec.partition(":")
-    if not sep:
-        module_name, _, qualname = spec.rpartition(".")
-    if not module_name or not qualname:
-        raise UsageError(f"adapter must be 'module:Class' or 'module.Class', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if module_name == missing or module_name.startswith(missing + "."):
-            raise UsageError(f"unknown adapter {spec!r}: no module named {missing!r}") from None
-        raise UsageError(
-            f"cannot import adapter module {module_name!r}: {_one_line(exc)}"
-        ) from None
-    except (Exception, SystemExit) as exc:
-        # The user's module is broken (or calls sys.exit() on import): one line, no traceback.
-        raise UsageError(
-            f"cannot import adapter module {module_name!r}: {_one_line(exc)}"
-        ) from None
-    target: Any = module
-    for part in qualname.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise UsageError(
-                f"unknown adapter {spec!r}: module {module_name!r} has no attribute {qualname!r}"
-            ) from None
-    if not isinstance(target, type):
-        raise UsageError(f"{spec!r} is not a class")
-    if not callable(getattr(target, "get_tools", None)) or not callable(
-        getattr(target, "call_tool", None)
-    ):
-        raise UsageError(f"{spec!r} is not an adapter: it has no get_tools() and call_tool()")
-    return target
-
-
-def construct_adapter(adapter_class: Callable[[], Any]) -> Any:
-    """``adapter_class()``, with a failure wrapped in :class:`AdapterConstructionError`.
-
-    ``SystemExit`` counts as a failure too: an adapter calling ``sys.exit()`` in ``__init__``
-    must not end the command silently.
-    """
-    try:
-        return adapter_class()
-    except (Exception, SystemExit) as exc:
-        name = getattr(adapter_class, "__qualname__", repr(adapter_class))
-        raise AdapterConstructionError(f"constructing {name} failed: {_one_line(exc)}") from exc
-
-
-def adapter_spec(adapter_class: type) -> str:
-    """The ``module:Class`` name of a class, as the CLI accepts it."""
-    return f"{adapter_class.__module__}:{adapter_class.__qualname__}"
 
 
 _NO_DEFAULT: Any = object()
@@ -493,11 +426,6 @@ class ErrorGroup:
         }
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def _error_key(tool: str, exc: BaseException) -> tuple[str, str, str]:
     """Group key: the tool, the exception's qualified type and where it was raised."""
     tb = exc.__traceback__
@@ -853,7 +781,7 @@ def run_hammer(
     try:
         adapter_stats = json_safe(adapter.get_stats()) if hasattr(adapter, "get_stats") else None
     except Exception as exc:  # a broken get_stats() is a finding, not a crash of the report
-        adapter_stats = {"error": _one_line(exc)}
+        adapter_stats = {"error": exception_summary(exc)}
     thread_safety = json_safe(stop_checker(checker)) if checker is not None else None
 
     return HammerResult(
@@ -939,7 +867,7 @@ def _run_workers(
                 running.thread.join()
             raise UsageError(
                 f"could start only {len(workers)} of {threads} worker threads "
-                f"({_one_line(exc)}); use fewer --threads"
+                f"({exception_summary(exc)}); use fewer --threads"
             ) from None
         workers.append(worker)
 

@@ -234,6 +234,7 @@ for name in ("grpclib", "google", "h2"):
     sys.modules[name] = None  # any import of them raises ImportError
 import snakepit_bridge, snakepit_bridge.context, snakepit_bridge.base_adapter_threaded
 import snakepit_bridge.cli, snakepit_bridge.hammer, snakepit_bridge.thread_safety_checker
+import snakepit_bridge.environment, snakepit_bridge.loading
 from snakepit_bridge.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -37,7 +37,7 @@ from typing import Any
 
 from grpclib.server import Server
 
-from snakepit_bridge import environment, hammer
+from snakepit_bridge import environment, loading
 from snakepit_bridge.server.config import ConfigError, ServerConfig, parse_config
 from snakepit_bridge.server.lifecycle import ShutdownTrigger
 from snakepit_bridge.server.runner import ToolRunner
@@ -130,8 +130,8 @@ def configure_logging(level: str) -> None:
 
 def _load_adapter(config: ServerConfig) -> tuple[Any, ServerConfig]:
     try:
-        adapter_class = hammer.load_adapter_class(config.adapter)
-    except hammer.UsageError as exc:
+        adapter_class = loading.load_adapter_class(config.adapter)
+    except loading.AdapterLoadError as exc:
         raise StartupError(str(exc), EXIT_USAGE) from None
     declared = getattr(adapter_class, "__thread_safe__", None)
     if declared is False and config.max_workers > 1:
@@ -147,8 +147,8 @@ def _load_adapter(config: ServerConfig) -> tuple[Any, ServerConfig]:
             config.max_workers,
         )
     try:
-        adapter = hammer.construct_adapter(adapter_class)
-    except hammer.AdapterConstructionError as exc:
+        adapter = loading.construct_adapter(adapter_class)
+    except loading.AdapterConstructionError as exc:
         log.debug("adapter construction failed", exc_info=exc.__cause__)
         raise StartupError(str(exc)) from None
     return adapter, config
@@ -200,7 +200,7 @@ async def _start(
         pass
     log.info(
         "serving %s on %s:%d: %d thread(s), %d tool(s), Python %s, GIL %s",
-        hammer.adapter_spec(type(adapter)),
+        loading.adapter_spec(type(adapter)),
         config.host,
         port,
         config.max_workers,
