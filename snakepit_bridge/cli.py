@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
 from snakepit_bridge import environment, hammer, loading
+from snakepit_bridge._json import json_safe
+from snakepit_bridge.base_adapter import ParameterSpec, tool_specs
 
 PROG = "snakepit-bridge"
 EXIT_OK = 0
@@ -210,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_json(data: Any) -> None:
     """``data`` as standard JSON on stdout: what JSON cannot hold (objects, NaN, infinities)
     is written as its ``repr``, never as the non-standard ``NaN`` / ``Infinity``."""
-    json.dump(hammer.json_safe(data), sys.stdout, indent=2, allow_nan=False)
+    json.dump(json_safe(data), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
 
 
@@ -452,7 +454,7 @@ def render_report(result: hammer.HammerResult) -> str:
 def _cmd_tools(options: argparse.Namespace) -> int:
     adapter_class = loading.load_adapter_class(options.adapter)
     adapter = loading.construct_adapter(adapter_class)
-    specs = hammer.tool_infos(adapter)
+    specs = tool_specs(adapter)
     if options.json:
         payload = {
             "adapter": loading.adapter_spec(adapter_class),
@@ -480,11 +482,11 @@ def _cmd_tools(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _describe_parameter(param: hammer.ParameterInfo) -> str:
+def _describe_parameter(param: ParameterSpec) -> str:
     prefix = {"var_positional": "*", "var_keyword": "**"}.get(param.kind, "")
     text = f"{prefix}{param.name}: {param.type}"
     if param.has_default:
-        text += f" = {json.dumps(param.default, default=repr)}"
+        text += f" = {json.dumps(json_safe(param.default))}"
     return text
 
 

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from snakepit_bridge import environment
+from snakepit_bridge._json import json_safe
+from snakepit_bridge.base_adapter import tool_specs
 from snakepit_bridge.loading import adapter_spec, construct_adapter, exception_summary
 
 DEFAULT_THREADS = 16
@@ -58,153 +60,17 @@ class UsageError(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# Adapters and their tools
-# --------------------------------------------------------------------------------------------
-
-
-_NO_DEFAULT: Any = object()
-_VARIADIC_KINDS = ("var_positional", "var_keyword")
-
-
-@dataclass(frozen=True)
-class ParameterInfo:
-    """One parameter of a tool, as the adapter's ``get_tools()`` schema describes it."""
-
-    name: str
-    type: str
-    required: bool
-    default: Any = _NO_DEFAULT
-    kind: str = "positional_or_keyword"
-
-    @property
-    def has_default(self) -> bool:
-        return self.default is not _NO_DEFAULT
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "type": self.type,
-            "required": self.required,
-            "kind": self.kind,
-        }
-        if self.has_default:
-            out["default"] = self.default
-        return out
-
-
-@dataclass(frozen=True)
-class ToolInfo:
-    """A declared tool of an adapter: name, description, streaming flag and parameters."""
-
-    name: str
-    description: str
-    supports_streaming: bool
-    parameters: tuple[ParameterInfo, ...]
-
-    @property
-    def required_parameters(self) -> tuple[ParameterInfo, ...]:
-        return tuple(p for p in self.parameters if p.required)
-
-    @property
-    def keyword_names(self) -> frozenset[str]:
-        """Names a caller may pass as keywords."""
-        return frozenset(
-            p.name for p in self.parameters if p.kind not in (*_VARIADIC_KINDS, "positional_only")
-        )
-
-    @property
-    def accepts_any_keyword(self) -> bool:
-        return any(p.kind == "var_keyword" for p in self.parameters)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "supports_streaming": self.supports_streaming,
-            "parameters": [p.to_dict() for p in self.parameters],
-        }
-
-
-def _as_mapping(entry: Any) -> Mapping[str, Any]:
-    """A registry entry as a mapping (``BaseAdapter.get_tools()`` gives objects with ``to_dict``)."""
-    if isinstance(entry, Mapping):
-        return entry
-    to_dict = getattr(entry, "to_dict", None)
-    mapping: Mapping[str, Any] = to_dict() if callable(to_dict) else vars(entry)
-    return mapping
-
-
-def _parameter_info(raw: Any) -> ParameterInfo:
-    entry = _as_mapping(raw)
-    kind = str(entry.get("kind", "positional_or_keyword"))
-    required = bool(entry.get("required", False)) and kind not in _VARIADIC_KINDS
-    return ParameterInfo(
-        name=str(entry["name"]),
-        type=str(entry.get("type") or "any"),
-        required=required,
-        default=entry["default"] if "default" in entry and not required else _NO_DEFAULT,
-        kind=kind,
-    )
-
-
-def tool_infos(adapter: Any) -> list[ToolInfo]:
-    """The adapter's declared tools, from its ``get_tools()``, normalised to :class:`ToolInfo`."""
-    specs = []
-    for raw in adapter.get_tools():
-        entry = _as_mapping(raw)
-        specs.append(
-            ToolInfo(
-                name=str(entry["name"]),
-                description=str(entry.get("description") or ""),
-                supports_streaming=bool(entry.get("supports_streaming", False)),
-                parameters=tuple(_parameter_info(p) for p in entry.get("parameters") or ()),
-            )
-        )
-    return specs
-
-
-# --------------------------------------------------------------------------------------------
 # The request mix
 # --------------------------------------------------------------------------------------------
 
-ArgumentFactory = Callable[[random.Random], dict[str, Any]]
+ArgumentFactory = Callable[[random.Random], Mapping[str, Any]]
+"""Makes one tool's keyword arguments from the run's seeded random generator."""
 
+MixTable = Mapping[str, tuple[int, ArgumentFactory]]
+"""Tool name -> (weight, argument factory): an adapter class's default mix."""
 
-def _showcase_defaults() -> dict[str, tuple[int, ArgumentFactory]]:
-    """Weight and argument factory per showcase tool.
-
-    Arguments are valid and small: the default run of 10,000 requests should take seconds, not
-    minutes, on a 2-core machine, while every tool (and each of the three patterns) gets traffic.
-    """
-    return {
-        "ping": (2, lambda rng: {}),
-        "compute_intensive": (
-            3,
-            lambda rng: {
-                "data": [round(rng.uniform(-1, 1), 6) for _ in range(16)],
-                "iterations": 50,
-            },
-        ),
-        # The showcase's first weight layer is 100 x 100, so the input vector has 100 entries.
-        "matrix_multiply": (
-            3,
-            lambda rng: {"input_vector": [round(rng.uniform(-1, 1), 6) for _ in range(100)]},
-        ),
-        "batch_process": (
-            1,
-            lambda rng: {"items": [f"item-{rng.randrange(1000)}" for _ in range(3)], "delay_ms": 1},
-        ),
-        "stress_test": (1, lambda rng: {"duration_ms": 2, "complexity": 100}),
-        "get_adapter_stats": (1, lambda rng: {}),
-        "get_history": (1, lambda rng: {"limit": 5}),
-        "clear_caches": (1, lambda rng: {}),
-    }
-
-
-# Per-adapter default mixes, keyed by the class's ``module.qualname``; subclasses inherit them.
-DEFAULT_MIXES: dict[str, Callable[[], dict[str, tuple[int, ArgumentFactory]]]] = {
-    "snakepit_bridge.adapters.threaded_showcase.ThreadedShowcaseAdapter": _showcase_defaults,
-}
+# The classmethod an adapter class may define to give its default mix (see default_mix_table).
+DEFAULT_MIX_METHOD = "default_hammer_mix"
 
 
 @dataclass(frozen=True)
@@ -220,12 +86,30 @@ class ToolCall:
         return {"tool": self.tool, "args": json_safe(dict(self.arguments)), "weight": self.weight}
 
 
-def _table_for(adapter_class: type) -> dict[str, tuple[int, ArgumentFactory]] | None:
-    for klass in adapter_class.__mro__:
-        factory = DEFAULT_MIXES.get(f"{klass.__module__}.{klass.__qualname__}")
-        if factory is not None:
-            return factory()
-    return None
+def default_mix_table(adapter_class: type) -> MixTable:
+    """The default mix an adapter class declares, or an empty table.
+
+    A class declares one with a classmethod ``default_hammer_mix()`` returning a
+    :data:`MixTable`; subclasses inherit it. The engine itself names no tool.
+    """
+    declare = getattr(adapter_class, DEFAULT_MIX_METHOD, None)
+    if declare is None:
+        return {}
+    table = declare()
+    if not isinstance(table, Mapping):
+        raise TypeError(
+            f"{adapter_class.__qualname__}.{DEFAULT_MIX_METHOD}() must return a mapping of tool "
+            f"name to (weight, argument factory), not {type(table).__name__}"
+        )
+    for name, entry in table.items():
+        weight, factory = entry
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            raise TypeError(f"{DEFAULT_MIX_METHOD}(): the weight of {name!r} must be an int >= 1")
+        if not callable(factory):
+            raise TypeError(
+                f"{DEFAULT_MIX_METHOD}(): the argument factory of {name!r} is not callable"
+            )
+    return table
 
 
 def build_mix(
@@ -237,13 +121,13 @@ def build_mix(
     """The request mix for ``adapter``.
 
     ``tools`` selects tools by name (a repeated name counts once more in the weighting); when
-    empty, the default mix is used: the tools of the adapter's entry in :data:`DEFAULT_MIXES`
-    with their weights and arguments, plus every other tool whose parameters all have defaults
-    (or that ``arguments`` names), with weight 1. ``arguments`` maps a tool name to keyword arguments,
-    merged over the default ones. Raises :class:`UsageError` for unknown tools, unknown
+    empty, the default mix is used: the tools of the class's :func:`default_mix_table` with
+    their weights and arguments, plus every other tool whose parameters all have defaults (or
+    that ``arguments`` names), with weight 1. ``arguments`` maps a tool name to keyword
+    arguments, merged over the default ones. Raises :class:`UsageError` for unknown tools, unknown
     parameters, missing required arguments, or an empty mix.
     """
-    specs = {spec.name: spec for spec in tool_infos(adapter)}
+    specs = {spec.name: spec for spec in tool_specs(adapter)}
     available = ", ".join(sorted(specs)) or "(none)"
     arguments = dict(arguments or {})
     for name in arguments:
@@ -260,7 +144,7 @@ def build_mix(
             raise UsageError(f"--args names tool {not_selected[0]!r}, which no --tool selects")
 
     rng = random.Random(seed)
-    table = _table_for(type(adapter)) or {}
+    table = default_mix_table(type(adapter))
     weights: dict[str, int] = {}
     if tools:
         for name in tools:
@@ -690,26 +574,6 @@ def stop_checker(checker: Any) -> dict[str, Any]:
     report = dict(checker.get_report())
     checker.disable()  # the checker must not outlive the run it belongs to
     return report
-
-
-def json_safe(value: Any, depth: int = 0) -> Any:
-    """A JSON-encodable copy of adapter-provided data (stats and arguments may hold anything).
-
-    What JSON cannot hold becomes its ``repr``, including the floats ``nan``, ``inf`` and
-    ``-inf`` (which ``json`` would otherwise write as the non-standard ``NaN``/``Infinity``).
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if depth > 20:
-        return repr(value)
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [json_safe(v, depth + 1) for v in items]
-    return repr(value)
 
 
 def run_hammer(

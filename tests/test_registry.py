@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 from typing import Optional
 
 import pytest
@@ -234,6 +235,56 @@ def test_to_dict_is_json_friendly_and_fresh() -> None:
     assert data["parameters"][1]["default"] == 3
     data["parameters"].clear()
     assert len(spec.to_dict()["parameters"]) == 2
+
+
+def test_tool_spec_from_mapping_round_trips_and_reads_upstream_entries() -> None:
+    for spec in Plain().get_tools():
+        assert ToolSpec.from_mapping(spec) is spec
+        assert ToolSpec.from_mapping(spec.to_dict()) == spec
+    upstream = SimpleNamespace(  # a registration object, as upstream's protobuf messages read
+        name="scale",
+        description="Scale values",
+        supports_streaming=True,
+        parameters=[
+            SimpleNamespace(name="values", type="list", required=True, validation_json=""),
+            SimpleNamespace(name="factor", type="float", required=False,
+                            validation_json='{"default": 2.5}'),
+            {"name": "rest", "type": "any", "required": True, "kind": "var_keyword"},
+        ],
+        metadata={"adapter_class": "Scaler", "module": "pkg.mod", "required_variables": "a,b"},
+    )  # fmt: skip
+    spec = ToolSpec.from_mapping(upstream)
+    assert spec == ToolSpec(
+        name="scale",
+        description="Scale values",
+        supports_streaming=True,
+        parameters=(
+            ParameterSpec("values", "list", True),
+            ParameterSpec("factor", "float", False, 2.5),
+            ParameterSpec("rest", "any", False, None, "var_keyword"),  # never required
+        ),
+        required_variables=("a", "b"),
+        adapter_class="Scaler",
+        module="pkg.mod",
+    )
+    assert [p.name for p in spec.required_parameters] == ["values"]
+    assert spec.keyword_names == {"values", "factor"} and spec.accepts_any_keyword
+    assert ToolSpec.from_mapping({"name": "bare"}) == ToolSpec("bare", "", False, (), (), "", "")
+    with pytest.raises(TypeError, match="name"):
+        ToolSpec.from_mapping({"description": "no name"})
+    with pytest.raises(TypeError, match="name"):
+        ToolSpec.from_mapping(object())
+
+
+def test_parameter_defaults_are_shown_json_safe() -> None:
+    class Odd(BaseAdapter):
+        @tool
+        def f(self, limits: tuple = (1, float("inf")), tags: frozenset = frozenset("ba")) -> None:
+            """f"""
+
+    (spec,) = Odd().get_tools()
+    limits, tags = (p.to_dict()["default"] for p in spec.parameters)
+    assert limits == [1, "inf"] and tags == ["a", "b"]
 
 
 def test_registry_is_cached_per_class_not_per_instance() -> None:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import random
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from numbers import Real
 from typing import Any, Final
@@ -130,6 +132,46 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
             array.flags.writeable = False  # Pattern 1 enforced: any write raises
             weights[name] = array
         return weights
+
+    # -- the default load of `snakepit-bridge hammer` ---------------------------------------
+    @classmethod
+    def default_hammer_mix(
+        cls,
+    ) -> dict[str, tuple[int, Callable[[random.Random], dict[str, Any]]]]:
+        """Weight and argument factory per tool, for ``snakepit-bridge hammer`` without
+        ``--tool`` (subclasses inherit it; tools they add join the mix with weight 1).
+
+        Arguments are valid and small: the default run of 10,000 requests should take seconds,
+        not minutes, on a 2-core machine, while every tool (and each of the three patterns)
+        gets traffic.
+        """
+        return {
+            "ping": (2, lambda rng: {}),
+            "compute_intensive": (
+                3,
+                lambda rng: {
+                    "data": [round(rng.uniform(-1, 1), 6) for _ in range(16)],
+                    "iterations": 50,
+                },
+            ),
+            "matrix_multiply": (
+                3,
+                lambda rng: {
+                    "input_vector": [round(rng.uniform(-1, 1), 6) for _ in range(INPUT_SIZE)]
+                },
+            ),
+            "batch_process": (
+                1,
+                lambda rng: {
+                    "items": [f"item-{rng.randrange(1000)}" for _ in range(3)],
+                    "delay_ms": 1,
+                },
+            ),
+            "stress_test": (1, lambda rng: {"duration_ms": 2, "complexity": 100}),
+            "get_adapter_stats": (1, lambda rng: {}),
+            "get_history": (1, lambda rng: {"limit": 5}),
+            "clear_caches": (1, lambda rng: {}),
+        }
 
     # -- Pattern 3 helper ------------------------------------------------------------------
     def _record(
