@@ -4,18 +4,19 @@
 
 ``ThreadSafeAdapter``, ``RequestTracker``, ``RLock`` and ``thread_safe_method`` are native
 types from :mod:`snakepit_bridge._native`; ``tool``, ``ToolMetadata`` and ``BaseAdapter``
-come from :mod:`snakepit_bridge.base_adapter`.  The helpers below keep upstream's other
-names importable.
+come from :mod:`snakepit_bridge.base_adapter`; ``validate_thread_safety`` and
+``require_thread_safe`` from :mod:`snakepit_bridge.declaration` (the one rule for "declared
+thread-safe", see docs/api.md). ``ThreadLocalStorage`` keeps upstream's helper class.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from collections.abc import Hashable
+from typing import Any
 
 from snakepit_bridge._native import RequestTracker, RLock, ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.base_adapter import BaseAdapter, ToolMetadata, tool
+from snakepit_bridge.declaration import require_thread_safe, validate_thread_safety
 
 __all__ = [
     "BaseAdapter",
@@ -29,8 +30,6 @@ __all__ = [
     "tool",
     "validate_thread_safety",
 ]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class ThreadLocalStorage:
@@ -57,23 +56,3 @@ class ThreadLocalStorage:
     def clear(self) -> None:
         """Remove every value of the calling thread."""
         self._owner.clear_thread_local()
-
-
-def validate_thread_safety(adapter_class: type) -> bool:
-    """True when the class carries ``__thread_safe__ = True`` (itself or inherited)."""
-    return getattr(adapter_class, "__thread_safe__", None) is True
-
-
-def require_thread_safe(func: _F) -> _F:
-    """Decorator: refuse to run ``func(adapter, ...)`` unless the adapter is marked thread-safe."""
-
-    @functools.wraps(func)
-    def wrapper(adapter: Any, *args: Any, **kwargs: Any) -> Any:
-        if not getattr(adapter, "__thread_safe__", False):
-            raise ValueError(
-                f"{type(adapter).__name__} is not marked thread-safe "
-                "(set __thread_safe__ = True after making it so)"
-            )
-        return func(adapter, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]

@@ -17,8 +17,9 @@ While at least one :class:`ThreadSafetyChecker` is enabled, the native core repo
 * **Concurrent calls** (information, never a warning): how many calls of each tracked method
   were in flight at the same time.
 * **Thread-unsafe libraries** in ``sys.modules`` (:meth:`ThreadSafetyChecker.check_library_safety`).
-* **Undeclared adapter classes**: classes that do not set ``__thread_safe__ = True`` in their own
-  class body.
+* **Undeclared adapter classes**: classes that do not declare themselves thread-safe (the rule of
+  :mod:`snakepit_bridge.declaration`: the nearest class that sets ``__thread_safe__`` decides, and
+  ThreadSafeAdapter's own attribute does not count).
 
 What it cannot see: in-place mutation of a shared object (``self.items.append(x)``,
 ``self.totals[k] += 1``) is not an attribute write; reads are not observed, so an unlocked read of
@@ -50,6 +51,7 @@ from typing import Any, Final, ParamSpec, TextIO, TypeVar
 from snakepit_bridge import _native
 from snakepit_bridge._native import ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.base_adapter import BaseAdapter, _class_attributes, _find_metadata
+from snakepit_bridge.declaration import declaration_problem, require_thread_safe
 
 __all__ = [
     "ThreadSafetyChecker",
@@ -503,7 +505,7 @@ class ThreadSafetyChecker:
     def _note_class(self, cls: type) -> None:
         if cls in self._classes or len(self._classes) >= MAX_CLASSES_CHECKED:
             return
-        self._classes[cls] = _declaration_problem(cls)
+        self._classes[cls] = declaration_problem(cls)
 
     def _report_race(
         self, local: _ThreadLocal, cls: type, attribute: str, threads: tuple[str, str]
@@ -748,7 +750,7 @@ def _recommendations(report: Mapping[str, Any]) -> list[str]:
         )
     if report["undeclared_adapters"]:
         tips.append(
-            "⚠️  Adapter classes without `__thread_safe__ = True` in their own class body: "
+            "⚠️  Adapter classes that do not declare `__thread_safe__ = True`: "
             + ", ".join(sorted(report["undeclared_adapters"]))
             + "."
         )
@@ -894,33 +896,6 @@ def _user_lock_held(adapter: Any, attribute: str) -> bool:
 _MISSING: Final = object()
 
 
-def _class_of(adapter_or_class: object) -> type:
-    return adapter_or_class if isinstance(adapter_or_class, type) else type(adapter_or_class)
-
-
-def _declaration_problem(cls: type) -> str | None:
-    """Why ``cls`` does not count as declared thread-safe, or ``None`` when it does.
-
-    The declaration must be ``__thread_safe__ = True`` in the class's own body: inheriting the
-    attribute (for example from ThreadSafeAdapter) says nothing about the subclass's own code.
-    """
-    value = vars(cls).get("__thread_safe__", _MISSING)
-    if value is True:
-        return None
-    if value is _MISSING:
-        return (
-            f"Adapter {cls.__name__} does not declare thread safety: add "
-            "`__thread_safe__ = True` to its class body once its shared state is locked "
-            "(inheriting it from ThreadSafeAdapter is not a declaration)."
-        )
-    if not value:
-        return (
-            f"Adapter {cls.__name__} declares itself not thread-safe "
-            f"(__thread_safe__ = {value!r}): run it with the process worker profile."
-        )
-    return f"Adapter {cls.__name__} sets __thread_safe__ = {value!r}; it must be the bool True."
-
-
 def _unsafe_libraries_in(module_names: Iterable[str]) -> list[str]:
     top_level = {name.partition(".")[0] for name in module_names if isinstance(name, str)}
     return [lib for lib in _UNSAFE_LIBRARIES if lib in top_level]
@@ -989,26 +964,15 @@ def check_thread_safe(func: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
-def require_thread_safe_adapter(
-    func: Callable[..., _R],
-) -> Callable[..., _R]:
-    """Refuse, with ValueError, to call ``func(adapter, ...)`` unless the adapter's class
-    declares ``__thread_safe__ = True`` in its own body."""
-
-    @functools.wraps(func)
-    def wrapper(adapter: Any, /, *args: Any, **kwargs: Any) -> _R:
-        problem = _declaration_problem(_class_of(adapter))
-        if problem is not None:
-            raise ValueError(problem)
-        return func(adapter, *args, **kwargs)
-
-    return wrapper
+# Upstream's name for the one decorator (snakepit_bridge.declaration.require_thread_safe).
+require_thread_safe_adapter = require_thread_safe
 
 
 def validate_adapter_thread_safety(adapter_class: type | object) -> bool:
-    """Whether the class (or an instance's class) declares ``__thread_safe__ = True`` in its own
-    body. While the global checker is enabled in strict mode, a failure raises ValueError."""
-    problem = _declaration_problem(_class_of(adapter_class))
+    """Whether the class (or an instance's class) declares itself thread-safe (the rule of
+    :mod:`snakepit_bridge.declaration`). While the global checker is enabled in strict mode, a
+    class that does not raises ValueError saying why."""
+    problem = declaration_problem(adapter_class)
     if problem is None:
         return True
     if _global_checker.enabled and _global_checker.strict_mode:
@@ -1021,7 +985,7 @@ def check_common_pitfalls(
 ) -> list[str]:
     """Static review of an adapter instance; one readable finding per problem.
 
-    * the class does not declare ``__thread_safe__ = True`` in its own body;
+    * the class does not declare itself thread-safe (see :mod:`snakepit_bridge.declaration`);
     * a method other than ``__init__`` does ``self.x op= ...`` (read-modify-write) outside a
       ``with ...lock...:`` block or an ``.acquire()``/``.release()`` section (needs source);
     * a tool of a ThreadSafeAdapter is not a ``thread_safe_method`` (its calls are not tracked);
@@ -1030,7 +994,7 @@ def check_common_pitfalls(
     """
     cls = type(adapter)
     findings: list[str] = []
-    problem = _declaration_problem(cls)
+    problem = declaration_problem(cls)
     if problem is not None:
         findings.append(problem)
     findings.extend(_unlocked_read_modify_writes(cls))

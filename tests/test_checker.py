@@ -545,7 +545,12 @@ class DeclaredFalse(ThreadSafeAdapter):
     __thread_safe__ = False
 
 
-def test_declaration_must_be_in_the_class_body() -> None:
+class InheritsGood(GoodAdapter):
+    pass
+
+
+def test_declaration_follows_the_one_rule() -> None:
+    assert tsc.validate_adapter_thread_safety(InheritsGood)  # the nearest class that sets it
     assert tsc.validate_adapter_thread_safety(GoodAdapter)
     assert tsc.validate_adapter_thread_safety(GoodAdapter())
     assert not tsc.validate_adapter_thread_safety(Undeclared)

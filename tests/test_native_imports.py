@@ -40,13 +40,19 @@ def test_thread_local_storage_helper():
 
 
 def test_validate_and_require_thread_safe():
-    class Safe(ThreadSafeAdapter):
+    """Upstream's names follow the one rule (tests/test_declaration.py has all of it)."""
+
+    class Undeclared(ThreadSafeAdapter):
         pass
+
+    class Safe(ThreadSafeAdapter):
+        __thread_safe__ = True
 
     class Unsafe(ThreadSafeAdapter):
         __thread_safe__ = False
 
-    assert validate_thread_safety(Safe) and not validate_thread_safety(Unsafe)
+    assert validate_thread_safety(Safe) and validate_thread_safety(Safe())
+    assert not validate_thread_safety(Undeclared) and not validate_thread_safety(Unsafe)
     assert not validate_thread_safety(type("One", (), {"__thread_safe__": 1}))
 
     @require_thread_safe
@@ -54,5 +60,7 @@ def test_validate_and_require_thread_safe():
         return "ran"
 
     assert run(Safe()) == "ran"
-    with pytest.raises(ValueError, match="Unsafe"):
+    with pytest.raises(ValueError, match="Unsafe declares itself not thread-safe"):
         run(Unsafe())
+    with pytest.raises(ValueError, match="Undeclared does not declare thread safety"):
+        run(Undeclared())

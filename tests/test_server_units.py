@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import re
 import threading
 import time
@@ -287,6 +288,36 @@ def test_the_ready_file_is_written_atomically(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["ready"]
     with pytest.raises(OSError):
         write_ready_file(str(tmp_path / "missing" / "ready"), 1)
+
+
+@pytest.mark.parametrize(
+    ("adapter", "workers", "warning"),
+    [
+        (
+            "server_adapters.UndeclaredAdapter",
+            1,
+            "sets __thread_safe__ = False: serving it from one",
+        ),
+        ("server_adapters.NoDeclarationAdapter", 4, "does not declare __thread_safe__ = True"),
+        ("server_adapters.InheritsDeclarationAdapter", 4, None),
+        ("server_adapters.RacyAdapter", 4, None),
+    ],
+)
+def test_the_pool_follows_the_declaration_rule(
+    adapter: str, workers: int, warning: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("grpclib")
+    from snakepit_bridge.server import runtime
+
+    config = parse_config(["--adapter", adapter, "--max-workers", "4"], {})
+    with caplog.at_level(logging.WARNING, logger="snakepit_bridge.server"):
+        _, config = runtime._load_adapter(config)
+    assert config.max_workers == workers
+    messages = [r.getMessage() for r in caplog.records]
+    if warning is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and warning in messages[0], messages
 
 
 def test_the_deadline_helper() -> None:

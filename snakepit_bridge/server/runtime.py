@@ -38,6 +38,7 @@ from typing import Any
 from grpclib.server import Server
 
 from snakepit_bridge import environment, loading
+from snakepit_bridge.declaration import Declaration, declaration_of
 from snakepit_bridge.server.config import ConfigError, ServerConfig, parse_config
 from snakepit_bridge.server.lifecycle import ShutdownTrigger
 from snakepit_bridge.server.runner import ToolRunner
@@ -133,14 +134,18 @@ def _load_adapter(config: ServerConfig) -> tuple[Any, ServerConfig]:
         adapter_class = loading.load_adapter_class(config.adapter)
     except loading.AdapterLoadError as exc:
         raise StartupError(str(exc), EXIT_USAGE) from None
-    declared = getattr(adapter_class, "__thread_safe__", None)
-    if declared is False and config.max_workers > 1:
+    # The one rule (snakepit_bridge.declaration): a class that says it is not thread-safe is
+    # served from one thread; one that does not declare itself thread-safe is served as asked,
+    # with a warning.
+    kind, value, _ = declaration_of(adapter_class)
+    if kind is Declaration.REFUSED and config.max_workers > 1:
         log.warning(
-            "%s sets __thread_safe__ = False: serving it from one thread (--max-workers 1)",
+            "%s sets __thread_safe__ = %r: serving it from one thread (--max-workers 1)",
             adapter_class.__qualname__,
+            value,
         )
         config = replace(config, max_workers=1)
-    elif declared is not True and config.max_workers > 1:
+    elif kind is not Declaration.DECLARED and config.max_workers > 1:
         log.warning(
             "%s does not declare __thread_safe__ = True; its tools will run in %d threads at once",
             adapter_class.__qualname__,
