@@ -42,6 +42,7 @@ from typing import Any
 from snakepit_bridge import environment
 from snakepit_bridge._json import json_safe
 from snakepit_bridge.base_adapter import tool_specs
+from snakepit_bridge.checker.runs import start_checker, stop_checker
 from snakepit_bridge.loading import adapter_spec, construct_adapter, exception_summary
 
 DEFAULT_THREADS = 16
@@ -560,20 +561,6 @@ def _drain(value: Any) -> None:
     if isinstance(value, Iterator) or inspect.isgenerator(value):
         for _ in value:
             pass
-
-
-def start_checker() -> Any:
-    from snakepit_bridge.thread_safety_checker import ThreadSafetyChecker
-
-    # Never the checker's own strict mode: that raises inside the tool at the racy write, which
-    # would turn findings into request errors. --strict is applied to the report instead.
-    return ThreadSafetyChecker(enabled=True, strict_mode=False)
-
-
-def stop_checker(checker: Any) -> dict[str, Any]:
-    report = dict(checker.get_report())
-    checker.disable()  # the checker must not outlive the run it belongs to
-    return report
 
 
 def run_hammer(

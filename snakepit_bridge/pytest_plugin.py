@@ -271,7 +271,7 @@ def thread_safety_checker(request: pytest.FixtureRequest) -> Iterator[Any]:
     Warnings recorded by the body fail the test itself; warnings recorded later, by the teardown
     of fixtures set up after this one, fail it at teardown.
     """
-    from snakepit_bridge.hammer import start_checker, stop_checker
+    from snakepit_bridge.checker.runs import start_checker, stop_checker
 
     checker = start_checker()
     request.node.stash[_CHECKER_KEY] = checker

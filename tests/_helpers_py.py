@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from snakepit_bridge import thread_safety_checker as tsc
+from snakepit_bridge.checker import hooks
 
 T = TypeVar("T")
 
@@ -84,4 +85,4 @@ def no_global_checking() -> Iterator[None]:
 
 def live_checker_count() -> int:
     """How many checkers currently observe adapters."""
-    return len(tsc._live_checkers())
+    return len(hooks.live_checkers())

@@ -15,6 +15,7 @@ import pytest
 from _helpers_py import hammer, live_checker_count, no_global_checking, run_threads
 
 from snakepit_bridge import thread_safety_checker as tsc
+from snakepit_bridge.checker import hooks
 from snakepit_bridge.base_adapter import tool
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.thread_safety_checker import (
@@ -656,7 +657,7 @@ def test_observation_stops_when_disabled_exited_or_collected(
     assert seen == ["a", "c"]
     assert live_checker_count() <= baseline
     if baseline == 0:
-        assert tsc._hooks_installed is False
+        assert hooks.hooks_installed() is False
 
 
 def test_global_checker_is_one_object_reset_by_enable_checking() -> None:
