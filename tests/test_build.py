@@ -80,6 +80,14 @@ def test_wheel_built_from_the_sdist_imports(sdist, tmp_path):
         "snakepit_bridge/server/proto/bridge_pb2.pyi",
         "snakepit_bridge/context.py",
     } <= names
+    # Every module of the package, subpackages included (a subpackage left out of
+    # pyproject.toml's package list would be missing here).
+    modules = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "snakepit_bridge").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert modules <= names, sorted(modules - names)
     probe = (
         "import sys, snakepit_bridge._native as n; "
         "a = n.ThreadSafeAdapter(); a.set_thread_local('k', 1); "
