@@ -6,19 +6,21 @@
 types from :mod:`snakepit_bridge._native`; ``tool``, ``ToolMetadata`` and ``BaseAdapter``
 come from :mod:`snakepit_bridge.base_adapter`; ``validate_thread_safety`` and
 ``require_thread_safe`` from :mod:`snakepit_bridge.declaration` (the one rule for "declared
-thread-safe", see docs/api.md). ``ThreadLocalStorage`` keeps upstream's helper class.
+thread-safe", see docs/api.md). ``ThreadLocalStorage`` keeps upstream's helper class, and
+``OTHER_THREADS`` names the bucket of threads past a table's limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, Final
 
 from snakepit_bridge._native import RequestTracker, RLock, ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.base_adapter import BaseAdapter, ToolMetadata, tool
 from snakepit_bridge.declaration import require_thread_safe, validate_thread_safety
 
 __all__ = [
+    "OTHER_THREADS",
     "BaseAdapter",
     "RLock",
     "RequestTracker",
@@ -30,6 +32,11 @@ __all__ = [
     "tool",
     "validate_thread_safety",
 ]
+
+#: The key that per-thread-name tables use for the threads past their limit: the native
+#: tracker's ``requests_by_thread``, the checker's ``thread_utilization`` and the showcase's
+#: ``thread_usage``. One spelling, so the three can be read together.
+OTHER_THREADS: Final = "(other threads)"
 
 
 class ThreadLocalStorage:

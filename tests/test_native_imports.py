@@ -64,3 +64,13 @@ def test_validate_and_require_thread_safe():
         run(Unsafe())
     with pytest.raises(ValueError, match="Undeclared does not declare thread safety"):
         run(Undeclared())
+
+
+def test_one_spelling_for_the_bucket_of_threads_past_a_limit():
+    from snakepit_bridge import base_adapter_threaded
+    from snakepit_bridge import thread_safety_checker as tsc
+    from snakepit_bridge.adapters import threaded_showcase
+
+    # The native tracker's key is checked against it in test_native_tracker.py.
+    assert tsc.OTHER_THREADS is base_adapter_threaded.OTHER_THREADS
+    assert threaded_showcase.OTHER_THREADS is base_adapter_threaded.OTHER_THREADS

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from snakepit_bridge._native import ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.base_adapter import BaseAdapter, tool
+from snakepit_bridge.base_adapter_threaded import OTHER_THREADS
 
 try:
     import numpy as np
@@ -48,7 +49,6 @@ INPUT_SIZE: Final = LAYER_SHAPES["layer1"][0]
 HISTORY_LIMIT: Final = 1000  # request_history keeps the newest entries only
 CACHE_LIMIT: Final = 128  # entries per thread in compute_intensive's cache
 MAX_TRACKED_THREAD_NAMES: Final = 1024  # beyond this, usage is counted under OTHER_THREADS
-OTHER_THREADS: Final = "(other threads)"
 MAX_ITERATIONS: Final = 1_000_000
 MAX_DELAY_MS: Final = 10_000
 MAX_DURATION_MS: Final = 60_000

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from snakepit_bridge import _native
+from snakepit_bridge.base_adapter_threaded import OTHER_THREADS
 from snakepit_bridge.checker import hooks
 from snakepit_bridge.checker.errors import ThreadSafetyError, ThreadSafetyWarning
 from snakepit_bridge.checker.hooks import PER_THREAD_MEMO, display_name
@@ -61,7 +62,6 @@ MAX_THREAD_ENTRIES: Final = 256
 MAX_METHODS_PER_THREAD: Final = 64
 MAX_WARNINGS: Final = 1000
 MAX_CLASSES_CHECKED: Final = 1024
-OTHER_THREADS: Final = "(other threads)"
 
 _CHECKER_PACKAGE = __name__.rpartition(".")[0] + "."
 _FACADE_MODULE = "snakepit_bridge.thread_safety_checker"
