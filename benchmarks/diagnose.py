@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from benchmarks import cases as C
-from benchmarks.facts import environment
+from benchmarks.standalone import environment
 from benchmarks.timing import LoopCase, compile_loop, measure_interleaved
 
 STATEMENTS: tuple[tuple[str, str], ...] = (

@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmarks import cases as C
 from benchmarks import report, targets
-from benchmarks.facts import environment
+from benchmarks.standalone import environment
 from benchmarks.worker import summarize_single
 
 REPO = Path(__file__).resolve().parent.parent

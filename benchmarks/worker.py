@@ -17,7 +17,7 @@ import traceback
 from typing import Any
 
 from benchmarks import cases as C
-from benchmarks.facts import environment
+from benchmarks.standalone import environment
 from benchmarks.timing import (
     UNROLL,
     LoopCase,

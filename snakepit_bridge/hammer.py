@@ -31,11 +31,10 @@ import inspect
 import itertools
 import math
 import random
-import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -522,33 +521,6 @@ class HammerResult:
             "thread_safety": self.thread_safety,
             "exit_code": self.exit_code,
         }
-
-
-# --------------------------------------------------------------------------------------------
-# Stacks of stuck threads
-# --------------------------------------------------------------------------------------------
-
-
-def format_thread_stacks(threads: Iterable[threading.Thread]) -> str:
-    """The current stack of each given live thread, for "what is it stuck on" messages.
-
-    The thread-start frames of the ``threading`` module are left out: they are the same for
-    every thread and say nothing about where it is stuck.
-    """
-    frames = sys._current_frames()
-    parts = []
-    for thread in threads:
-        frame = frames.get(thread.ident) if thread.ident is not None else None
-        if frame is None:
-            continue
-        stack = traceback.extract_stack(frame)
-        while len(stack) > 1 and stack[0].filename == threading.__file__:
-            del stack[0]
-        text = "".join(traceback.format_list(stack))
-        parts.append(
-            f'Thread "{thread.name}" (ident {thread.ident}), most recent call last:\n{text}'
-        )
-    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------

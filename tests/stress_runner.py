@@ -1,7 +1,8 @@
-"""Randomized stress of one shared ``ThreadSafeAdapter`` (issue 6, section 2).
+"""Randomized stress of one shared ``ThreadSafeAdapter``.
 
-N threads (16 by default) start together on a ``threading.Barrier`` and, until a fixed
-deadline, each repeatedly picks a random step (its own ``random.Random`` seeded from the run's
+N threads (16 by default) start together (``snakepit_bridge.concurrency.run_concurrently``:
+a ``threading.Barrier``, worker exceptions re-raised, stacks of stuck threads) and, for a fixed
+duration, each repeatedly picks a random step (its own ``random.Random`` seeded from the run's
 seed and its index, so the *choices* are reproducible; the interleaving is not):
 
 * unlocked work (including a racy read of the shared counter),
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import faulthandler
 import json
 import random
 import sys
@@ -46,6 +46,7 @@ from collections import Counter
 
 from snakepit_bridge import environment
 from snakepit_bridge._native import ThreadSafeAdapter, thread_safe_method
+from snakepit_bridge.concurrency import ConcurrencyTimeoutError, run_concurrently
 
 __all__ = ["StressAdapter", "StressError", "StressFailure", "StressResult", "run", "main"]
 
@@ -146,8 +147,6 @@ class _Worker:
         self.tl_seq = 0
         self.last_total = 0
         self.failures: list[str] = []
-        self.error: BaseException | None = None
-        self.done = False
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -344,31 +343,25 @@ class _Worker:
         ("condition", 10),
     )
 
-    def run(self, barrier: threading.Barrier, deadline_box: list[float]) -> None:
-        try:
-            threading.current_thread().name = self.name
-            names = [n for n, _ in self.STEPS]
-            weights = [w for _, w in self.STEPS]
-            methods = {n: getattr(self, "step_" + n) for n in names}
-            barrier.wait()
-            deadline = deadline_box[0]
-            while time.monotonic() < deadline:
-                # Draw a batch of choices at once: fewer RNG calls, same reproducibility.
-                for name in self.rng.choices(names, weights, k=32):
-                    self.steps += 1
-                    self.step_counts[name] += 1
-                    methods[name]()
-            # Final thread-local check: every value this thread still has is its own.
-            for key in _TL_KEYS:
-                got = self.adapter.get_thread_local(key, _MISSING)
-                want = self.mirror.get(key, _MISSING)
-                if got is not want:
-                    self.fail(f"final thread-local {key!r}: {got!r}, wrote {want!r}")
-        except BaseException as exc:  # re-raised by run() in the main thread
-            self.error = exc
-            self.error_tb = traceback.format_exc()
-        finally:
-            self.done = True
+    def run(self, duration: float) -> None:
+        """This worker's steps for ``duration`` seconds (it starts when all are released)."""
+        threading.current_thread().name = self.name  # before the first tracked call
+        names = [n for n, _ in self.STEPS]
+        weights = [w for _, w in self.STEPS]
+        methods = {n: getattr(self, "step_" + n) for n in names}
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline:
+            # Draw a batch of choices at once: fewer RNG calls, same reproducibility.
+            for name in self.rng.choices(names, weights, k=32):
+                self.steps += 1
+                self.step_counts[name] += 1
+                methods[name]()
+        # Final thread-local check: every value this thread still has is its own.
+        for key in _TL_KEYS:
+            got = self.adapter.get_thread_local(key, _MISSING)
+            want = self.mirror.get(key, _MISSING)
+            if got is not want:
+                self.fail(f"final thread-local {key!r}: {got!r}, wrote {want!r}")
 
 
 def run(
@@ -378,31 +371,23 @@ def run(
     adapter = StressAdapter()
     cond = threading.Condition(adapter.lock)
     workers = [_Worker(i, seed, adapter, cond, threads) for i in range(threads)]
-    deadline_box = [0.0]
-    barrier = threading.Barrier(threads + 1)
-    ts = [
-        threading.Thread(target=w.run, args=(barrier, deadline_box), daemon=True) for w in workers
-    ]
     old_interval = sys.getswitchinterval()
     if environment.gil_enabled():
         sys.setswitchinterval(1e-5)  # more interleavings on GIL builds
     try:
-        for t in ts:
-            t.start()
-        deadline_box[0] = time.monotonic() + duration
-        barrier.wait()
-        for t in ts:
-            t.join(duration + hang_timeout)
+        run_concurrently(
+            lambda index: workers[index].run(duration),
+            threads,
+            with_index=True,
+            timeout=duration + hang_timeout,
+        )
+    except ConcurrencyTimeoutError as exc:  # its message holds the stuck threads' stacks
+        raise StressFailure(f"seed {seed}: workers hung (deadlock?): {exc}") from None
+    except Exception as exc:  # a worker raised; the note says which one
+        details = "".join(traceback.format_exception(exc))
+        raise StressFailure(f"seed {seed}: a worker raised:\n{details}") from exc
     finally:
         sys.setswitchinterval(old_interval)
-
-    hung = [w.name for w, t in zip(workers, ts) if t.is_alive()]
-    if hung:
-        faulthandler.dump_traceback(all_threads=True)
-        raise StressFailure(f"seed {seed}: workers hung (deadlock?): {hung}")
-    for w in workers:
-        if w.error is not None:
-            raise StressFailure(f"seed {seed}: worker {w.name} raised:\n{w.error_tb}") from w.error
 
     failures = [f for w in workers for f in w.failures]
     locked = sum(w.locked_updates for w in workers)

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from queue import Queue
 
 import pytest
-from _helpers_py import hammer, live_checker_count, no_global_checking, run_threads
+from _checking import live_checker_count, no_global_checking
+from _threads import hammer, run_threads
 
 from snakepit_bridge import thread_safety_checker as tsc
 from snakepit_bridge.checker import hooks
@@ -238,7 +239,7 @@ def test_bad_adapter_gives_one_warning_naming_class_attribute_threads_and_line()
     (message,) = report["warnings"]
     assert "BadAdapter.counter" in message
     assert f"{__file__}:{BAD_LINE}" in message
-    assert "'MainThread'" in message and "'hammer-" in message
+    assert "'MainThread'" in message and "'run_concurrently-" in message
     (race,) = report["unprotected_writes"]
     assert (race["class"], race["attribute"], race["line"]) == ("BadAdapter", "counter", BAD_LINE)
     assert race["count"] == report["racy_writes"] == total  # every write after sharing is racy

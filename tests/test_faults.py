@@ -642,7 +642,7 @@ def test_tracker_threads_ending_between_reads():
     rt.start()
     try:
         for _ in range(3):
-            run_threads(n, work)
+            run_threads(work, n)
     finally:
         stop.set()
         rt.join()
@@ -773,7 +773,7 @@ def test_adapter_churn_with_thread_locals_and_gc():
                 collected.notify_all()
             churn_done.wait(0.001)  # let the world run between two stop-the-world collections
 
-    run_threads(n_churners + 1, lambda i: churner(i) if i < n_churners else collector())
+    run_threads(lambda i: churner(i) if i < n_churners else collector(), n_churners + 1)
     assert len(collections) >= len(checkpoints)
     pool.clear()
     for _ in range(3):

@@ -111,7 +111,7 @@ def test_acquire_lock_is_reentrant_and_releases_on_exception():
 def test_acquire_lock_guard_is_reused_per_thread():
     adapter = Counter()
     assert adapter.acquire_lock() is adapter.acquire_lock()
-    other = run_threads(1, lambda _: adapter.acquire_lock())[0]
+    other = run_threads(lambda _: adapter.acquire_lock(), 1)[0]
     assert other is not adapter.acquire_lock()
 
 
@@ -259,7 +259,7 @@ def test_none_is_a_value_like_any_other():
     adapter.set_thread_local("k", None)
     assert adapter.get_thread_local("k", missing) is None  # stored: not the default
     assert adapter.get_thread_local(key="k", default=missing) is None
-    assert run_threads(1, lambda _: adapter.get_thread_local("k", missing))[0] is missing
+    assert run_threads(lambda _: adapter.get_thread_local("k", missing), 1)[0] is missing
     adapter.set_thread_local("k", 0)
     assert adapter.get_thread_local("k", missing) == 0
     adapter.set_thread_local("k", None)  # replacing a value with None keeps the key
@@ -317,7 +317,7 @@ def test_thread_local_isolated_per_thread_and_per_adapter():
             assert second.get_thread_local("who") == -index
         return seen_before, first.get_thread_local("who")
 
-    results = run_threads(16, worker)
+    results = run_threads(worker, 16)
     assert results == [(None, i) for i in range(16)]
     assert first.get_thread_local("who") == "main"
     assert second.get_thread_local("who") is None
@@ -332,7 +332,7 @@ def test_thread_local_released_when_thread_ends():
         refs.append(weakref.ref(token))
         adapter.set_thread_local("token", token)
 
-    run_threads(8, worker)
+    run_threads(worker, 8)
     gc.collect()
     assert [r() for r in refs] == [None] * 8
 

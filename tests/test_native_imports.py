@@ -30,7 +30,7 @@ def test_thread_local_storage_helper():
     storage = ThreadLocalStorage()
     storage.set("k", 1)
     assert storage.get("k") == 1 and storage.get("x", 2) == 2
-    assert run_threads(2, lambda _: storage.get("k")) == [None, None]
+    assert run_threads(lambda _: storage.get("k"), 2) == [None, None]
     storage.delete("k")
     storage.delete("k")
     assert storage.get("k") is None

@@ -193,7 +193,7 @@ def test_tracked_calls_exact_under_threads():
         for i in range(calls):
             assert service.compute(i) == i
 
-    run_threads(threads, work)
+    run_threads(work, threads)
     tracker = service.get_stats()["tracker"]
     assert tracker["total_requests"] == threads * calls
     assert tracker["completed_requests"] == threads * calls
@@ -323,7 +323,7 @@ def test_decorated_closures_and_their_captures_are_freed() -> None:
 
     # A thread has run, as in any server: 3.13t then makes module-level functions (and
     # classes) immortal, but never a closure.
-    run_threads(2, lambda i: i)
+    run_threads(lambda i: i, 2)
     for _ in range(2000):
         captured = _Captured()
         refs.append(weakref.ref(captured))

@@ -83,7 +83,7 @@ def test_active_requests_seen_from_other_threads():
             inside.wait(10)
             release.wait(10)
 
-    workers = threading.Thread(target=run_threads, args=(4, work))
+    workers = threading.Thread(target=run_threads, args=(work, 4))
     workers.start()
     inside.wait(10)
     try:
@@ -181,7 +181,7 @@ def test_exact_counts_under_16_threads():
             tracker.start_request()
             tracker.end_request(error=(i % 10 == 0))
 
-    run_threads(threads, work)
+    run_threads(work, threads)
     stats = tracker.get_stats()
     assert stats["total_requests"] == threads * iterations
     assert stats["errors"] == threads * iterations // 10
@@ -227,7 +227,7 @@ def test_a_request_entered_on_one_thread_may_end_on_another():
     request = adapter.track_request()
     request.__enter__()
     assert _counts(adapter) == (1, 0, 0, 1)
-    run_threads(1, lambda _: request.__exit__(None, None, None))
+    run_threads(lambda _: request.__exit__(None, None, None), 1)
     assert _counts(adapter) == (1, 1, 0, 0)
     assert adapter.work() == 1  # counted: this thread is not stuck "inside" a request
     assert _counts(adapter) == (2, 2, 0, 0)
@@ -398,6 +398,6 @@ def test_request_objects_ended_by_many_threads_count_exactly():
             mine.__exit__(ValueError if r % 4 == 0 else None, None, None)
             barrier.wait()
 
-    run_threads(16, worker)
+    run_threads(worker, 16)
     assert _counts(adapter) == (16 * rounds, 16 * rounds, 16 * rounds // 4, 0)
     assert adapter.get_stats()["tracker"]["active_threads"] == 0

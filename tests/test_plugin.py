@@ -11,6 +11,14 @@ from snakepit_bridge.pytest_plugin import ConcurrencyTimeoutError, run_concurren
 
 pytest_plugins = ["pytester"]
 
+
+def test_the_plugin_re_exports_the_one_harness() -> None:
+    from snakepit_bridge import concurrency, pytest_plugin
+
+    assert pytest_plugin.run_concurrently is concurrency.run_concurrently
+    assert pytest_plugin.ConcurrencyTimeoutError is concurrency.ConcurrencyTimeoutError
+
+
 # Adapters shared by the pytester runs below: one with its counter under the adapter lock, one
 # with the guide's pitfall 1 (``self.count += 1`` without it).
 ADAPTERS = """

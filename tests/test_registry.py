@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Optional
 
 import pytest
-from _helpers_py import run_threads
+from _threads import run_threads
 
 from snakepit_bridge import thread_safety_checker as tsc
 from snakepit_bridge.base_adapter import (

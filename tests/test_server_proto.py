@@ -230,11 +230,13 @@ def test_the_server_and_its_dependencies_leave_the_gil_disabled() -> None:
 
 BLOCKED = """
 import sys
-for name in ("grpclib", "google", "h2"):
+for name in ("grpclib", "google", "h2", "pytest"):
     sys.modules[name] = None  # any import of them raises ImportError
 import snakepit_bridge, snakepit_bridge.context, snakepit_bridge.base_adapter_threaded
 import snakepit_bridge.cli, snakepit_bridge.hammer, snakepit_bridge.thread_safety_checker
-import snakepit_bridge.environment, snakepit_bridge.loading
+import snakepit_bridge.environment, snakepit_bridge.loading, snakepit_bridge.declaration
+import snakepit_bridge.concurrency
+assert snakepit_bridge.concurrency.run_concurrently(lambda i: i, 3, with_index=True) == [0, 1, 2]
 from snakepit_bridge.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _helpers_py import run_threads
+from _threads import run_threads
 
 from snakepit_bridge.adapters import threaded_showcase as showcase
 from snakepit_bridge.adapters.threaded_showcase import (
@@ -58,22 +58,25 @@ def test_every_tool_under_a_16_thread_hammer_gives_exact_counts() -> None:
         ("execute_tool", lambda t, i: adapter.execute_tool("ping", {"message": "x"})),
     ]
 
-    def worker(thread_index: int) -> dict[str, int]:
+    def worker(thread_index: int) -> tuple[str, dict[str, int]]:
         done = dict.fromkeys((name for name, _ in calls), 0)  # the unlocked oracle
         for i in range(PER_THREAD):
             for name, call in calls:
                 assert isinstance(call(thread_index, i), dict)
                 done[name] += 1
-        return done
+        return threading.current_thread().name, done
 
-    per_thread = run_threads(worker, THREADS)
+    results = run_threads(worker, THREADS)
+    thread_names = {name for name, _ in results}
+    assert len(thread_names) == THREADS
+    per_thread = [done for _, done in results]
     oracle = {name: sum(d[name] for d in per_thread) for name, _ in calls}
     stats = adapter.get_adapter_stats()
     work = stats["global_stats"]
     assert work["tool_calls"] == {name: oracle[name] for name in showcase.WORK_TOOLS}
     assert work["total_requests"] == sum(oracle[name] for name in showcase.WORK_TOOLS)
     assert sum(work["thread_usage"].values()) == work["total_requests"]
-    assert set(work["thread_usage"]) == {f"hammer-{i}" for i in range(THREADS)}
+    assert set(work["thread_usage"]) == thread_names
     assert stats["history_entries"] == oracle["batch_process"]
     assert 1 <= work["max_concurrent"] <= THREADS
     tracker = stats["tracker"]
