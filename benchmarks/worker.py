@@ -332,9 +332,9 @@ def run_group(
 
         return memory.run(impl, s, selected)
     if group == "hammer":
-        from benchmarks import hammer
+        from benchmarks import showcase_counts
 
-        return hammer.run(impl, s, selected)
+        return showcase_counts.run(impl, s, selected)
     raise ValueError(f"unknown group {group!r}")
 
 
