@@ -303,7 +303,7 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
     if targets:
         gil_build = not data["meta"].get("free_threaded_build")
         t = _Table(
-            "Targets (issue 4 §2)",
+            "Targets",
             ["target", "limit", "value (best)", "from medians / CPU time", "status", "by"],
             "the targets are set for 3.13t; on a GIL build they are judged for information only"
             if gil_build

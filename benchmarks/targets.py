@@ -1,4 +1,5 @@
-"""The targets of issue 4 §2, judged from one run's results.
+"""The performance targets (docs/performance.md says what each one is and why), judged from one
+run's results.
 
 Single-thread targets use the best round of each case (noise from other processes only ever
 adds time, so the best round is the closest to the true cost); the same ratio from the
@@ -190,7 +191,7 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
         info=True,
     )
     if targets[-1]["met"] is not None:
-        targets[-1]["by"] = "reference only, not a target of issue 4: " + targets[-1]["by"]
+        targets[-1]["by"] = "reference only, not a target: " + targets[-1]["by"]
         targets[-1]["met"] = None
 
     # get_stats must also report more than the baseline.
@@ -253,7 +254,7 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
         t = targets[-1]
         if reference:
             if t["met"] is not None:
-                t["by"] = "reference only, not a target of issue 4: " + t["by"]
+                t["by"] = "reference only, not a target: " + t["by"]
                 t["met"] = None
         elif not free_threaded and t["met"] is not None:
             t["met"] = None

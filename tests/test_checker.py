@@ -1,4 +1,4 @@
-"""The runtime thread-safety checker (issue 5 §2)."""
+"""The runtime thread-safety checker: races, concurrency, libraries, declarations, bounds."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fault tests for the native core (issue 6 §3).
+"""Fault tests for the native core: exceptions, signals, fork, dying threads, bad input.
 
 * an exception at any depth inside ``with acquire_lock()`` leaves the lock free / the level right;
 * SIGINT while the main thread waits in ``acquire_lock(timeout=...)`` (in a subprocess);

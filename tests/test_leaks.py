@@ -1,4 +1,4 @@
-"""Leak checks (issue 6 §4): a million runs of each primitive leave memory flat.
+"""Leak checks: a million runs of each primitive leave memory flat.
 
 Each primitive runs a warm-up, then ``N`` (1,000,000) times; the test then compares
 * the process's resident set (``/proc/self/statm``) and

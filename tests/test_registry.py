@@ -1,4 +1,4 @@
-"""The ``tool`` decorator and the tool registry of BaseAdapter (issue 5 §1)."""
+"""The ``tool`` decorator, the tool registry of BaseAdapter and the one tool model (ToolSpec)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ThreadedShowcaseAdapter (issue 5 §3)."""
+"""ThreadedShowcaseAdapter: every tool, exact counts under a hammer, the three patterns."""
 
 from __future__ import annotations
 

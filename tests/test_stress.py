@@ -1,4 +1,4 @@
-"""Randomized stress of one shared adapter (issue 6 §2), fixed seeds, short fixed duration.
+"""Randomized stress of one shared adapter, fixed seeds, short fixed duration.
 
 The runner lives in tests/stress_runner.py (also a script for longer runs and for TSan).
 Runs on both builds; on GIL builds the runner shrinks the switch interval.

@@ -1,4 +1,4 @@
-"""``ThreadedShowcaseAdapter``: every tool of the Phase 2 showcase, using the three patterns.
+"""``ThreadedShowcaseAdapter``: every tool of Snakepit's threaded showcase, with the three patterns.
 
 * Pattern 1, shared read-only: ``model_config`` and the model weights (NumPy arrays marked
   read-only) are built once in ``__init__`` and never changed.
