@@ -47,7 +47,7 @@ class _Table:
         def line(r: list[str]) -> str:
             cells = [
                 c.ljust(w) if i in self.left else c.rjust(w)
-                for i, (c, w) in enumerate(zip(r, widths))
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
             ]
             return "  ".join(cells).rstrip()
 
@@ -78,17 +78,19 @@ def _header_lines(data: dict[str, Any]) -> list[str]:
     gil = "GIL disabled" if m.get("gil_enabled") is False else "GIL enabled"
     build = "free-threaded build" if m.get("free_threaded_build") else "GIL build"
     lines = [
-        f"Interpreter: CPython {m['python_version']} ({build}, {gil} while measuring), {m['executable']}",
-        f"Machine:     {m['cpu_model']}, {m['cpu_count']} logical CPUs ({m['cpus_usable']} usable), "
-        f"{m['platform']}",
+        f"Interpreter: CPython {m['python_version']} ({build}, {gil} while measuring), "
+        f"{m['executable']}",
+        f"Machine:     {m['cpu_model']}, {m['cpu_count']} logical CPUs "
+        f"({m['cpus_usable']} usable), {m['platform']}",
         f"Date:        {m['date_utc']}   mode: {'quick' if m['quick'] else 'full'}   "
         f"load average at start: {m['loadavg_start']}",
     ]
     drift = m.get("process_drift")
     if drift:
         lines.append(
-            f"Processes:   the same d.get(k) costs {drift['native_process_ns']:.1f} ns in the native processes and "
-            f"{drift['baseline_process_ns']:.1f} ns in the baseline ones (x{drift['ratio']:.2f}); "
+            f"Processes:   the same d.get(k) costs {drift['native_process_ns']:.1f} ns in the "
+            f"native processes and {drift['baseline_process_ns']:.1f} ns in the baseline ones "
+            f"(x{drift['ratio']:.2f}); "
             "native-vs-baseline ratios carry that much noise"
         )
     lines.append(
@@ -143,7 +145,8 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
         t = _Table(
             "Floors and stdlib references, ns per operation (same processes)",
             ["floor", "native process best", "median", "baseline process best", "median"],
-            "bare call = undecorated method on the same adapter class; loop = raw loop cost per statement",
+            "bare call = undecorated method on the same adapter class; "
+            "loop = raw loop cost per statement",
         )
         for case in C.FLOORS:
             n = (nat_s or {}).get("floors", {}).get(case.name)
@@ -175,11 +178,12 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                 "baseline ceiling",
                 "serial ns/op native / baseline",
             ],
-            "ceiling = a bare method call on an adapter shared the same way; native/ceiling = median "
-            "over repetitions of the case's speedup / its ceiling's speedup measured just before it, "
-            "with the quartiles; 'ran at once' = thread CPU "
-            "time / wall time (N when the machine is otherwise idle); 'from CPU time' = N x serial / "
-            "parallel CPU time per operation (contention costs CPU time, waiting for a core does not)",
+            "ceiling = a bare method call on an adapter shared the same way; "
+            "native/ceiling = median over repetitions of the case's speedup / its ceiling's "
+            "speedup measured just before it, with the quartiles; 'ran at once' = thread CPU "
+            "time / wall time (N when the machine is otherwise idle); 'from CPU time' = "
+            "N x serial / parallel CPU time per operation (contention costs CPU time, waiting for "
+            "a core does not)",
         )
         for case in C.SCALING_CASES:
             n = (nat_sc or {}).get("cases", {}).get(case.name)
@@ -189,10 +193,12 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
             for count in counts:
                 if count == 1:
                     continue
-                key = str(count)
 
                 def fig(
-                    res: dict[str, Any] | None, name: str | None, what: str = "speedup_median"
+                    res: dict[str, Any] | None,
+                    name: str | None,
+                    what: str = "speedup_median",
+                    key: str = str(count),
                 ) -> Any:
                     if res is None or name is None:
                         return None
@@ -219,7 +225,8 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                     _fmt_x(fig(nat_sc, case.name, "cpu_speedup_median")),
                     _fmt_x(bs),
                     _fmt_x(bc) if case.ceiling else "",
-                    f"{_fmt_ns(n and n['serial_ns_per_op'])} / {_fmt_ns(b and b['serial_ns_per_op'])}",
+                    f"{_fmt_ns(n and n['serial_ns_per_op'])} / "
+                    f"{_fmt_ns(b and b['serial_ns_per_op'])}",
                 )
         tables.append(t)
 
@@ -292,10 +299,10 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                     got = c["got"]
                     if isinstance(got, list):
                         got = "all " + str(got[0]) if len(set(map(str, got))) == 1 else str(got)
-                    t.add(
-                        f"{name} {'ok' if c['ok'] else 'WRONG'}",
-                        f"{got} (expected {c['expected'] if not isinstance(c['expected'], list) else 'all ' + str(c['expected'][0])})",
-                    )
+                    expected = c["expected"]
+                    if isinstance(expected, list):
+                        expected = "all " + str(expected[0])
+                    t.add(f"{name} {'ok' if c['ok'] else 'WRONG'}", f"{got} (expected {expected})")
                 t.add("exact counts", "yes" if h["exact"] else "NO")
             tables.append(t)
 

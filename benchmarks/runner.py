@@ -75,7 +75,7 @@ def collect_meta(quick: bool) -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": environment.cpu_count(),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": quick,
         "loadavg_start": [round(x, 2) for x in os.getloadavg()]
         if hasattr(os, "getloadavg")
@@ -87,7 +87,7 @@ def resolve_cases(names: list[str]) -> dict[str, set[str] | None]:
     """Map each group to run to its selected case names (None: all of them)."""
     flat = [n for arg in names for n in arg.replace(",", " ").split() if n]
     if not flat or "all" in flat:
-        return {g: None for g in C.GROUPS}
+        return dict.fromkeys(C.GROUPS)
     selected: dict[str, set[str] | None] = {}
     for name in flat:
         if name in C.GROUPS:
@@ -141,8 +141,7 @@ def run_worker(
             cmd,
             cwd=REPO,
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
             timeout=timeout,
         )
@@ -180,7 +179,8 @@ def run_worker(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmarks of the native core against the pure-Python baseline and the stdlib.",
+        description="Benchmarks of the native core against the pure-Python baseline and the "
+        "stdlib.",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a few thousand iterations per case (CI smoke run)"
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         "--scaling-reps",
         type=int,
         metavar="N",
-        help="repetitions of every scaling case (default: 7; 1 with --quick); more narrows the medians",
+        help="repetitions of every scaling case (default: 7; 1 with --quick); more narrows the "
+        "medians",
     )
     ns = parser.parse_args(argv)
     if ns.scaling_reps is not None and ns.scaling_reps < 1:
@@ -285,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         status = 2
         print(
-            "benchmarks: the native module is not importable; run `make setup` (or pass --impl baseline)",
+            "benchmarks: the native module is not importable; run `make setup` "
+            "(or pass --impl baseline)",
             file=sys.stderr,
         )
     try:

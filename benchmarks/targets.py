@@ -264,8 +264,8 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
             t["met_if_trusted"] = t["met"]
             t["met"] = None
             t["by"] = (
-                f"not judged: on average only {parallelism:.2f} of the 2 threads were running (thread CPU "
-                "time / wall time), so the machine was busy; re-run with two idle cores"
+                f"not judged: on average only {parallelism:.2f} of the 2 threads were running "
+                "(thread CPU time / wall time), so the machine was busy; re-run with two idle cores"
             )
 
     memory = _group(data, "native", "memory")
@@ -282,7 +282,8 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
         if flat is None
         else (
             f"{flat['calls']:,} calls; over the last three quarters: traced growth "
-            f"{flat['traced_steady_growth_bytes']} B, RSS growth {flat['rss_steady_growth_bytes']} B"
+            f"{flat['traced_steady_growth_bytes']} B, "
+            f"RSS growth {flat['rss_steady_growth_bytes']} B"
         ),
     }
     targets.append(entry)

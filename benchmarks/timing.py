@@ -37,7 +37,7 @@ LoopFn = Callable[..., None]
 def compile_loop(
     stmt: str, names: Sequence[str], *, label: str = "stmt", unroll: int = UNROLL
 ) -> LoopFn:
-    """Return ``f(n, *values)`` that runs ``stmt`` ``n * unroll`` times; ``names`` are its locals."""
+    """``f(n, *values)`` that runs ``stmt`` ``n * unroll`` times; ``names`` are its locals."""
     lines = stmt.strip("\n").splitlines()
     body: list[str] = []
     for _ in range(unroll):

@@ -252,10 +252,10 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
         for count in counts:
             runs = parallel[name][count]
             # Each parallel run is compared with the serial run just before it.
-            sp = [speedup(r1, rn, count) for r1, rn in zip(runs1, runs)]
+            sp = [speedup(r1, rn, count) for r1, rn in zip(runs1, runs, strict=True)]
             cpu_sp = [
                 x
-                for x in (cpu_speedup(r1, rn, count) for r1, rn in zip(runs1, runs))
+                for x in (cpu_speedup(r1, rn, count) for r1, rn in zip(runs1, runs, strict=True))
                 if x is not None
             ]
             par = [rn.parallelism for rn in runs]

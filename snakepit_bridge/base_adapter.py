@@ -74,8 +74,9 @@ def tool(
 ) -> Any:
     """Declare a method as a tool of its adapter.
 
-    Use it as ``@tool`` or ``@tool(description=..., supports_streaming=..., required_variables=...)``.
-    The decorated function itself is returned, with a :class:`ToolMetadata` attached as
+    Use it as ``@tool`` or
+    ``@tool(description=..., supports_streaming=..., required_variables=...)``. The decorated
+    function itself is returned, with a :class:`ToolMetadata` attached as
     ``_tool_metadata``. Without a description the function's docstring is used. It may be
     combined with ``@thread_safe_method`` in either order, and with ``@staticmethod`` /
     ``@classmethod`` in either order. A property (or anything else that is not called) cannot

@@ -46,7 +46,7 @@ class ThreadLocalStorage:
     object, whichever comes first.  Keys may be any hashable.
     """
 
-    __slots__ = ("_owner", "__weakref__")
+    __slots__ = ("__weakref__", "_owner")
 
     def __init__(self) -> None:
         self._owner = ThreadSafeAdapter()

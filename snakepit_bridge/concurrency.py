@@ -91,7 +91,7 @@ def run_concurrently(
                 return
             try:
                 out.append(fn(*call_args, **call_kwargs))
-            except BaseException as exc:  # re-raised in the calling thread
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
                 failures[index] = (iteration, exc)
                 return
 

@@ -603,7 +603,7 @@ def run_hammer(
                 groups[key] = replace(group)  # a copy: workers' groups stay as they were
     try:
         adapter_stats = json_safe(adapter.get_stats()) if hasattr(adapter, "get_stats") else None
-    except Exception as exc:  # a broken get_stats() is a finding, not a crash of the report
+    except Exception as exc:  # noqa: BLE001 - a broken get_stats() is a finding, not a crash
         adapter_stats = {"error": exception_summary(exc)}
     thread_safety = json_safe(stop_checker(checker)) if checker is not None else None
 
@@ -669,7 +669,7 @@ def _run_workers(
                     result = adapter.call_tool(call.tool, **arguments)
                     if call.streaming:
                         _drain(result)
-                except BaseException as exc:  # every failure of a request is data
+                except BaseException as exc:  # noqa: BLE001 - every failure of a request is data
                     error = exc
                 worker.record(call.tool, time.perf_counter_ns() - started, error)
                 del error

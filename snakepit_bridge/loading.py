@@ -61,7 +61,7 @@ def load_adapter_class(spec: str) -> type:
         raise AdapterLoadError(
             f"cannot import adapter module {module_name!r}: {exception_summary(exc)}"
         ) from None
-    except (Exception, SystemExit) as exc:
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
         # The user's module is broken (or calls sys.exit() on import): one line, no traceback.
         raise AdapterLoadError(
             f"cannot import adapter module {module_name!r}: {exception_summary(exc)}"

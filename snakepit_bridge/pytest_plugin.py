@@ -196,7 +196,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     original = pyfuncitem.obj
     if inspect.iscoroutinefunction(original) or inspect.isasyncgenfunction(original):
         pytest.fail(
-            f"@pytest.mark.{HAMMER_MARKER} cannot run the async test {pyfuncitem.nodeid} in threads",
+            f"@pytest.mark.{HAMMER_MARKER} cannot run the async test {pyfuncitem.nodeid} "
+            "in threads",
             pytrace=False,
         )
     options = _marker_options(marker, pyfuncitem.config)

@@ -1,4 +1,4 @@
-"""Running the worker server as Snakepit does, and talking to it with a gRPC client we did not write.
+"""Running the worker server as Snakepit does, and talking to it with a gRPC client of others.
 
 * :func:`start_server` starts ``python -m snakepit_bridge.server`` (or the launcher) in a
   subprocess with Snakepit's full argument list (``--mode threaded`` included), a ready file,

@@ -48,7 +48,7 @@ from snakepit_bridge import environment
 from snakepit_bridge._native import ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.concurrency import ConcurrencyTimeoutError, run_concurrently
 
-__all__ = ["StressAdapter", "StressError", "StressFailure", "StressResult", "run", "main"]
+__all__ = ["StressAdapter", "StressError", "StressFailure", "StressResult", "main", "run"]
 
 _MISSING = object()
 # Hashable keys of several types (no two of them compare equal: no 1 / True / 1.0).
@@ -411,11 +411,11 @@ def run(
     if "completed_requests" in t and t["completed_requests"] != calls:
         failures.append(f"tracker completed_requests={t['completed_requests']}, calls={calls}")
     by_thread = t["requests_by_thread"]
-    for w in workers:
-        if by_thread.get(w.name, 0) != w.tracked_calls:
-            failures.append(
-                f"requests_by_thread[{w.name!r}]={by_thread.get(w.name, 0)}, made {w.tracked_calls}"
-            )
+    failures.extend(
+        f"requests_by_thread[{w.name!r}]={by_thread.get(w.name, 0)}, made {w.tracked_calls}"
+        for w in workers
+        if by_thread.get(w.name, 0) != w.tracked_calls
+    )
     if sum(by_thread.values()) != calls:
         failures.append(f"sum(requests_by_thread)={sum(by_thread.values())}, calls={calls}")
     active_threads_ever = sum(1 for w in workers if w.tracked_calls)

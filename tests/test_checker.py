@@ -5,20 +5,21 @@ from __future__ import annotations
 import gc
 import inspect
 import io
-import threading
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from queue import Queue
+from typing import ClassVar
 
 import pytest
+
 from _checking import live_checker_count, no_global_checking
 from _threads import hammer, run_threads
-
 from snakepit_bridge import thread_safety_checker as tsc
-from snakepit_bridge.checker import hooks
 from snakepit_bridge.base_adapter import tool
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method
+from snakepit_bridge.checker import hooks
 from snakepit_bridge.thread_safety_checker import (
     ThreadSafetyChecker,
     ThreadSafetyError,
@@ -117,7 +118,7 @@ class DeclaredAdapter(ThreadSafeAdapter):
     """Declares which lock guards which attribute."""
 
     __thread_safe__ = True
-    __guarded_by__ = {"hits": "hits_lock", "misses": ("misses_lock", "lock")}
+    __guarded_by__: ClassVar = {"hits": "hits_lock", "misses": ("misses_lock", "lock")}
 
     def __init__(self) -> None:
         super().__init__()
@@ -243,7 +244,7 @@ def test_bad_adapter_gives_one_warning_naming_class_attribute_threads_and_line()
     (race,) = report["unprotected_writes"]
     assert (race["class"], race["attribute"], race["line"]) == ("BadAdapter", "counter", BAD_LINE)
     assert race["count"] == report["racy_writes"] == total  # every write after sharing is racy
-    assert [w for w in caught if issubclass(w.category, ThreadSafetyWarning)][0].lineno == BAD_LINE
+    assert next(w for w in caught if issubclass(w.category, ThreadSafetyWarning)).lineno == BAD_LINE
     assert len([w for w in caught if issubclass(w.category, ThreadSafetyWarning)]) == 1
     assert any("written by several threads" in r for r in report["recommendations"])
 
@@ -323,7 +324,7 @@ def test_heuristic_ignores_a_reentrant_lock_held_by_another_thread() -> None:
 def test_invalid_guarded_by_is_reported_at_the_write() -> None:
     class Broken(ThreadSafeAdapter):
         __thread_safe__ = True
-        __guarded_by__ = ["counter"]
+        __guarded_by__: ClassVar = ["counter"]
 
         def __init__(self) -> None:
             super().__init__()

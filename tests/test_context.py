@@ -9,7 +9,6 @@ import time
 import weakref
 
 from _threads import run_threads
-
 from snakepit_bridge.base_adapter import BaseAdapter, tool
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.context import RequestContext, current_request, request_scope

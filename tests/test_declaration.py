@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from _checking import no_global_checking
 
+from _checking import no_global_checking
 from snakepit_bridge import _native, base_adapter_threaded, declaration
 from snakepit_bridge import thread_safety_checker as tsc
 from snakepit_bridge.base_adapter import BaseAdapter

@@ -26,10 +26,9 @@ import weakref
 
 import pytest
 
+from _threads import run_threads
 from snakepit_bridge import RequestTracker, ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge._native import lock_owner
-
-from _threads import run_threads
 
 SUBPROCESS_TIMEOUT = 120  # seconds; only a hang reaches it
 
@@ -90,7 +89,8 @@ def run_script(code, *, expect_rc=0, env=None):
         env=full_env,
     )
     assert proc.returncode == expect_rc, (
-        f"exit code {proc.returncode}, expected {expect_rc}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        f"exit code {proc.returncode}, expected {expect_rc}\n"
+        f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
     )
     return proc.stdout
 
@@ -429,7 +429,9 @@ def test_fork_while_another_thread_holds_lock():
                     os._exit(17)
                 # 4. threads work in the child
                 box = []
-                ct = threading.Thread(target=lambda: box.append(a.lock.acquire(timeout=10) and (a.lock.release() or True)))
+                def lock_and_release():
+                    box.append(a.lock.acquire(timeout=10) and (a.lock.release() or True))
+                ct = threading.Thread(target=lock_and_release)
                 ct.start(); ct.join()
                 if box != [True]:
                     os._exit(18)
@@ -517,7 +519,8 @@ def test_fork_hooks_called_directly_clean_up_the_child():
                 return 16
             # 3. its request is not running here; counting goes on
             st = a.get_stats()["tracker"]
-            if st["active_requests"] != 0 or st["active_threads"] != 0 or a.tracker.active_requests():
+            busy = st["active_requests"] or st["active_threads"] or a.tracker.active_requests()
+            if busy:
                 return 17
             with a.track_request():
                 if a.get_stats()["tracker"]["active_requests"] != 1:
@@ -543,7 +546,8 @@ def test_fork_hooks_called_directly_clean_up_the_child():
         _, status = os.waitpid(pid, 0)
         print("CHILD", os.waitstatus_to_exitcode(status))
         st = a.get_stats()["tracker"]
-        print("PARENT", st["active_requests"], st["total_requests"], a.lock.locked(), mine._recursion_count())
+        print("PARENT", st["active_requests"], st["total_requests"], a.lock.locked(),
+              mine._recursion_count())
     """)
     assert out.split() == ["CHILD", "0", "PARENT", "0", "1", "False", "2"]
 
@@ -677,7 +681,7 @@ def test_adapter_churn_with_thread_locals_and_gc():
         pass
 
     class Val:
-        __slots__ = ("owner", "tag", "__weakref__")
+        __slots__ = ("__weakref__", "owner", "tag")
 
         def __init__(self, owner, tag):
             self.owner = owner
@@ -798,11 +802,13 @@ def test_thread_local_cycle_back_to_adapter_is_collected(where):
     refs = []
 
     def setter():
-        v = Val(a)
+        # pyflakes takes the `del a` below for an unbinding of the closure's `a` (it is bound).
+        adapter = a  # noqa: F821
+        v = Val(adapter)
         refs.append(weakref.ref(v, lambda _: freed.append("value")))
-        a.set_thread_local("cycle", v)
-        a.set_thread_local(a, v)  # the adapter itself as a key too
-        a.set_thread_local("dict", {"back": a, "self": v})
+        adapter.set_thread_local("cycle", v)
+        adapter.set_thread_local(adapter, v)  # the adapter itself as a key too
+        adapter.set_thread_local("dict", {"back": adapter, "self": v})
 
     if where == "same_thread":
         setter()

@@ -18,9 +18,9 @@ from pathlib import Path
 from queue import Queue
 
 import pytest
+
 from _checking import no_global_checking
 from _threads import hammer, run_threads
-
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method, tool
 from snakepit_bridge.thread_safety_checker import (
     ThreadSafetyChecker,
@@ -63,7 +63,7 @@ def test_guide_has_blocks_and_skips_only_for_missing_libraries() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[f"line{b[0]}" for b in BLOCKS])
 def test_guide_block(index: int) -> None:
     """Runs the blocks before this one (they define what it uses), then this one."""
-    line, _code, reason = BLOCKS[index]
+    _line, _code, reason = BLOCKS[index]
     if reason is not None:
         pytest.skip(reason)
     namespace: dict[str, object] = {"__name__": "guide"}
@@ -249,7 +249,7 @@ def test_step_5_concurrent_compute(my_adapter: object) -> None:
         try:
             result = my_adapter.compute([1, 2, 3, 4, 5])
             results.append(result)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the guide's example collects every failure
             errors.append(e)
 
     with ThreadPoolExecutor(max_workers=20) as executor:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 import threading
 import tracemalloc
 
@@ -411,7 +410,7 @@ def test_adapters_handed_to_another_thread_leave_memory_flat():
                     pass
                 del a
                 done.put(1)
-        except BaseException as exc:  # re-raised below
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
             done.put(1)
 

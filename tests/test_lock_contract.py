@@ -11,8 +11,9 @@ test_native_rlock.py.
 from __future__ import annotations
 
 import threading
-from test import lock_tests
 from typing import Any
+
+from test import lock_tests
 
 from snakepit_bridge import RLock, ThreadSafeAdapter
 

@@ -11,6 +11,7 @@ import weakref
 import pytest
 
 import snakepit_bridge
+from _threads import run_threads
 from snakepit_bridge import (
     BaseAdapter,
     RequestTracker,
@@ -20,8 +21,6 @@ from snakepit_bridge import (
     thread_safe_method,
 )
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter as ThreadedImport
-
-from _threads import run_threads
 
 
 class Counter(ThreadSafeAdapter):
@@ -101,7 +100,7 @@ def test_acquire_lock_is_reentrant_and_releases_on_exception():
     with pytest.raises(ZeroDivisionError):
         with adapter.acquire_lock():
             with adapter.acquire_lock():
-                1 / 0
+                1 / 0  # noqa: B018 - raises ZeroDivisionError inside the nested locks
     assert not adapter.lock.locked()
     with adapter.acquire_lock() as entered:
         assert entered is None
@@ -345,7 +344,8 @@ def test_thread_local_released_when_adapter_dies_first():
     def worker() -> None:
         token = Token()
         weakref.finalize(token, released.set)
-        adapter.set_thread_local("token", token)
+        # pyflakes takes the `del adapter` below for an unbinding of the closure's `adapter`.
+        adapter.set_thread_local("token", token)  # noqa: F821
         del token
         stored.set()
         stop.wait(10)  # the thread outlives the adapter
@@ -652,7 +652,7 @@ def test_first_use_inside_name_lookup_reuses_the_record():
             adapter.set_thread_local("k", "v")
             results.append(adapter.get_thread_local("k"))
             results.append(adapter.get_thread_local("from-name"))  # stored during the lookup
-        except BaseException as exc:  # re-raised below
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
 
     thread = NamedThread(target=body)
@@ -766,7 +766,7 @@ def test_write_observer_sees_sets_and_deletes_through_every_ordinary_path():
     try:
         a = Observed()
         a.x = 1
-        setattr(a, "y", 2)
+        a.y = 2
         with a.acquire_lock():
             a.x = 3
         del a.x

@@ -88,7 +88,7 @@ def test_every_thread_state_of_a_c_thread_is_tracked_and_has_storage(
             values.append(weakref.ref(token))
             adapter.set_thread_local("token", token)
             seen.append((adapter.tracked(i), before, adapter.get_thread_local("mine")))
-        except BaseException as exc:  # ctypes would only print it
+        except BaseException as exc:  # noqa: BLE001 - ctypes would only print it
             errors.append(exc)
 
     keep = CALLBACK(callback)  # referenced until the C thread has ended
@@ -196,7 +196,8 @@ def test_one_thread_state_on_two_os_threads_never_frees_a_live_record(tmp_path: 
             b.work(1)
             del b
         gc.collect()
-        print("MINE:", a.get_thread_local("k"), a.work(2), a.get_stats()["tracker"]["total_requests"])
+        mine, worked = a.get_thread_local("k"), a.work(2)  # in this order, then the stats
+        print("MINE:", mine, worked, a.get_stats()["tracker"]["total_requests"])
         """,
         timeout=120,
     )

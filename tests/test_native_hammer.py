@@ -7,9 +7,8 @@ import sysconfig
 
 import pytest
 
-from snakepit_bridge import ThreadSafeAdapter, thread_safe_method
-
 from _threads import run_threads
+from snakepit_bridge import ThreadSafeAdapter, thread_safe_method
 
 
 class Counter(ThreadSafeAdapter):

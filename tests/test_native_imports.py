@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 import snakepit_bridge
+from _threads import run_threads
 from snakepit_bridge import _native
 from snakepit_bridge.base_adapter_threaded import (
     ThreadLocalStorage,
@@ -15,8 +15,6 @@ from snakepit_bridge.base_adapter_threaded import (
     tool,
     validate_thread_safety,
 )
-
-from _threads import run_threads
 
 
 def test_root_and_threaded_module_export_the_same_objects():

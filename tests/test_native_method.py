@@ -8,9 +8,8 @@ import types
 
 import pytest
 
-from snakepit_bridge import ThreadSafeAdapter, thread_safe_method
-
 from _threads import run_threads
+from snakepit_bridge import ThreadSafeAdapter, thread_safe_method
 
 
 def mark_tool(func):
@@ -337,7 +336,8 @@ def test_decorated_closures_and_their_captures_are_freed() -> None:
 @pytest.mark.skipif(
     not __import__("sysconfig").get_config_var("Py_GIL_DISABLED")
     or __import__("sys").version_info >= (3, 14),
-    reason="3.13t only: immortal like a module-level function (3.14 uses deferred reference counting)",
+    reason="3.13t only: immortal like a module-level function "
+    "(3.14 uses deferred reference counting)",
 )
 def test_module_level_decorated_method_is_immortal_on_313t() -> None:
     import sys

@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-from snakepit_bridge import RLock, ThreadSafeAdapter
-from snakepit_bridge import _native
-
 from _threads import run_threads
+from snakepit_bridge import RLock, ThreadSafeAdapter, _native
 
 
 class Plain(ThreadSafeAdapter):

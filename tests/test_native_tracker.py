@@ -7,10 +7,9 @@ import time
 
 import pytest
 
+from _threads import run_threads
 from snakepit_bridge import RequestTracker, ThreadSafeAdapter, _native, thread_safe_method
 from snakepit_bridge.base_adapter_threaded import OTHER_THREADS
-
-from _threads import run_threads
 
 
 def test_start_end_and_stats():

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import threading
 from types import SimpleNamespace
-from typing import Optional
 
 import pytest
-from _threads import run_threads
 
+from _threads import run_threads
 from snakepit_bridge import thread_safety_checker as tsc
 from snakepit_bridge.base_adapter import (
     BaseAdapter,
@@ -30,7 +29,7 @@ class Plain(BaseAdapter):
         return a + b
 
     @tool
-    def echo(self, text: str, *args: object, repeat: Optional[int] = None, **extra: object) -> str:
+    def echo(self, text: str, *args: object, repeat: int | None = None, **extra: object) -> str:
         """Echo the text back."""
         return text * (repeat or 1)
 
@@ -71,7 +70,7 @@ class Threaded(ThreadSafeAdapter):
 
     @tool(description="outer tool order")
     @thread_safe_method
-    def outer(self, y: "dict[str, int] | None" = None) -> str:
+    def outer(self, y: dict[str, int] | None = None) -> str:
         return "outer"
 
     @thread_safe_method
@@ -290,7 +289,7 @@ def test_parameter_defaults_are_shown_json_safe() -> None:
 def test_registry_is_cached_per_class_not_per_instance() -> None:
     first, second = Threaded(), Threaded()
     specs = first.get_tools()
-    assert all(a is b for a, b in zip(specs, second.get_tools()))
+    assert all(a is b for a, b in zip(specs, second.get_tools(), strict=True))
     assert isinstance(specs[0], ToolSpec)
     assert "session_context" not in vars(first)  # no per-instance state was created
     specs.clear()  # the list is a copy
@@ -314,7 +313,7 @@ def test_subclass_inherits_tools_and_can_hide_one_by_overriding() -> None:
 
     names = [t.name for t in Child().get_tools()]
     assert "add" not in names and "extra" in names and "echo" in names
-    assert [t.name for t in Plain().get_tools()][0] == "add"  # parent cache unaffected
+    assert Plain().get_tools()[0].name == "add"  # parent cache unaffected
 
 
 def test_concurrent_first_discovery_agrees() -> None:

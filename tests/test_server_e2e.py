@@ -33,7 +33,6 @@ from server_harness import (
     snakepit_args,
     tool_request,
 )
-
 from snakepit_bridge.server.proto import bridge_pb2 as pb
 
 ADAPTER = "server_adapters.ServerTestAdapter"
@@ -484,7 +483,8 @@ def test_ping_stays_fast_while_tools_run(client: Client, server: ServerProcess) 
     assert all(r.success for r in replies)
     median, worst = statistics.median(latencies), max(latencies)
     print(
-        f"Ping with 8 CPU-bound tools running: median {median * 1e3:.1f} ms, max {worst * 1e3:.1f} ms"
+        f"Ping with 8 CPU-bound tools running: median {median * 1e3:.1f} ms, "
+        f"max {worst * 1e3:.1f} ms"
     )
     assert median < 0.25 and worst < worst_ping_bound(server), latencies
 

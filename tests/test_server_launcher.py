@@ -114,7 +114,6 @@ def test_the_launcher_serves_our_server_where_snakepit_would_run_its_own(
         snakepit_args,
         tool_request,
     )
-
     from snakepit_bridge.server.proto import bridge_pb2 as pb
 
     script = snakepit_layout["priv"] / "grpc_server_threaded.py"

@@ -29,7 +29,6 @@ from server_harness import (
     snakepit_args,
     tool_request,
 )
-
 from snakepit_bridge.server.proto import bridge_pb2 as pb
 
 ADAPTER = "server_adapters.ServerTestAdapter"
@@ -354,7 +353,7 @@ def test_thread_safety_check_logs_each_finding_once(servers: ServerPool) -> None
     assert "thread-safety check: 1 warning(s)" in stderr
 
 
-# -- Python's own warnings --------------------------------------------------------------------------
+# -- Python's own warnings ------------------------------------------------------------------------
 
 
 def test_the_server_runs_with_warnings_as_errors(servers: ServerPool) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from server_harness import free_threaded_python
 
 ROOT = Path(__file__).resolve().parent.parent

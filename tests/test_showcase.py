@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _threads import run_threads
 
+from _threads import run_threads
 from snakepit_bridge.adapters import threaded_showcase as showcase
 from snakepit_bridge.adapters.threaded_showcase import (
     HISTORY_LIMIT,

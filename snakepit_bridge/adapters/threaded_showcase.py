@@ -29,10 +29,11 @@ from snakepit_bridge._native import ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.base_adapter import BaseAdapter, tool
 from snakepit_bridge.base_adapter_threaded import OTHER_THREADS
 
+np: Any  # the numpy module, or None without it
 try:
     import numpy as np
 except ImportError:  # the core package must work without NumPy
-    np = None  # type: ignore[assignment]
+    np = None
 
 __all__ = [
     "NUMPY_AVAILABLE",
@@ -256,6 +257,7 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
                 f"matrix_multiply: input_vector must have {INPUT_SIZE} elements, got {len(values)}"
             )
         weights = self.model_weights  # Pattern 1: shared, read-only, no lock
+        assert weights is not None  # built whenever NumPy is there (checked above)
         hidden = numpy.maximum(numpy.asarray(values) @ weights["layer1"], 0.0)
         hidden = numpy.maximum(hidden @ weights["layer2"], 0.0)
         output = hidden @ weights["layer3"]

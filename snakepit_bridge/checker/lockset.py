@@ -15,6 +15,7 @@ shared dicts (see :mod:`.hooks`).
 
 from __future__ import annotations
 
+import enum
 import itertools
 import sys
 import threading
@@ -24,6 +25,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, Final
 
 from snakepit_bridge import _native
@@ -65,7 +67,13 @@ MAX_CLASSES_CHECKED: Final = 1024
 
 _CHECKER_PACKAGE = __name__.rpartition(".")[0] + "."
 _FACADE_MODULE = "snakepit_bridge.thread_safety_checker"
-_MISSING: Final = object()
+
+
+class _Sentinel(enum.Enum):
+    MISSING = enum.auto()  # "not in this thread's memo yet" (None means: not tracked)
+
+
+_MISSING: Final = _Sentinel.MISSING
 
 
 class AttrState:
@@ -208,9 +216,8 @@ class ThreadSafetyChecker:
         self.enabled = True
         return self
 
-    def __exit__(self, *exc_info: object) -> bool:
+    def __exit__(self, *exc_info: object) -> None:
         self.enabled = False
-        return False
 
     def _forget_calls_in_flight(self) -> None:
         """Drop the calls that are running now from the concurrency counts.
@@ -452,7 +459,8 @@ class ThreadSafetyChecker:
 
     @contextmanager
     def track_execution(self, method_name: str) -> Iterator[None]:
-        """Count the body as one call of ``method_name`` (for code outside ``thread_safe_method``)."""
+        """Count the body as one call of ``method_name`` (for code that is not a
+        ``thread_safe_method``)."""
         if not self._enabled:
             yield
             return
@@ -477,7 +485,7 @@ class ThreadSafetyChecker:
         messages = [library_message(lib) for lib in found]
         new: list[str] = []
         with self._lock:
-            for lib, message in zip(found, messages):
+            for lib, message in zip(found, messages, strict=True):
                 if lib not in self._unsafe_libraries:
                     self._unsafe_libraries.append(lib)
                     self._add_warning(f"library:{lib}", message)
@@ -533,10 +541,10 @@ def _user_frame() -> tuple[str, int, str]:
     Called from inside the observer: the first frame outside the checker package (and the
     native module) is the code doing the assignment. The frame itself is never kept.
     """
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     try:
         while frame is not None and _is_checker_module(frame.f_globals.get("__name__")):
-            frame = frame.f_back  # type: ignore[assignment]
+            frame = frame.f_back
         if frame is None:
             return "<unknown>", 0, "<unknown>"
         return frame.f_code.co_filename, frame.f_lineno, str(frame.f_globals.get("__name__"))
