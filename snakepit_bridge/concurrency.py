@@ -62,9 +62,11 @@ def run_concurrently(
     ``ExceptionGroup`` of one exception per group. Each carries its worker's traceback and a note
     saying which workers raised it.
 
-    If the workers have not finished after ``timeout`` seconds (``None``: wait forever), they are
-    asked to stop after their current call and :class:`ConcurrencyTimeoutError` is raised with
-    the stacks of the threads still running; threads stuck for good are left behind as daemons.
+    When a thread cannot be started, the threads already started are released and joined, and
+    the error is raised. If the workers have not finished after ``timeout`` seconds (``None``:
+    wait forever), they are asked to stop after their current call and
+    :class:`ConcurrencyTimeoutError` is raised with the stacks of the threads still running;
+    threads stuck for good are left behind as daemons.
     """
     __tracebackhide__ = True  # pytest: show the test and the workers, not this machinery
     if threads < 1:
@@ -100,8 +102,17 @@ def run_concurrently(
         threading.Thread(target=work, args=(i,), name=f"run_concurrently-{i} ({name})", daemon=True)
         for i in range(threads)
     ]
-    for worker in workers:
-        worker.start()
+    started: list[threading.Thread] = []
+    try:
+        for worker in workers:
+            worker.start()
+            started.append(worker)
+    except BaseException:  # "can't start new thread": release the started ones, then report
+        stop.set()
+        barrier.abort()  # they leave the barrier at once and end
+        for worker in started:
+            worker.join()
+        raise
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         for worker in workers:
