@@ -4,15 +4,40 @@ FT_VENV  := .venv
 GIL_VENV := .venv-gil
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-ft test-gil test-debug tsan valgrind demo bench bench-quick proto clean
+.PHONY: setup lint test test-ft test-gil test-debug tsan valgrind demo bench bench-quick proto clean
 
 setup:
 	@scripts/setup.sh
 
-# The full check: the suite on 3.13t, on the GIL build, the suite again against a debug build
-# of the native core (assertions on) on both, then the hammer and stress tests under
+# Static checks, with the tools of the `lint` extra in the GIL venv. Each check is one
+# lint-* target; a new one is added to LINT_CHECKS.
+LINT_CHECKS := lint-python lint-c lint-references
+LINT_BIN := $(GIL_VENV)/bin
+.PHONY: $(LINT_CHECKS)
+
+lint: setup $(LINT_CHECKS)
+
+# ruff (rules and formatting over every Python file) and mypy --strict over snakepit_bridge/
+# (both configured in pyproject.toml).
+lint-python:
+	$(LINT_BIN)/ruff check .
+	$(LINT_BIN)/ruff format --check .
+	$(LINT_BIN)/mypy
+
+# clang-format over the native core (style in .clang-format).
+lint-c:
+	$(LINT_BIN)/clang-format --dry-run --Werror src/*.c src/*.h
+
+# Comments and output cite the requirement itself or a public reference (gh-NNNN, docs), never
+# an internal tracker number.
+lint-references:
+	@if git grep -n -I -E '[Ii]ssue ?#?[0-9]+|§ ?[0-9]|\(#[0-9]+\)'; then \
+	  echo "lint: the lines above cite an internal tracker; say what is meant instead" >&2; exit 1; fi
+
+# The full check: the linters, the suite on 3.13t, on the GIL build, the suite again against a
+# debug build of the native core (assertions on) on both, then the hammer and stress tests under
 # ThreadSanitizer (SKIP_TSAN=1 leaves that last step out).
-test: setup test-ft test-gil test-debug
+test: setup lint test-ft test-gil test-debug
 ifndef SKIP_TSAN
 	scripts/tsan.sh
 endif

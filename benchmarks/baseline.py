@@ -16,7 +16,8 @@ This is a benchmark fixture, not part of the package. It implements the same API
 It is written to be a fair, even charitable, baseline: log messages use lazy ``%``
 formatting, so a disabled DEBUG logger costs only its level check, and nothing is done
 that upstream does not do. ``quiet_thread_safe_method`` (the same without the DEBUG log
-calls) is measured as a reference, because that level check is expensive on some releases. Nothing here imports ``snakepit_bridge``.
+calls) is measured as a reference, because that level check is expensive on some releases.
+Nothing here imports ``snakepit_bridge``.
 """
 
 from __future__ import annotations

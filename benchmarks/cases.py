@@ -69,31 +69,60 @@ SCALING_NAMES: tuple[str, ...] = ("a", "x", "k", "q", "g")
 SCALING_CASES: tuple[ScalingCase, ...] = (
     ScalingCase("bare_call", "a.bare(x)", "bare call, shared adapter (ceiling)", True, None),
     ScalingCase("tracked_call", "a.tracked(x)", "tracked call, shared adapter", True, "bare_call"),
-    ScalingCase("tl_hit", "a.get_thread_local(k)", "thread-local read, shared adapter", True, "bare_call"),
-    ScalingCase("locked_increment", "a.increment()", "tracked increment under the lock, shared", True, "bare_call"),
+    ScalingCase(
+        "tl_hit", "a.get_thread_local(k)", "thread-local read, shared adapter", True, "bare_call"
+    ),
+    ScalingCase(
+        "locked_increment",
+        "a.increment()",
+        "tracked increment under the lock, shared",
+        True,
+        "bare_call",
+    ),
     # References for the shared-adapter figures: what the interpreter itself allows when a
     # call goes through C. a.__sizeof__() is object's own C method (METH_NOARGS, returns a
     # cached small int): any C method called on the shared adapter, with nothing of ours in
     # it. forward_call is the decorator object on an object that is not an adapter: it then
     # only forwards the call to the same Python function (the C-to-Python call every C
     # wrapper makes), with no tracking at all.
-    ScalingCase("c_method", "a.__sizeof__()", "stdlib C method a.__sizeof__(), shared adapter", True, "bare_call"),
     ScalingCase(
-        "forward_call", "q.fwd(x)", "C wrapper forwarding to the function, no tracking, shared", True,
-        "bare_call", native_only=True,
+        "c_method",
+        "a.__sizeof__()",
+        "stdlib C method a.__sizeof__(), shared adapter",
+        True,
+        "bare_call",
+    ),
+    ScalingCase(
+        "forward_call",
+        "q.fwd(x)",
+        "C wrapper forwarding to the function, no tracking, shared",
+        True,
+        "bare_call",
+        native_only=True,
     ),
     # What lifts the ceiling: a bound method made once per thread. Calling it neither looks the
     # name up on the instance nor passes the adapter as an argument, so the shared adapter's
     # reference count is not touched per call (the usual hot-loop idiom, ``get = self.get_...``).
     ScalingCase(
-        "tl_hit_bound", "g(k)", "thread-local read via g = a.get_thread_local, shared", True, "bare_call"
+        "tl_hit_bound",
+        "g(k)",
+        "thread-local read via g = a.get_thread_local, shared",
+        True,
+        "bare_call",
     ),
     ScalingCase("bare_call_per_thread", "a.bare(x)", "bare call, adapter per thread", False, None),
     ScalingCase(
-        "tracked_call_per_thread", "a.tracked(x)", "tracked call, adapter per thread", False, "bare_call_per_thread"
+        "tracked_call_per_thread",
+        "a.tracked(x)",
+        "tracked call, adapter per thread",
+        False,
+        "bare_call_per_thread",
     ),
     ScalingCase(
-        "tl_hit_per_thread", "a.get_thread_local(k)", "thread-local read, adapter per thread", False,
+        "tl_hit_per_thread",
+        "a.get_thread_local(k)",
+        "thread-local read, adapter per thread",
+        False,
         "bare_call_per_thread",
     ),
     # Nothing shared at all, not even the decorator object in the class: the difference from
@@ -138,9 +167,18 @@ def load_impl(impl: str) -> tuple[type, Any, Any, dict[str, Any]]:
         }
         return ThreadSafeAdapter, thread_safe_method, thread_safe_method, info
     if impl == "baseline":
-        from benchmarks.baseline import ThreadSafeAdapter, quiet_thread_safe_method, thread_safe_method
+        from benchmarks.baseline import (
+            ThreadSafeAdapter,
+            quiet_thread_safe_method,
+            thread_safe_method,
+        )
 
-        return ThreadSafeAdapter, thread_safe_method, quiet_thread_safe_method, {"module": "benchmarks.baseline"}
+        return (
+            ThreadSafeAdapter,
+            thread_safe_method,
+            quiet_thread_safe_method,
+            {"module": "benchmarks.baseline"},
+        )
     raise ValueError(f"unknown implementation {impl!r}; expected one of {IMPLS}")
 
 

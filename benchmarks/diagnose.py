@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from benchmarks import cases as C
+from benchmarks.standalone import environment
 from benchmarks.timing import LoopCase, compile_loop, measure_interleaved
 
 STATEMENTS: tuple[tuple[str, str], ...] = (
@@ -65,12 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     names = list(env)
     values = tuple(env.values())
-    loops = [LoopCase(label, compile_loop(stmt, names, label=label), values) for label, stmt in STATEMENTS]
+    loops = [
+        LoopCase(label, compile_loop(stmt, names, label=label), values)
+        for label, stmt in STATEMENTS
+    ]
     measure_interleaved(loops, rounds=rounds, target_ns=30e6, fixed_n=None)
     loop_best = min(loops[0].samples)
     loop_median = statistics.median(loops[0].samples)
-    print(f"{sys.version.split()[0]} {'free-threaded' if not getattr(sys, '_is_gil_enabled', lambda: True)() else 'GIL'}"
-          f", ns per statement (thread CPU time, loop subtracted), {rounds} rounds")
+    print(
+        f"{sys.version.split()[0]} {'GIL' if environment.gil_enabled() else 'free-threaded'}"
+        f", ns per statement (thread CPU time, loop subtracted), {rounds} rounds"
+    )
     width = max(len(label) for label, _ in STATEMENTS)
     print(f"{'statement':{width}s}  {'best':>8s}  {'median':>8s}")
     for lc in loops[1:]:

@@ -121,7 +121,8 @@ def flatness(bench_cls: type, calls: int, warmup: int) -> dict[str, Any]:
         traced_bytes_per_call=traced_steady / steady_calls,
         rss_growth_bytes=growth(rss, 0, 4),
         rss_steady_growth_bytes=rss_steady,
-        flat=traced_steady <= FLAT_TRACED_BYTES and (rss_steady is None or rss_steady <= FLAT_RSS_BYTES),
+        flat=traced_steady <= FLAT_TRACED_BYTES
+        and (rss_steady is None or rss_steady <= FLAT_RSS_BYTES),
         flat_rule=(
             f"over the last {steady_calls:,} calls: traced growth <= {FLAT_TRACED_BYTES} B "
             f"and RSS growth <= {FLAT_RSS_BYTES // 1024} KiB"
@@ -158,16 +159,25 @@ def run(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, An
     if want("adapter"):
         rss, kept = _rss_delta(lambda: _make(bench_cls, n_obj))
         alive.append(kept)
-        results["adapter"] = {"objects": n_obj, "rss_bytes_per_object": None if rss is None else rss / n_obj}
+        results["adapter"] = {
+            "objects": n_obj,
+            "rss_bytes_per_object": None if rss is None else rss / n_obj,
+        }
     if want("adapter_used"):
         rss, kept = _rss_delta(lambda: _make(used, n_obj))
         alive.append(kept)
-        results["adapter_used"] = {"objects": n_obj, "rss_bytes_per_object": None if rss is None else rss / n_obj}
+        results["adapter_used"] = {
+            "objects": n_obj,
+            "rss_bytes_per_object": None if rss is None else rss / n_obj,
+        }
     if want("tl_value"):
         holder = one_adapter_with_values()
         rss, _ = _rss_delta(lambda: _fill(holder, keys, marker))
         alive.append(holder)
-        results["tl_value"] = {"values": n_val, "rss_bytes_per_value": None if rss is None else rss / n_val}
+        results["tl_value"] = {
+            "values": n_val,
+            "rss_bytes_per_value": None if rss is None else rss / n_val,
+        }
     del alive
     _collect()
 
@@ -179,14 +189,18 @@ def run(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, An
     if want("adapter_used"):
         traced = _traced_delta(lambda: _make(used, n_obj))
         results["adapter_used"]["traced_bytes_per_object"] = traced / n_obj
-        results["adapter_used"]["what"] = "an adapter after one tracked call and one thread-local value"
+        results["adapter_used"]["what"] = (
+            "an adapter after one tracked call and one thread-local value"
+        )
     if want("tl_value"):
         holder = one_adapter_with_values()
         traced = _traced_delta(lambda: _fill(holder, keys, marker))
         assert holder.get_thread_local(keys[-1]) is marker
         del holder
         results["tl_value"]["traced_bytes_per_value"] = traced / n_val
-        results["tl_value"]["what"] = "one more thread-local value on an adapter (key and value shared)"
+        results["tl_value"]["what"] = (
+            "one more thread-local value on an adapter (key and value shared)"
+        )
 
     if want("flat_tracked_calls"):
         if impl == "native":
@@ -194,5 +208,7 @@ def run(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, An
         else:  # the baseline is ~50x slower; its flatness is a reference only
             calls, warmup = max(UNROLL, s["flat_calls"] // 10), max(UNROLL, s["flat_warmup"] // 10)
         results["flat_tracked_calls"] = flatness(bench_cls, calls, warmup)
-        results["flat_tracked_calls"]["what"] = "memory growth over many tracked calls on one adapter"
+        results["flat_tracked_calls"]["what"] = (
+            "memory growth over many tracked calls on one adapter"
+        )
     return {"info": info, "cases": results}

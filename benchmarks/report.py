@@ -27,7 +27,9 @@ def _group(data: dict[str, Any], impl: str, group: str) -> dict[str, Any] | None
 
 
 class _Table:
-    def __init__(self, title: str, header: list[str], note: str = "", left: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, title: str, header: list[str], note: str = "", left: tuple[str, ...] = ()
+    ) -> None:
         self.title = title
         self.header = header
         self.rows: list[list[str]] = []
@@ -38,10 +40,15 @@ class _Table:
         self.rows.append([str(c) for c in cells])
 
     def text(self) -> str:
-        widths = [max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))]
+        widths = [
+            max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))
+        ]
 
         def line(r: list[str]) -> str:
-            cells = [c.ljust(w) if i in self.left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+            cells = [
+                c.ljust(w) if i in self.left else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            ]
             return "  ".join(cells).rstrip()
 
         out = [self.title, "-" * len(self.title)]
@@ -56,7 +63,11 @@ class _Table:
         if self.note:
             out += [self.note, ""]
         out.append("| " + " | ".join(self.header) + " |")
-        out.append("|" + "|".join(" --- " if i in self.left else " ---: " for i in range(len(self.header))) + "|")
+        out.append(
+            "|"
+            + "|".join(" --- " if i in self.left else " ---: " for i in range(len(self.header)))
+            + "|"
+        )
         for r in self.rows:
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
         return "\n".join(out)
@@ -67,24 +78,30 @@ def _header_lines(data: dict[str, Any]) -> list[str]:
     gil = "GIL disabled" if m.get("gil_enabled") is False else "GIL enabled"
     build = "free-threaded build" if m.get("free_threaded_build") else "GIL build"
     lines = [
-        f"Interpreter: CPython {m['python_version']} ({build}, {gil} while measuring), {m['executable']}",
-        f"Machine:     {m['cpu_model']}, {m['cpu_count']} logical CPUs ({m['cpus_usable']} usable), "
-        f"{m['platform']}",
+        f"Interpreter: CPython {m['python_version']} ({build}, {gil} while measuring), "
+        f"{m['executable']}",
+        f"Machine:     {m['cpu_model']}, {m['cpu_count']} logical CPUs "
+        f"({m['cpus_usable']} usable), {m['platform']}",
         f"Date:        {m['date_utc']}   mode: {'quick' if m['quick'] else 'full'}   "
         f"load average at start: {m['loadavg_start']}",
     ]
     drift = m.get("process_drift")
     if drift:
         lines.append(
-            f"Processes:   the same d.get(k) costs {drift['native_process_ns']:.1f} ns in the native processes and "
-            f"{drift['baseline_process_ns']:.1f} ns in the baseline ones (x{drift['ratio']:.2f}); "
+            f"Processes:   the same d.get(k) costs {drift['native_process_ns']:.1f} ns in the "
+            f"native processes and {drift['baseline_process_ns']:.1f} ns in the baseline ones "
+            f"(x{drift['ratio']:.2f}); "
             "native-vs-baseline ratios carry that much noise"
         )
-    lines.append(f"Load:        load average at end: {m.get('loadavg_end')} (on {m['cpu_count']} CPUs)")
+    lines.append(
+        f"Load:        load average at end: {m.get('loadavg_end')} (on {m['cpu_count']} CPUs)"
+    )
     native = m.get("native") or {}
     if native:
-        lines.append(f"Native:      {native.get('file')} (version {native.get('version')}, "
-                     f"clock {native.get('clock_source')})")
+        lines.append(
+            f"Native:      {native.get('file')} (version {native.get('version')}, "
+            f"clock {native.get('clock_source')})"
+        )
     return lines
 
 
@@ -96,7 +113,14 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
     if nat_s or base_s:
         t = _Table(
             "Single-thread cost, ns per operation (loop overhead subtracted)",
-            ["case", "native best", "native median", "baseline best", "baseline median", "baseline/native"],
+            [
+                "case",
+                "native best",
+                "native median",
+                "baseline best",
+                "baseline median",
+                "baseline/native",
+            ],
             "thread CPU time; best and median of the interleaved rounds of all passes; "
             "baseline/native from the best rounds",
         )
@@ -121,7 +145,8 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
         t = _Table(
             "Floors and stdlib references, ns per operation (same processes)",
             ["floor", "native process best", "median", "baseline process best", "median"],
-            "bare call = undecorated method on the same adapter class; loop = raw loop cost per statement",
+            "bare call = undecorated method on the same adapter class; "
+            "loop = raw loop cost per statement",
         )
         for case in C.FLOORS:
             n = (nat_s or {}).get("floors", {}).get(case.name)
@@ -141,13 +166,24 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
         counts = (nat_sc or base_sc or {}).get("thread_counts", [1, 2])
         t = _Table(
             "Scaling: speedup = serial time x N / parallel time (median of repetitions)",
-            ["case", "threads", "native", "native ceiling", "native/ceiling", "ran at once",
-             "native from CPU time", "baseline", "baseline ceiling", "serial ns/op native / baseline"],
-            "ceiling = a bare method call on an adapter shared the same way; native/ceiling = median "
-            "over repetitions of the case's speedup / its ceiling's speedup measured just before it, "
-            "with the quartiles; 'ran at once' = thread CPU "
-            "time / wall time (N when the machine is otherwise idle); 'from CPU time' = N x serial / "
-            "parallel CPU time per operation (contention costs CPU time, waiting for a core does not)",
+            [
+                "case",
+                "threads",
+                "native",
+                "native ceiling",
+                "native/ceiling",
+                "ran at once",
+                "native from CPU time",
+                "baseline",
+                "baseline ceiling",
+                "serial ns/op native / baseline",
+            ],
+            "ceiling = a bare method call on an adapter shared the same way; "
+            "native/ceiling = median over repetitions of the case's speedup / its ceiling's "
+            "speedup measured just before it, with the quartiles; 'ran at once' = thread CPU "
+            "time / wall time (N when the machine is otherwise idle); 'from CPU time' = "
+            "N x serial / parallel CPU time per operation (contention costs CPU time, waiting for "
+            "a core does not)",
         )
         for case in C.SCALING_CASES:
             n = (nat_sc or {}).get("cases", {}).get(case.name)
@@ -157,9 +193,13 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
             for count in counts:
                 if count == 1:
                     continue
-                key = str(count)
 
-                def fig(res: dict[str, Any] | None, name: str | None, what: str = "speedup_median") -> Any:
+                def fig(
+                    res: dict[str, Any] | None,
+                    name: str | None,
+                    what: str = "speedup_median",
+                    key: str = str(count),
+                ) -> Any:
                     if res is None or name is None:
                         return None
                     entry = res.get("cases", {}).get(name)
@@ -185,7 +225,8 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                     _fmt_x(fig(nat_sc, case.name, "cpu_speedup_median")),
                     _fmt_x(bs),
                     _fmt_x(bc) if case.ceiling else "",
-                    f"{_fmt_ns(n and n['serial_ns_per_op'])} / {_fmt_ns(b and b['serial_ns_per_op'])}",
+                    f"{_fmt_ns(n and n['serial_ns_per_op'])} / "
+                    f"{_fmt_ns(b and b['serial_ns_per_op'])}",
                 )
         tables.append(t)
 
@@ -247,7 +288,10 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
             if h.get("skipped"):
                 t.add("skipped", h["reason"])
             else:
-                t.add("threads x requests", f"{h['threads']} x {h['requests'] // h['threads']:,} = {h['requests']:,}")
+                t.add(
+                    "threads x requests",
+                    f"{h['threads']} x {h['requests'] // h['threads']:,} = {h['requests']:,}",
+                )
                 t.add("arguments", f"4 floats, {h['kwargs'] or 'defaults'}")
                 t.add("wall time", f"{h['wall_s']:.2f} s")
                 t.add("requests per second", f"{h['requests_per_s']:,.0f}")
@@ -255,7 +299,10 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                     got = c["got"]
                     if isinstance(got, list):
                         got = "all " + str(got[0]) if len(set(map(str, got))) == 1 else str(got)
-                    t.add(f"{name} {'ok' if c['ok'] else 'WRONG'}", f"{got} (expected {c['expected'] if not isinstance(c['expected'], list) else 'all ' + str(c['expected'][0])})")
+                    expected = c["expected"]
+                    if isinstance(expected, list):
+                        expected = "all " + str(expected[0])
+                    t.add(f"{name} {'ok' if c['ok'] else 'WRONG'}", f"{got} (expected {expected})")
                 t.add("exact counts", "yes" if h["exact"] else "NO")
             tables.append(t)
 
@@ -263,7 +310,7 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
     if targets:
         gil_build = not data["meta"].get("free_threaded_build")
         t = _Table(
-            "Targets (issue 4 §2)",
+            "Targets",
             ["target", "limit", "value (best)", "from medians / CPU time", "status", "by"],
             "the targets are set for 3.13t; on a GIL build they are judged for information only"
             if gil_build
@@ -278,8 +325,11 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
             else:
                 status = {True: "met", False: "NOT MET", None: "n/a"}[tg["met"]]
             if tg["op"] == "flat":
-                limit, value, med = "flat", (
-                    "-" if tg["value"] is None else f"{tg['value']:.4f} B/call"), "-"
+                limit, value, med = (
+                    "flat",
+                    ("-" if tg["value"] is None else f"{tg['value']:.4f} B/call"),
+                    "-",
+                )
             else:
                 limit = f"{tg['op']} {tg['limit']:.2f}x"
                 value = _fmt_x(tg["value"], 3)
@@ -305,7 +355,9 @@ def _problems(data: dict[str, Any]) -> list[str]:
             if res.get("error"):
                 out.append(f"{impl}/{group}: FAILED: {res['error']}")
             if res.get("gil_enabled") and res.get("free_threaded_build"):
-                out.append(f"{impl}/{group}: the GIL was enabled while measuring on a free-threaded build")
+                out.append(
+                    f"{impl}/{group}: the GIL was enabled while measuring on a free-threaded build"
+                )
             for name, case in (res.get("cases") or {}).items():
                 if isinstance(case, dict) and case.get("skipped"):
                     out.append(f"{impl}/{group}: {name} skipped: {case['reason']}")

@@ -9,7 +9,6 @@ import os
 import platform
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from benchmarks import cases as C
 from benchmarks import report, targets
+from benchmarks.standalone import environment
 from benchmarks.worker import summarize_single
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +31,10 @@ def merge_single(outs: list[dict[str, Any]]) -> dict[str, Any]:
     raw: dict[str, dict[str, Any]] = {}
     for out in outs:
         for name, r in out["raw"].items():
-            m = raw.setdefault(name, {"stmt": r["stmt"], "ops_per_round": [], "samples_ns": [], "wall_samples_ns": []})
+            m = raw.setdefault(
+                name,
+                {"stmt": r["stmt"], "ops_per_round": [], "samples_ns": [], "wall_samples_ns": []},
+            )
             m["ops_per_round"] += r["ops_per_round"]
             m["samples_ns"] += r["samples_ns"]
             m["wall_samples_ns"] += r["wall_samples_ns"]
@@ -63,22 +66,20 @@ def cpu_model() -> str:
 
 
 def collect_meta(quick: bool) -> dict[str, Any]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count()
     return {
         "python_version": platform.python_version(),
         "python": sys.version,
         "executable": sys.executable,
-        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "free_threaded_build": environment.free_threaded_build(),
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus_usable": environment.cpu_count(),
+        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": quick,
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
     }
 
 
@@ -86,7 +87,7 @@ def resolve_cases(names: list[str]) -> dict[str, set[str] | None]:
     """Map each group to run to its selected case names (None: all of them)."""
     flat = [n for arg in names for n in arg.replace(",", " ").split() if n]
     if not flat or "all" in flat:
-        return {g: None for g in C.GROUPS}
+        return dict.fromkeys(C.GROUPS)
     selected: dict[str, set[str] | None] = {}
     for name in flat:
         if name in C.GROUPS:
@@ -99,8 +100,12 @@ def resolve_cases(names: list[str]) -> dict[str, set[str] | None]:
                 if selected.get(group, set()) is not None:
                     selected.setdefault(group, set()).add(name)  # type: ignore[union-attr]
         if not found:
-            valid = sorted({m for ms in C.CASES_BY_GROUP.values() for m in ms if not m.startswith("floor:")})
-            raise SystemExit(f"unknown case {name!r}; groups: {', '.join(C.GROUPS)}; cases: {', '.join(valid)}")
+            valid = sorted(
+                {m for ms in C.CASES_BY_GROUP.values() for m in ms if not m.startswith("floor:")}
+            )
+            raise SystemExit(
+                f"unknown case {name!r}; groups: {', '.join(C.GROUPS)}; cases: {', '.join(valid)}"
+            )
     return selected
 
 
@@ -109,7 +114,17 @@ def run_worker(
 ) -> dict[str, Any]:
     fd, path = tempfile.mkstemp(prefix=f"bench-{impl}-{group}-", suffix=".json")
     os.close(fd)
-    cmd = [sys.executable, "-m", "benchmarks.worker", "--impl", impl, "--group", group, "--out", path]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.worker",
+        "--impl",
+        impl,
+        "--group",
+        group,
+        "--out",
+        path,
+    ]
     if quick:
         cmd.append("--quick")
     if selected:
@@ -123,7 +138,11 @@ def run_worker(
     started = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cmd,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
         try:
@@ -142,7 +161,12 @@ def run_worker(
         if out.get("error"):
             out.setdefault("stderr", proc.stderr[-4000:])
     except subprocess.TimeoutExpired:
-        out = {"impl": impl, "group": group, "available": True, "error": f"timed out after {timeout} s"}
+        out = {
+            "impl": impl,
+            "group": group,
+            "available": True,
+            "error": f"timed out after {timeout} s",
+        }
     finally:
         try:
             os.unlink(path)
@@ -155,22 +179,35 @@ def run_worker(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmarks of the native core against the pure-Python baseline and the stdlib.",
+        description="Benchmarks of the native core against the pure-Python baseline and the "
+        "stdlib.",
     )
-    parser.add_argument("--quick", action="store_true", help="a few thousand iterations per case (CI smoke run)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few thousand iterations per case (CI smoke run)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the results as JSON instead of tables"
+    )
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON results to FILE")
     parser.add_argument(
-        "--impl", default=",".join(C.IMPLS), help=f"comma-separated implementations (default: {','.join(C.IMPLS)})"
+        "--impl",
+        default=",".join(C.IMPLS),
+        help=f"comma-separated implementations (default: {','.join(C.IMPLS)})",
     )
     parser.add_argument(
-        "--cases", nargs="*", default=[], metavar="NAME",
+        "--cases",
+        nargs="*",
+        default=[],
+        metavar="NAME",
         help=f"cases or groups to run (groups: {', '.join(C.GROUPS)}; default: all)",
     )
     parser.add_argument(
-        "--scaling-reps", type=int, metavar="N",
-        help="repetitions of every scaling case (default: 7; 1 with --quick); more narrows the medians",
+        "--scaling-reps",
+        type=int,
+        metavar="N",
+        help="repetitions of every scaling case (default: 7; 1 with --quick); more narrows the "
+        "medians",
     )
     ns = parser.parse_args(argv)
     if ns.scaling_reps is not None and ns.scaling_reps < 1:
@@ -196,7 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     order: list[tuple[str, str]] = []
     if "single" in selection:
         order += [(impl, "single") for _ in range(passes) for impl in impls]
-    order += [(impl, group) for impl in impls for group in C.GROUPS if group in selection and group != "single"]
+    order += [
+        (impl, group)
+        for impl in impls
+        for group in C.GROUPS
+        if group in selection and group != "single"
+    ]
     single_outs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
     for impl in impls:
         data["impls"][impl] = {}
@@ -225,16 +267,27 @@ def main(argv: list[str] | None = None) -> int:
         if out.get("info"):
             data["meta"].setdefault(impl, out["info"])
         if "gil_enabled" in out:  # enabled in any process: say so (the table header shows it)
-            data["meta"]["gil_enabled"] = bool(data["meta"].get("gil_enabled")) or bool(out["gil_enabled"])
+            data["meta"]["gil_enabled"] = bool(data["meta"].get("gil_enabled")) or bool(
+                out["gil_enabled"]
+            )
 
-    hammer = data["impls"].get("native", {}).get("hammer", {}).get("cases", {}).get("hammer_compute_intensive")
+    hammer = (
+        data["impls"]
+        .get("native", {})
+        .get("hammer", {})
+        .get("cases", {})
+        .get("hammer_compute_intensive")
+    )
     if hammer and not hammer.get("skipped") and not hammer.get("exact"):
         status = 1
         print("benchmarks: the showcase hammer's counts are NOT exact", file=sys.stderr)
-    if "native" in impls and any(not g.get("available", True) for g in data["impls"]["native"].values()):
+    if "native" in impls and any(
+        not g.get("available", True) for g in data["impls"]["native"].values()
+    ):
         status = 2
         print(
-            "benchmarks: the native module is not importable; run `make setup` (or pass --impl baseline)",
+            "benchmarks: the native module is not importable; run `make setup` "
+            "(or pass --impl baseline)",
             file=sys.stderr,
         )
     try:
@@ -248,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     except (KeyError, TypeError, ZeroDivisionError):
         pass
-    data["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    data["meta"]["loadavg_end"] = (
+        [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    )
     data["targets"] = targets.compute(data) if "native" in impls else []
 
     if ns.out:

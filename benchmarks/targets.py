@@ -1,4 +1,5 @@
-"""The targets of issue 4 §2, judged from one run's results.
+"""The performance targets (docs/performance.md says what each one is and why), judged from one
+run's results.
 
 Single-thread targets use the best round of each case (noise from other processes only ever
 adds time, so the best round is the closest to the true cost); the same ratio from the
@@ -54,7 +55,15 @@ def _judge(value: float | None, op: str, limit: float) -> tuple[bool | None, str
 def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
     targets: list[dict[str, Any]] = []
 
-    def add(tid: str, what: str, op: str, limit: float, best: float | None, median: float | None, **extra: Any) -> None:
+    def add(
+        tid: str,
+        what: str,
+        op: str,
+        limit: float,
+        best: float | None,
+        median: float | None,
+        **extra: Any,
+    ) -> None:
         met, by = _judge(best, op, limit)
         entry = {
             "id": tid,
@@ -88,26 +97,87 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
         overhead("median_ns"),
     )
     for tid, what, op, limit, num, den in (
-        ("acquire_lock_vs_floor", "with a.acquire_lock() / with-over-C-context-manager floor", "<=", 1.10,
-         ("native", "acquire_lock"), ("native", "floor:c_with")),
-        ("acquire_lock_vs_rlock", "with a.acquire_lock() / with threading.RLock()", "<=", 0.80,
-         ("native", "acquire_lock"), ("native", "floor:with_rlock")),
-        ("tl_hit_vs_floor", "get_thread_local hit / d.get(k) floor", "<=", 1.15,
-         ("native", "tl_hit"), ("native", "floor:dict_get")),
-        ("tl_hit_vs_local", "get_thread_local hit / getattr(threading.local(), k, None)", "<=", 0.80,
-         ("native", "tl_hit"), ("native", "floor:local_getattr")),
-        ("tracked_vs_baseline", "tracked call: baseline / native", ">=", 20.0,
-         ("baseline", "tracked_call"), ("native", "tracked_call")),
-        ("acquire_lock_vs_baseline", "with a.acquire_lock(): baseline / native", ">=", 8.0,
-         ("baseline", "acquire_lock"), ("native", "acquire_lock")),
-        ("tl_miss_vs_baseline", "get_thread_local miss with default: baseline / native", ">=", 8.0,
-         ("baseline", "tl_miss_default"), ("native", "tl_miss_default")),
-        ("get_stats_vs_baseline", "get_stats(): baseline / native", ">=", 2.0,
-         ("baseline", "get_stats"), ("native", "get_stats")),
-        ("tl_hit_vs_baseline", "get_thread_local hit: baseline / native", ">=", 3.0,
-         ("baseline", "tl_hit"), ("native", "tl_hit")),
+        (
+            "acquire_lock_vs_floor",
+            "with a.acquire_lock() / with-over-C-context-manager floor",
+            "<=",
+            1.10,
+            ("native", "acquire_lock"),
+            ("native", "floor:c_with"),
+        ),
+        (
+            "acquire_lock_vs_rlock",
+            "with a.acquire_lock() / with threading.RLock()",
+            "<=",
+            0.80,
+            ("native", "acquire_lock"),
+            ("native", "floor:with_rlock"),
+        ),
+        (
+            "tl_hit_vs_floor",
+            "get_thread_local hit / d.get(k) floor",
+            "<=",
+            1.15,
+            ("native", "tl_hit"),
+            ("native", "floor:dict_get"),
+        ),
+        (
+            "tl_hit_vs_local",
+            "get_thread_local hit / getattr(threading.local(), k, None)",
+            "<=",
+            0.80,
+            ("native", "tl_hit"),
+            ("native", "floor:local_getattr"),
+        ),
+        (
+            "tracked_vs_baseline",
+            "tracked call: baseline / native",
+            ">=",
+            20.0,
+            ("baseline", "tracked_call"),
+            ("native", "tracked_call"),
+        ),
+        (
+            "acquire_lock_vs_baseline",
+            "with a.acquire_lock(): baseline / native",
+            ">=",
+            8.0,
+            ("baseline", "acquire_lock"),
+            ("native", "acquire_lock"),
+        ),
+        (
+            "tl_miss_vs_baseline",
+            "get_thread_local miss with default: baseline / native",
+            ">=",
+            8.0,
+            ("baseline", "tl_miss_default"),
+            ("native", "tl_miss_default"),
+        ),
+        (
+            "get_stats_vs_baseline",
+            "get_stats(): baseline / native",
+            ">=",
+            2.0,
+            ("baseline", "get_stats"),
+            ("native", "get_stats"),
+        ),
+        (
+            "tl_hit_vs_baseline",
+            "get_thread_local hit: baseline / native",
+            ">=",
+            3.0,
+            ("baseline", "tl_hit"),
+            ("native", "tl_hit"),
+        ),
     ):
-        add(tid, what, op, limit, single_ratio(num, den, "best_ns"), single_ratio(num, den, "median_ns"))
+        add(
+            tid,
+            what,
+            op,
+            limit,
+            single_ratio(num, den, "best_ns"),
+            single_ratio(num, den, "median_ns"),
+        )
 
     # Reference (not a target): the same floor on an object that has a __dict__, as adapters
     # do; the interpreter's method lookup then first misses in the instance dict.
@@ -121,7 +191,7 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
         info=True,
     )
     if targets[-1]["met"] is not None:
-        targets[-1]["by"] = "reference only, not a target of issue 4: " + targets[-1]["by"]
+        targets[-1]["by"] = "reference only, not a target: " + targets[-1]["by"]
         targets[-1]["met"] = None
 
     # get_stats must also report more than the baseline.
@@ -160,7 +230,9 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
                 value = mine["vs_ceiling_median"]
                 quart = mine.get("vs_ceiling_quartiles")
                 cpu_value = mine.get("vs_ceiling_cpu_median")
-                parallelism = min(mine.get("parallelism_median", 2.0), bare.get("parallelism_median", 2.0))
+                parallelism = min(
+                    mine.get("parallelism_median", 2.0), bare.get("parallelism_median", 2.0)
+                )
             except (KeyError, TypeError):
                 value = None
         where = "adapter per thread" if "per_thread" in case else "shared adapter"
@@ -182,7 +254,7 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
         t = targets[-1]
         if reference:
             if t["met"] is not None:
-                t["by"] = "reference only, not a target of issue 4: " + t["by"]
+                t["by"] = "reference only, not a target: " + t["by"]
                 t["met"] = None
         elif not free_threaded and t["met"] is not None:
             t["met"] = None
@@ -192,8 +264,8 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
             t["met_if_trusted"] = t["met"]
             t["met"] = None
             t["by"] = (
-                f"not judged: on average only {parallelism:.2f} of the 2 threads were running (thread CPU "
-                "time / wall time), so the machine was busy; re-run with two idle cores"
+                f"not judged: on average only {parallelism:.2f} of the 2 threads were running "
+                "(thread CPU time / wall time), so the machine was busy; re-run with two idle cores"
             )
 
     memory = _group(data, "native", "memory")
@@ -210,7 +282,8 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
         if flat is None
         else (
             f"{flat['calls']:,} calls; over the last three quarters: traced growth "
-            f"{flat['traced_steady_growth_bytes']} B, RSS growth {flat['rss_steady_growth_bytes']} B"
+            f"{flat['traced_steady_growth_bytes']} B, "
+            f"RSS growth {flat['rss_steady_growth_bytes']} B"
         ),
     }
     targets.append(entry)

@@ -24,13 +24,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.standalone import concurrency
+
 UNROLL = 10
+# A timed run takes well under a second: a hang fails with the stuck threads' stacks instead
+# of waiting for the runner's bound on the whole worker process.
+THREAD_RUN_TIMEOUT = 600.0
 
 LoopFn = Callable[..., None]
 
 
-def compile_loop(stmt: str, names: Sequence[str], *, label: str = "stmt", unroll: int = UNROLL) -> LoopFn:
-    """Return ``f(n, *values)`` that runs ``stmt`` ``n * unroll`` times; ``names`` are its locals."""
+def compile_loop(
+    stmt: str, names: Sequence[str], *, label: str = "stmt", unroll: int = UNROLL
+) -> LoopFn:
+    """``f(n, *values)`` that runs ``stmt`` ``n * unroll`` times; ``names`` are its locals."""
     lines = stmt.strip("\n").splitlines()
     body: list[str] = []
     for _ in range(unroll):
@@ -144,44 +151,36 @@ def run_in_threads(
     n_threads: int,
     n: int,
 ) -> ThreadRun:
-    """Run ``fn(n, *make_args(i))`` in ``n_threads`` new threads started together on a Barrier.
+    """Run ``fn(n, *make_args(i))`` in ``n_threads`` threads started together.
 
-    ``make_args`` runs in the worker thread before the barrier (per-thread set-up).
+    The threads come from ``snakepit_bridge.concurrency.run_concurrently`` (a Barrier start,
+    worker exceptions re-raised, the stacks of stuck threads after THREAD_RUN_TIMEOUT). Each
+    then does its set-up (``make_args``) and a short warm-up, and waits on a second barrier, so
+    only the timed loops run together.
     """
-    barrier = threading.Barrier(n_threads)
+    ready = threading.Barrier(n_threads)
     starts = [0] * n_threads
     ends = [0] * n_threads
     cpu = [0] * n_threads
-    errors: list[BaseException] = []
 
     def work(i: int) -> None:
         try:
             args = tuple(make_args(i))
             fn(2, *args)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            errors.append(exc)
-            barrier.abort()
-            return
+        except BaseException:
+            ready.abort()  # the others stop waiting; this exception is the one re-raised
+            raise
         try:
-            barrier.wait()
+            ready.wait()
         except threading.BrokenBarrierError:
-            return
+            return  # another thread's set-up failed
         starts[i] = time.perf_counter_ns()
         c0 = time.thread_time_ns()
-        try:
-            fn(n, *args)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+        fn(n, *args)
         cpu[i] = time.thread_time_ns() - c0
         ends[i] = time.perf_counter_ns()
 
-    threads = [threading.Thread(target=work, args=(i,), name=f"bench-{i}") for i in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    concurrency.run_concurrently(work, n_threads, with_index=True, timeout=THREAD_RUN_TIMEOUT)
     return ThreadRun(max(ends) - min(starts), cpu)
 
 

@@ -12,12 +12,12 @@ import os
 import random
 import statistics
 import sys
-import sysconfig
 import time
 import traceback
 from typing import Any
 
 from benchmarks import cases as C
+from benchmarks.standalone import environment
 from benchmarks.timing import (
     UNROLL,
     LoopCase,
@@ -62,11 +62,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "hammer_total": 1_600,
     },
 }
-
-
-def gil_enabled() -> bool:
-    check = getattr(sys, "_is_gil_enabled", None)
-    return True if check is None else bool(check())
 
 
 def scaling_thread_counts() -> list[int]:
@@ -187,7 +182,9 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
     for case in wanted:
         fn = compile_loop(case.stmt, C.SCALING_NAMES, label=case.name)
 
-        def make_args(_i: int, _shared: bool = case.shared, _own: bool = case.own_class) -> tuple[Any, ...]:
+        def make_args(
+            _i: int, _shared: bool = case.shared, _own: bool = case.own_class
+        ) -> tuple[Any, ...]:
             if _shared:
                 a = shared
             elif _own:
@@ -204,7 +201,9 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
         plan[case.name] = (case, fn, make_args, n)
 
     serial: dict[str, list[ThreadRun]] = {name: [] for name in plan}
-    parallel: dict[str, dict[int, list[ThreadRun]]] = {name: {c: [] for c in counts} for name in plan}
+    parallel: dict[str, dict[int, list[ThreadRun]]] = {
+        name: {c: [] for c in counts} for name in plan
+    }
     paired: dict[str, dict[int, list[float]]] = {name: {c: [] for c in counts} for name in plan}
     paired_cpu: dict[str, dict[int, list[float]]] = {name: {c: [] for c in counts} for name in plan}
 
@@ -233,8 +232,13 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
             c1, cn = measure(case.ceiling)
             m1, mn = measure(name)
             for count in counts:
-                paired[name][count].append(speedup(m1, mn[count], count) / speedup(c1, cn[count], count))
-                case_cpu, ceiling_cpu = cpu_speedup(m1, mn[count], count), cpu_speedup(c1, cn[count], count)
+                paired[name][count].append(
+                    speedup(m1, mn[count], count) / speedup(c1, cn[count], count)
+                )
+                case_cpu, ceiling_cpu = (
+                    cpu_speedup(m1, mn[count], count),
+                    cpu_speedup(c1, cn[count], count),
+                )
                 if case_cpu is not None and ceiling_cpu is not None:
                     paired_cpu[name][count].append(case_cpu / ceiling_cpu)
 
@@ -248,8 +252,12 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
         for count in counts:
             runs = parallel[name][count]
             # Each parallel run is compared with the serial run just before it.
-            sp = [speedup(r1, rn, count) for r1, rn in zip(runs1, runs)]
-            cpu_sp = [x for x in (cpu_speedup(r1, rn, count) for r1, rn in zip(runs1, runs)) if x is not None]
+            sp = [speedup(r1, rn, count) for r1, rn in zip(runs1, runs, strict=True)]
+            cpu_sp = [
+                x
+                for x in (cpu_speedup(r1, rn, count) for r1, rn in zip(runs1, runs, strict=True))
+                if x is not None
+            ]
             par = [rn.parallelism for rn in runs]
             entry: dict[str, Any] = {
                 "speedup_median": statistics.median(sp),
@@ -269,7 +277,9 @@ def run_scaling(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict
                 entry["vs_ceiling_quartiles"] = quartiles(ratios)
                 entry["vs_ceiling"] = [round(x, 4) for x in ratios]
                 cpu_ratios = paired_cpu[name][count]
-                entry["vs_ceiling_cpu_median"] = statistics.median(cpu_ratios) if cpu_ratios else None
+                entry["vs_ceiling_cpu_median"] = (
+                    statistics.median(cpu_ratios) if cpu_ratios else None
+                )
             by_threads[str(count)] = entry
         results[name] = {
             "stmt": case.stmt,
@@ -322,9 +332,9 @@ def run_group(
 
         return memory.run(impl, s, selected)
     if group == "hammer":
-        from benchmarks import hammer
+        from benchmarks import showcase_counts
 
-        return hammer.run(impl, s, selected)
+        return showcase_counts.run(impl, s, selected)
     raise ValueError(f"unknown group {group!r}")
 
 
@@ -344,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "group": ns.group,
         "pid": os.getpid(),
         "python": sys.version,
-        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "free_threaded_build": environment.free_threaded_build(),
         "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     started = time.perf_counter()
@@ -360,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         out["error"] = f"{type(exc).__name__}: {exc}"
         out["traceback"] = traceback.format_exc()
         status = 1
-    out["gil_enabled"] = gil_enabled()
+    out["gil_enabled"] = environment.gil_enabled()
     out["elapsed_s"] = time.perf_counter() - started
     out["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     with open(ns.out, "w", encoding="utf-8") as f:

@@ -32,10 +32,14 @@ def generate(out: Path) -> list[Path]:
         import grpc_tools
         from grpc_tools import protoc
     except ImportError:
-        raise SystemExit("gen_proto: grpcio-tools is not installed (pip install grpcio-tools)") from None
+        raise SystemExit(
+            "gen_proto: grpcio-tools is not installed (pip install grpcio-tools)"
+        ) from None
     plugin = shutil.which("protoc-gen-grpclib_python", path=str(Path(sys.executable).parent))
     if plugin is None:
-        raise SystemExit("gen_proto: grpclib's protoc plugin is not installed (pip install grpclib)")
+        raise SystemExit(
+            "gen_proto: grpclib's protoc plugin is not installed (pip install grpclib)"
+        )
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     target = out / PROTO.parent
     target.mkdir(parents=True, exist_ok=True)

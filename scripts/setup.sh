@@ -7,7 +7,8 @@
 # Each venv gets the package installed editable with its test dependencies and the worker
 # server's (the `server` extra), and the C extension rebuilt in place (warnings are errors)
 # whenever a file under src/ changed. The GIL venv also gets grpcio (the tests' gRPC client)
-# and grpcio-tools (`make proto`), which have no free-threaded wheels (`grpc-tools` extra).
+# and grpcio-tools (`make proto`), which have no free-threaded wheels (`grpc-tools` extra), and
+# the linters `make lint` runs (`lint` extra: ruff, mypy and its stubs, clang-format).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -60,7 +61,7 @@ FT=$(scripts/ft-python.sh) || die "no free-threaded CPython 3.13 available"
 ensure_venv .venv "$FT" test,server
 "$FT" -c 'import sys; sys.exit(0)'
 if GIL=$(gil_python); then
-  ensure_venv .venv-gil "$GIL" test,server,grpc-tools
+  ensure_venv .venv-gil "$GIL" test,server,grpc-tools,lint
 else
   die "no GIL build of CPython >= 3.11 found (set GIL_PYTHON)"
 fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Valgrind memcheck of the native core over a single-threaded subset of the suite (issue 6 §4).
+# Valgrind memcheck of the native core over a single-threaded subset of the suite: every
+# allocation of the C code checked, beside tests/test_leaks.py's memory-growth checks.
 #
 # Fails (non-zero) on any invalid read, write or free, and on definite leaks, uninitialised
 # values and other memcheck errors whose stack goes through snakepit_bridge._native.

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar, overload
 
 from snakepit_bridge import context as _context
+from snakepit_bridge._json import json_safe
 
 __all__ = [
     "BaseAdapter",
@@ -34,6 +35,7 @@ __all__ = [
     "ToolSpec",
     "UnknownToolError",
     "tool",
+    "tool_specs",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -72,8 +74,9 @@ def tool(
 ) -> Any:
     """Declare a method as a tool of its adapter.
 
-    Use it as ``@tool`` or ``@tool(description=..., supports_streaming=..., required_variables=...)``.
-    The decorated function itself is returned, with a :class:`ToolMetadata` attached as
+    Use it as ``@tool`` or
+    ``@tool(description=..., supports_streaming=..., required_variables=...)``. The decorated
+    function itself is returned, with a :class:`ToolMetadata` attached as
     ``_tool_metadata``. Without a description the function's docstring is used. It may be
     combined with ``@thread_safe_method`` in either order, and with ``@staticmethod`` /
     ``@classmethod`` in either order. A property (or anything else that is not called) cannot
@@ -143,6 +146,9 @@ def _checked_variables(required_variables: object) -> list[str]:
     return list(required_variables)
 
 
+_VARIADIC_KINDS = ("var_positional", "var_keyword")
+
+
 @dataclass(frozen=True)
 class ParameterSpec:
     """One parameter of a tool, derived from its signature.
@@ -159,17 +165,55 @@ class ParameterSpec:
     default: Any = None
     kind: str = "positional_or_keyword"
 
+    @property
+    def is_variadic(self) -> bool:
+        """``*args`` or ``**kwargs``."""
+        return self.kind in _VARIADIC_KINDS
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the parameter may be left out and ``default`` is what it then gets."""
+        return not self.required and not self.is_variadic
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly description (a default that JSON cannot encode is given as repr)."""
+        """A fresh JSON-friendly dict (the default made JSON-safe, see ``_json.json_safe``)."""
         data: dict[str, Any] = {
             "name": self.name,
             "type": self.type,
             "required": self.required,
             "kind": self.kind,
         }
-        if not self.required and self.kind not in ("var_positional", "var_keyword"):
-            data["default"] = _json_safe(self.default)
+        if self.has_default:
+            data["default"] = json_safe(self.default)
         return data
+
+    @classmethod
+    def from_mapping(cls, entry: Any) -> ParameterSpec:
+        """The parameter described by one entry of a tool's ``parameters``.
+
+        Accepts a :class:`ParameterSpec`, a mapping such as :meth:`to_dict` gives, or an object
+        with those attributes; upstream's entries are understood too (``required`` true for
+        ``*args`` and ``**kwargs``, the default inside ``validation_json`` as
+        ``{"default": ...}``). A variadic parameter is never required.
+        """
+        if isinstance(entry, ParameterSpec):
+            return entry
+        fields = _entry_fields(entry, "parameter")
+        kind = str(fields.get("kind") or "positional_or_keyword")
+        required = bool(fields.get("required", False)) and kind not in _VARIADIC_KINDS
+        default: Any = None
+        if not required:
+            if "default" in fields:
+                default = fields["default"]
+            else:
+                default = _validation_default(fields.get("validation_json"))
+        return cls(
+            name=_entry_name(fields, "parameter"),
+            type=str(fields.get("type") or "any"),
+            required=required,
+            default=default,
+            kind=kind,
+        )
 
 
 @dataclass(frozen=True)
@@ -184,6 +228,23 @@ class ToolSpec:
     adapter_class: str
     module: str
 
+    @property
+    def required_parameters(self) -> tuple[ParameterSpec, ...]:
+        """The parameters a call must give."""
+        return tuple(p for p in self.parameters if p.required)
+
+    @property
+    def keyword_names(self) -> frozenset[str]:
+        """The names a caller may pass as keyword arguments (``**kwargs`` aside)."""
+        return frozenset(
+            p.name for p in self.parameters if not p.is_variadic and p.kind != "positional_only"
+        )
+
+    @property
+    def accepts_any_keyword(self) -> bool:
+        """Whether the tool takes ``**kwargs``."""
+        return any(p.kind == "var_keyword" for p in self.parameters)
+
     def to_dict(self) -> dict[str, Any]:
         """A fresh JSON-friendly dict of this specification."""
         return {
@@ -195,6 +256,101 @@ class ToolSpec:
             "adapter_class": self.adapter_class,
             "module": self.module,
         }
+
+    @classmethod
+    def from_mapping(cls, entry: Any) -> ToolSpec:
+        """The tool described by one entry of an adapter's ``get_tools()``.
+
+        For adapters that are not :class:`BaseAdapter`\\ s (which may list their tools any way
+        they like): accepts a :class:`ToolSpec`, a mapping such as :meth:`to_dict` gives, an
+        object with a ``to_dict()`` method or with those attributes, and upstream's tool
+        registrations (``adapter_class``, ``module`` and a comma-joined
+        ``required_variables`` inside ``metadata``). Only ``name`` is required; ``TypeError``
+        when an entry has none.
+        """
+        if isinstance(entry, ToolSpec):
+            return entry
+        fields = _entry_fields(entry, "tool")
+        metadata = _mapping_of(fields.get("metadata"))
+        variables: Any = fields.get("required_variables", metadata.get("required_variables"))
+        if isinstance(variables, str):  # upstream's metadata: "a,b"
+            variables = [v for v in variables.split(",") if v]
+        return cls(
+            name=_entry_name(fields, "tool"),
+            description=str(fields.get("description") or ""),
+            supports_streaming=bool(fields.get("supports_streaming", False)),
+            parameters=tuple(ParameterSpec.from_mapping(p) for p in fields.get("parameters") or ()),
+            required_variables=tuple(str(v) for v in variables or ()),
+            adapter_class=str(fields.get("adapter_class", metadata.get("adapter_class", ""))),
+            module=str(fields.get("module", metadata.get("module", ""))),
+        )
+
+
+def tool_specs(adapter: Any) -> list[ToolSpec]:
+    """The tools of any adapter, from its ``get_tools()``, as :class:`ToolSpec`\\ s (see
+    :meth:`ToolSpec.from_mapping` for what an adapter that is not a BaseAdapter may list)."""
+    return [ToolSpec.from_mapping(entry) for entry in adapter.get_tools()]
+
+
+_ENTRY_FIELDS = (
+    "name",
+    "description",
+    "supports_streaming",
+    "parameters",
+    "required_variables",
+    "adapter_class",
+    "module",
+    "metadata",
+    "type",
+    "required",
+    "default",
+    "kind",
+    "validation_json",
+)
+
+
+def _entry_fields(entry: Any, what: str) -> Mapping[str, Any]:
+    """The fields of a tool or parameter entry as a mapping (see the from_mapping methods)."""
+    if isinstance(entry, Mapping):
+        return entry
+    to_dict = getattr(entry, "to_dict", None)
+    if callable(to_dict):
+        data = to_dict()
+        if isinstance(data, Mapping):
+            return data
+    # An object with attributes (a namespace, a dataclass, a protobuf message): read the names
+    # we know, leaving out what it does not have.
+    missing = object()
+    fields = {name: getattr(entry, name, missing) for name in _ENTRY_FIELDS}
+    found = {name: value for name, value in fields.items() if value is not missing}
+    if "name" not in found:
+        raise TypeError(f"a {what} entry must be a mapping or have a name, not {entry!r}")
+    return found
+
+
+def _entry_name(fields: Mapping[str, Any], what: str) -> str:
+    name = fields.get("name")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a {what} entry needs a non-empty str 'name', got {name!r}")
+    return name
+
+
+def _mapping_of(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    items = getattr(value, "items", None)  # protobuf's map fields
+    return dict(items()) if callable(items) else {}
+
+
+def _validation_default(validation_json: Any) -> Any:
+    """Upstream's default: ``validation_json`` holds ``{"default": <value>}``."""
+    if not isinstance(validation_json, str) or not validation_json:
+        return None
+    try:
+        decoded = json.loads(validation_json)
+    except ValueError:
+        return None
+    return decoded.get("default") if isinstance(decoded, dict) else None
 
 
 class UnknownToolError(AttributeError):
@@ -208,14 +364,6 @@ class UnknownToolError(AttributeError):
         super().__init__(message)
         self.tool_name = tool_name
         self.available = available
-
-
-def _json_safe(value: Any) -> Any:
-    try:
-        json.dumps(value, allow_nan=False)  # NaN and infinities are not JSON either
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
 
 
 # How call_tool invokes a tool's class attribute (``_Entry.target``).
@@ -381,7 +529,9 @@ def _type_name(annotation: Any) -> str:
         return (text.rsplit(".", 1)[-1] or "any").lower()
     args = getattr(annotation, "__args__", None)
     origin = getattr(annotation, "__origin__", None)
-    if isinstance(annotation, types.UnionType) or (origin is not None and str(origin) == "typing.Union"):
+    if isinstance(annotation, types.UnionType) or (
+        origin is not None and str(origin) == "typing.Union"
+    ):
         members = [a for a in (args or ()) if a is not type(None)]
         return _type_name(members[0]) if len(members) == 1 else "any"
     if origin is not None:

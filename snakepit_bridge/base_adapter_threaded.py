@@ -4,20 +4,23 @@
 
 ``ThreadSafeAdapter``, ``RequestTracker``, ``RLock`` and ``thread_safe_method`` are native
 types from :mod:`snakepit_bridge._native`; ``tool``, ``ToolMetadata`` and ``BaseAdapter``
-come from :mod:`snakepit_bridge.base_adapter`.  The helpers below keep upstream's other
-names importable.
+come from :mod:`snakepit_bridge.base_adapter`; ``validate_thread_safety`` and
+``require_thread_safe`` from :mod:`snakepit_bridge.declaration` (the one rule for "declared
+thread-safe", see docs/api.md). ``ThreadLocalStorage`` keeps upstream's helper class, and
+``OTHER_THREADS`` names the bucket of threads past a table's limit.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from collections.abc import Hashable
+from typing import Any, Final
 
 from snakepit_bridge._native import RequestTracker, RLock, ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.base_adapter import BaseAdapter, ToolMetadata, tool
+from snakepit_bridge.declaration import require_thread_safe, validate_thread_safety
 
 __all__ = [
+    "OTHER_THREADS",
     "BaseAdapter",
     "RLock",
     "RequestTracker",
@@ -30,7 +33,10 @@ __all__ = [
     "validate_thread_safety",
 ]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+#: The key that per-thread-name tables use for the threads past their limit: the native
+#: tracker's ``requests_by_thread``, the checker's ``thread_utilization`` and the showcase's
+#: ``thread_usage``. One spelling, so the three can be read together.
+OTHER_THREADS: Final = "(other threads)"
 
 
 class ThreadLocalStorage:
@@ -40,7 +46,7 @@ class ThreadLocalStorage:
     object, whichever comes first.  Keys may be any hashable.
     """
 
-    __slots__ = ("_owner", "__weakref__")
+    __slots__ = ("__weakref__", "_owner")
 
     def __init__(self) -> None:
         self._owner = ThreadSafeAdapter()
@@ -57,23 +63,3 @@ class ThreadLocalStorage:
     def clear(self) -> None:
         """Remove every value of the calling thread."""
         self._owner.clear_thread_local()
-
-
-def validate_thread_safety(adapter_class: type) -> bool:
-    """True when the class carries ``__thread_safe__ = True`` (itself or inherited)."""
-    return getattr(adapter_class, "__thread_safe__", None) is True
-
-
-def require_thread_safe(func: _F) -> _F:
-    """Decorator: refuse to run ``func(adapter, ...)`` unless the adapter is marked thread-safe."""
-
-    @functools.wraps(func)
-    def wrapper(adapter: Any, *args: Any, **kwargs: Any) -> Any:
-        if not getattr(adapter, "__thread_safe__", False):
-            raise ValueError(
-                f"{type(adapter).__name__} is not marked thread-safe "
-                "(set __thread_safe__ = True after making it so)"
-            )
-        return func(adapter, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]

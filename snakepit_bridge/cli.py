@@ -24,7 +24,9 @@ import warnings
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
-from snakepit_bridge import hammer
+from snakepit_bridge import environment, hammer, loading
+from snakepit_bridge._json import json_safe
+from snakepit_bridge.base_adapter import ParameterSpec, tool_specs
 
 PROG = "snakepit-bridge"
 EXIT_OK = 0
@@ -40,15 +42,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-
 def _add_adapter_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "adapter",
         nargs="?",
-        default=hammer.DEFAULT_ADAPTER,
+        default=loading.DEFAULT_ADAPTER,
         metavar="ADAPTER",
         help="adapter class as module:Class or module.Class (default: the built-in showcase)",
     )
+
 
 def _build_parser() -> argparse.ArgumentParser:
     from snakepit_bridge import __version__
@@ -189,10 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return int(options.handler(options))
-    except hammer.UsageError as exc:
+    except (hammer.UsageError, loading.AdapterLoadError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except hammer.AdapterConstructionError as exc:
+    except loading.AdapterConstructionError as exc:
         # The adapter's own bug: its traceback is what its author needs.
         cause = exc.__cause__ or exc
         traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
@@ -210,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_json(data: Any) -> None:
     """``data`` as standard JSON on stdout: what JSON cannot hold (objects, NaN, infinities)
     is written as its ``repr``, never as the non-standard ``NaN`` / ``Infinity``."""
-    json.dump(hammer.json_safe(data), sys.stdout, indent=2, allow_nan=False)
+    json.dump(json_safe(data), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
 
 
@@ -248,7 +250,7 @@ def _parse_tool_arguments(text: str | None) -> dict[str, dict[str, Any]]:
 
 def _cmd_hammer(options: argparse.Namespace) -> int:
     arguments = _parse_tool_arguments(options.args_json)
-    adapter_class = hammer.load_adapter_class(options.adapter)
+    adapter_class = loading.load_adapter_class(options.adapter)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     requests = options.requests if options.duration is None else None
     if requests is None and options.duration is None:
@@ -267,7 +269,7 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
             amount = f"{requests:,} requests" if requests else f"{options.duration:g} s"
             tools = ", ".join(call.tool for call in mix)
             progress.line(
-                f"hammer: {hammer.adapter_spec(adapter_class)}, {options.threads} threads, "
+                f"hammer: {loading.adapter_spec(adapter_class)}, {options.threads} threads, "
                 f"{amount}, seed {seed}; tools: {tools}"
             )
 
@@ -450,17 +452,17 @@ def render_report(result: hammer.HammerResult) -> str:
 
 
 def _cmd_tools(options: argparse.Namespace) -> int:
-    adapter_class = hammer.load_adapter_class(options.adapter)
-    adapter = hammer.construct_adapter(adapter_class)
-    specs = hammer.tool_infos(adapter)
+    adapter_class = loading.load_adapter_class(options.adapter)
+    adapter = loading.construct_adapter(adapter_class)
+    specs = tool_specs(adapter)
     if options.json:
         payload = {
-            "adapter": hammer.adapter_spec(adapter_class),
+            "adapter": loading.adapter_spec(adapter_class),
             "tools": [spec.to_dict() for spec in specs],
         }
         _print_json(payload)
         return EXIT_OK
-    print(f"{hammer.adapter_spec(adapter_class)}: {len(specs)} tool(s)")
+    print(f"{loading.adapter_spec(adapter_class)}: {len(specs)} tool(s)")
     if not specs:
         return EXIT_OK
     rows = [
@@ -480,11 +482,11 @@ def _cmd_tools(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _describe_parameter(param: hammer.ParameterInfo) -> str:
+def _describe_parameter(param: ParameterSpec) -> str:
     prefix = {"var_positional": "*", "var_keyword": "**"}.get(param.kind, "")
     text = f"{prefix}{param.name}: {param.type}"
     if param.has_default:
-        text += f" = {json.dumps(param.default, default=repr)}"
+        text += f" = {json.dumps(json_safe(param.default))}"
     return text
 
 
@@ -503,7 +505,7 @@ def collect_info() -> dict[str, Any]:
         numpy_version: str | None = importlib.metadata.version("numpy")
     except importlib.metadata.PackageNotFoundError:
         numpy_version = None
-    return {**hammer.environment(), "native_module": _native.__file__, "numpy": numpy_version}
+    return {**environment.environment(), "native_module": _native.__file__, "numpy": numpy_version}
 
 
 def _cmd_info(options: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 This is the machinery behind ``snakepit-bridge hammer`` and it is usable on its own::
 
-    from snakepit_bridge.hammer import load_adapter_class, build_mix, run_hammer
+    from snakepit_bridge.hammer import build_mix, run_hammer
+    from snakepit_bridge.loading import load_adapter_class
 
     adapter_class = load_adapter_class("my_pkg.adapters:MyAdapter")
     mix = lambda adapter: build_mix(adapter, seed=1)  # the default mix of the shared instance
@@ -26,23 +27,23 @@ What a run does:
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import itertools
 import math
-import os
-import platform
 import random
-import sys
-import sysconfig
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-DEFAULT_ADAPTER = "snakepit_bridge.adapters.threaded_showcase:ThreadedShowcaseAdapter"
+from snakepit_bridge import environment
+from snakepit_bridge._json import json_safe
+from snakepit_bridge.base_adapter import tool_specs
+from snakepit_bridge.checker.runs import start_checker, stop_checker
+from snakepit_bridge.loading import adapter_spec, construct_adapter, exception_summary
+
 DEFAULT_THREADS = 16
 DEFAULT_REQUESTS = 10_000
 REPORT_SCHEMA_VERSION = 1
@@ -52,227 +53,24 @@ _SCHEDULE_CHUNK = 1024
 
 
 class UsageError(Exception):
-    """What the user asked for cannot be run (unknown adapter or tool, bad arguments).
+    """What the user asked for cannot be run (unknown tool, bad arguments, too many threads).
 
     The CLI turns it into a one-line message and exit status 2.
     """
-
-
-class AdapterConstructionError(Exception):
-    """The adapter class raised while being instantiated (a bug in the adapter: exit status 1).
-
-    The original exception is the ``__cause__``.
-    """
-
-
-# --------------------------------------------------------------------------------------------
-# Adapters and their tools
-# --------------------------------------------------------------------------------------------
-
-
-def load_adapter_class(spec: str) -> type:
-    """Import the adapter class named by ``module:Class`` or ``module.Class``.
-
-    Raises :class:`UsageError` with a one-line reason when the module or class cannot be found,
-    the module fails to import, or the object is not an adapter class.
-    """
-    module_name, sep, qualname = spec.partition(":")
-    if not sep:
-        module_name, _, qualname = spec.rpartition(".")
-    if not module_name or not qualname:
-        raise UsageError(f"adapter must be 'module:Class' or 'module.Class', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if module_name == missing or module_name.startswith(missing + "."):
-            raise UsageError(f"unknown adapter {spec!r}: no module named {missing!r}") from None
-        raise UsageError(
-            f"cannot import adapter module {module_name!r}: {_one_line(exc)}"
-        ) from None
-    except (Exception, SystemExit) as exc:
-        # The user's module is broken (or calls sys.exit() on import): one line, no traceback.
-        raise UsageError(
-            f"cannot import adapter module {module_name!r}: {_one_line(exc)}"
-        ) from None
-    target: Any = module
-    for part in qualname.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise UsageError(
-                f"unknown adapter {spec!r}: module {module_name!r} has no attribute {qualname!r}"
-            ) from None
-    if not isinstance(target, type):
-        raise UsageError(f"{spec!r} is not a class")
-    if not callable(getattr(target, "get_tools", None)) or not callable(
-        getattr(target, "call_tool", None)
-    ):
-        raise UsageError(f"{spec!r} is not an adapter: it has no get_tools() and call_tool()")
-    return target
-
-
-def construct_adapter(adapter_class: Callable[[], Any]) -> Any:
-    """``adapter_class()``, with a failure wrapped in :class:`AdapterConstructionError`.
-
-    ``SystemExit`` counts as a failure too: an adapter calling ``sys.exit()`` in ``__init__``
-    must not end the command silently.
-    """
-    try:
-        return adapter_class()
-    except (Exception, SystemExit) as exc:
-        name = getattr(adapter_class, "__qualname__", repr(adapter_class))
-        raise AdapterConstructionError(f"constructing {name} failed: {_one_line(exc)}") from exc
-
-
-def adapter_spec(adapter_class: type) -> str:
-    """The ``module:Class`` name of a class, as the CLI accepts it."""
-    return f"{adapter_class.__module__}:{adapter_class.__qualname__}"
-
-
-_NO_DEFAULT: Any = object()
-_VARIADIC_KINDS = ("var_positional", "var_keyword")
-
-
-@dataclass(frozen=True)
-class ParameterInfo:
-    """One parameter of a tool, as the adapter's ``get_tools()`` schema describes it."""
-
-    name: str
-    type: str
-    required: bool
-    default: Any = _NO_DEFAULT
-    kind: str = "positional_or_keyword"
-
-    @property
-    def has_default(self) -> bool:
-        return self.default is not _NO_DEFAULT
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "type": self.type,
-            "required": self.required,
-            "kind": self.kind,
-        }
-        if self.has_default:
-            out["default"] = self.default
-        return out
-
-
-@dataclass(frozen=True)
-class ToolInfo:
-    """A declared tool of an adapter: name, description, streaming flag and parameters."""
-
-    name: str
-    description: str
-    supports_streaming: bool
-    parameters: tuple[ParameterInfo, ...]
-
-    @property
-    def required_parameters(self) -> tuple[ParameterInfo, ...]:
-        return tuple(p for p in self.parameters if p.required)
-
-    @property
-    def keyword_names(self) -> frozenset[str]:
-        """Names a caller may pass as keywords."""
-        return frozenset(
-            p.name for p in self.parameters if p.kind not in (*_VARIADIC_KINDS, "positional_only")
-        )
-
-    @property
-    def accepts_any_keyword(self) -> bool:
-        return any(p.kind == "var_keyword" for p in self.parameters)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "supports_streaming": self.supports_streaming,
-            "parameters": [p.to_dict() for p in self.parameters],
-        }
-
-
-def _as_mapping(entry: Any) -> Mapping[str, Any]:
-    """A registry entry as a mapping (``BaseAdapter.get_tools()`` gives objects with ``to_dict``)."""
-    if isinstance(entry, Mapping):
-        return entry
-    to_dict = getattr(entry, "to_dict", None)
-    mapping: Mapping[str, Any] = to_dict() if callable(to_dict) else vars(entry)
-    return mapping
-
-
-def _parameter_info(raw: Any) -> ParameterInfo:
-    entry = _as_mapping(raw)
-    kind = str(entry.get("kind", "positional_or_keyword"))
-    required = bool(entry.get("required", False)) and kind not in _VARIADIC_KINDS
-    return ParameterInfo(
-        name=str(entry["name"]),
-        type=str(entry.get("type") or "any"),
-        required=required,
-        default=entry["default"] if "default" in entry and not required else _NO_DEFAULT,
-        kind=kind,
-    )
-
-
-def tool_infos(adapter: Any) -> list[ToolInfo]:
-    """The adapter's declared tools, from its ``get_tools()``, normalised to :class:`ToolInfo`."""
-    specs = []
-    for raw in adapter.get_tools():
-        entry = _as_mapping(raw)
-        specs.append(
-            ToolInfo(
-                name=str(entry["name"]),
-                description=str(entry.get("description") or ""),
-                supports_streaming=bool(entry.get("supports_streaming", False)),
-                parameters=tuple(_parameter_info(p) for p in entry.get("parameters") or ()),
-            )
-        )
-    return specs
 
 
 # --------------------------------------------------------------------------------------------
 # The request mix
 # --------------------------------------------------------------------------------------------
 
-ArgumentFactory = Callable[[random.Random], dict[str, Any]]
+ArgumentFactory = Callable[[random.Random], Mapping[str, Any]]
+"""Makes one tool's keyword arguments from the run's seeded random generator."""
 
+MixTable = Mapping[str, tuple[int, ArgumentFactory]]
+"""Tool name -> (weight, argument factory): an adapter class's default mix."""
 
-def _showcase_defaults() -> dict[str, tuple[int, ArgumentFactory]]:
-    """Weight and argument factory per showcase tool.
-
-    Arguments are valid and small: the default run of 10,000 requests should take seconds, not
-    minutes, on a 2-core machine, while every tool (and each of the three patterns) gets traffic.
-    """
-    return {
-        "ping": (2, lambda rng: {}),
-        "compute_intensive": (
-            3,
-            lambda rng: {
-                "data": [round(rng.uniform(-1, 1), 6) for _ in range(16)],
-                "iterations": 50,
-            },
-        ),
-        # The showcase's first weight layer is 100 x 100, so the input vector has 100 entries.
-        "matrix_multiply": (
-            3,
-            lambda rng: {"input_vector": [round(rng.uniform(-1, 1), 6) for _ in range(100)]},
-        ),
-        "batch_process": (
-            1,
-            lambda rng: {"items": [f"item-{rng.randrange(1000)}" for _ in range(3)], "delay_ms": 1},
-        ),
-        "stress_test": (1, lambda rng: {"duration_ms": 2, "complexity": 100}),
-        "get_adapter_stats": (1, lambda rng: {}),
-        "get_history": (1, lambda rng: {"limit": 5}),
-        "clear_caches": (1, lambda rng: {}),
-    }
-
-
-# Per-adapter default mixes, keyed by the class's ``module.qualname``; subclasses inherit them.
-DEFAULT_MIXES: dict[str, Callable[[], dict[str, tuple[int, ArgumentFactory]]]] = {
-    "snakepit_bridge.adapters.threaded_showcase.ThreadedShowcaseAdapter": _showcase_defaults,
-}
+# The classmethod an adapter class may define to give its default mix (see default_mix_table).
+DEFAULT_MIX_METHOD = "default_hammer_mix"
 
 
 @dataclass(frozen=True)
@@ -288,12 +86,30 @@ class ToolCall:
         return {"tool": self.tool, "args": json_safe(dict(self.arguments)), "weight": self.weight}
 
 
-def _table_for(adapter_class: type) -> dict[str, tuple[int, ArgumentFactory]] | None:
-    for klass in adapter_class.__mro__:
-        factory = DEFAULT_MIXES.get(f"{klass.__module__}.{klass.__qualname__}")
-        if factory is not None:
-            return factory()
-    return None
+def default_mix_table(adapter_class: type) -> MixTable:
+    """The default mix an adapter class declares, or an empty table.
+
+    A class declares one with a classmethod ``default_hammer_mix()`` returning a
+    :data:`MixTable`; subclasses inherit it. The engine itself names no tool.
+    """
+    declare = getattr(adapter_class, DEFAULT_MIX_METHOD, None)
+    if declare is None:
+        return {}
+    table = declare()
+    if not isinstance(table, Mapping):
+        raise TypeError(
+            f"{adapter_class.__qualname__}.{DEFAULT_MIX_METHOD}() must return a mapping of tool "
+            f"name to (weight, argument factory), not {type(table).__name__}"
+        )
+    for name, entry in table.items():
+        weight, factory = entry
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            raise TypeError(f"{DEFAULT_MIX_METHOD}(): the weight of {name!r} must be an int >= 1")
+        if not callable(factory):
+            raise TypeError(
+                f"{DEFAULT_MIX_METHOD}(): the argument factory of {name!r} is not callable"
+            )
+    return table
 
 
 def build_mix(
@@ -305,13 +121,13 @@ def build_mix(
     """The request mix for ``adapter``.
 
     ``tools`` selects tools by name (a repeated name counts once more in the weighting); when
-    empty, the default mix is used: the tools of the adapter's entry in :data:`DEFAULT_MIXES`
-    with their weights and arguments, plus every other tool whose parameters all have defaults
-    (or that ``arguments`` names), with weight 1. ``arguments`` maps a tool name to keyword arguments,
-    merged over the default ones. Raises :class:`UsageError` for unknown tools, unknown
+    empty, the default mix is used: the tools of the class's :func:`default_mix_table` with
+    their weights and arguments, plus every other tool whose parameters all have defaults (or
+    that ``arguments`` names), with weight 1. ``arguments`` maps a tool name to keyword
+    arguments, merged over the default ones. Raises :class:`UsageError` for unknown tools, unknown
     parameters, missing required arguments, or an empty mix.
     """
-    specs = {spec.name: spec for spec in tool_infos(adapter)}
+    specs = {spec.name: spec for spec in tool_specs(adapter)}
     available = ", ".join(sorted(specs)) or "(none)"
     arguments = dict(arguments or {})
     for name in arguments:
@@ -328,7 +144,7 @@ def build_mix(
             raise UsageError(f"--args names tool {not_selected[0]!r}, which no --tool selects")
 
     rng = random.Random(seed)
-    table = _table_for(type(adapter)) or {}
+    table = default_mix_table(type(adapter))
     weights: dict[str, int] = {}
     if tools:
         for name in tools:
@@ -492,11 +308,6 @@ class ErrorGroup:
             "count": self.count,
             "traceback": self.traceback,
         }
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _error_key(tool: str, exc: BaseException) -> tuple[str, str, str]:
@@ -713,65 +524,6 @@ class HammerResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Environment facts
-# --------------------------------------------------------------------------------------------
-
-
-def gil_enabled() -> bool:
-    """Whether the GIL is on now; interpreters before 3.13 cannot turn it off."""
-    probe = getattr(sys, "_is_gil_enabled", None)
-    return bool(probe()) if probe is not None else True
-
-
-def free_threaded_build() -> bool:
-    """Whether this interpreter was built with ``--disable-gil``."""
-    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-
-
-def environment() -> dict[str, Any]:
-    """Interpreter facts that matter for reading a concurrency report."""
-    from snakepit_bridge import __version__
-
-    return {
-        "package_version": __version__,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "executable": sys.executable,
-        "free_threaded_build": free_threaded_build(),
-        "gil_enabled": gil_enabled(),
-        "cpu_count": _cpu_count(),
-    }
-
-
-def _cpu_count() -> int | None:
-    # process_cpu_count (3.13+) honours CPU affinity; cpu_count is the fallback.
-    counter = getattr(os, "process_cpu_count", None) or os.cpu_count
-    return counter()
-
-
-def format_thread_stacks(threads: Iterable[threading.Thread]) -> str:
-    """The current stack of each given live thread, for "what is it stuck on" messages.
-
-    The thread-start frames of the ``threading`` module are left out: they are the same for
-    every thread and say nothing about where it is stuck.
-    """
-    frames = sys._current_frames()
-    parts = []
-    for thread in threads:
-        frame = frames.get(thread.ident) if thread.ident is not None else None
-        if frame is None:
-            continue
-        stack = traceback.extract_stack(frame)
-        while len(stack) > 1 and stack[0].filename == threading.__file__:
-            del stack[0]
-        text = "".join(traceback.format_list(stack))
-        parts.append(
-            f'Thread "{thread.name}" (ident {thread.ident}), most recent call last:\n{text}'
-        )
-    return "\n".join(parts)
-
-
-# --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
 
@@ -781,40 +533,6 @@ def _drain(value: Any) -> None:
     if isinstance(value, Iterator) or inspect.isgenerator(value):
         for _ in value:
             pass
-
-
-def start_checker() -> Any:
-    from snakepit_bridge.thread_safety_checker import ThreadSafetyChecker
-
-    # Never the checker's own strict mode: that raises inside the tool at the racy write, which
-    # would turn findings into request errors. --strict is applied to the report instead.
-    return ThreadSafetyChecker(enabled=True, strict_mode=False)
-
-
-def stop_checker(checker: Any) -> dict[str, Any]:
-    report = dict(checker.get_report())
-    checker.disable()  # the checker must not outlive the run it belongs to
-    return report
-
-
-def json_safe(value: Any, depth: int = 0) -> Any:
-    """A JSON-encodable copy of adapter-provided data (stats and arguments may hold anything).
-
-    What JSON cannot hold becomes its ``repr``, including the floats ``nan``, ``inf`` and
-    ``-inf`` (which ``json`` would otherwise write as the non-standard ``NaN``/``Infinity``).
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if depth > 20:
-        return repr(value)
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [json_safe(v, depth + 1) for v in items]
-    return repr(value)
 
 
 def run_hammer(
@@ -885,8 +603,8 @@ def run_hammer(
                 groups[key] = replace(group)  # a copy: workers' groups stay as they were
     try:
         adapter_stats = json_safe(adapter.get_stats()) if hasattr(adapter, "get_stats") else None
-    except Exception as exc:  # a broken get_stats() is a finding, not a crash of the report
-        adapter_stats = {"error": _one_line(exc)}
+    except Exception as exc:  # noqa: BLE001 - a broken get_stats() is a finding, not a crash
+        adapter_stats = {"error": exception_summary(exc)}
     thread_safety = json_safe(stop_checker(checker)) if checker is not None else None
 
     return HammerResult(
@@ -908,7 +626,7 @@ def run_hammer(
         adapter_stats=adapter_stats,
         thread_safety=thread_safety,
         strict=strict,
-        environment=environment(),
+        environment=environment.environment(),
     )
 
 
@@ -951,7 +669,7 @@ def _run_workers(
                     result = adapter.call_tool(call.tool, **arguments)
                     if call.streaming:
                         _drain(result)
-                except BaseException as exc:  # every failure of a request is data
+                except BaseException as exc:  # noqa: BLE001 - every failure of a request is data
                     error = exc
                 worker.record(call.tool, time.perf_counter_ns() - started, error)
                 del error
@@ -972,7 +690,7 @@ def _run_workers(
                 running.thread.join()
             raise UsageError(
                 f"could start only {len(workers)} of {threads} worker threads "
-                f"({_one_line(exc)}); use fewer --threads"
+                f"({exception_summary(exc)}); use fewer --threads"
             ) from None
         workers.append(worker)
 

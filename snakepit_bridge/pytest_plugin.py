@@ -3,10 +3,11 @@
 Installed with the package (entry point ``pytest11``), so it is active in any project that has
 snakepit-bridge installed; disable it with ``-p no:snakepit_bridge``. It provides:
 
-* :func:`run_concurrently` (also the ``hammer`` fixture): call a function from N threads released
-  together by a barrier, re-raise the workers' exceptions (one per type and raising line, with
-  that worker's traceback and a note naming every worker that raised it), return the results in
-  a stable order, and fail with the stacks of stuck threads instead of hanging;
+* :func:`run_concurrently` (from :mod:`snakepit_bridge.concurrency`, re-exported here; also the
+  ``hammer`` fixture): call a function from N threads released together by a barrier, re-raise
+  the workers' exceptions (one per type and raising line, with that worker's traceback and a
+  note naming every worker that raised it), return the results in a stable order, and fail
+  with the stacks of stuck threads instead of hanging;
 * ``@pytest.mark.hammer(threads=N, iterations=1, timeout=None)``: run the test body itself in N
   threads at once (fixtures are set up once and shared by the threads); works under
   ``pytest -n auto``, where each xdist worker runs its hammered tests on its own;
@@ -23,16 +24,19 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
-import time
-import traceback
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pytest
 
-# snakepit_bridge.hammer (the CLI's engine) is imported where it is used: this plugin loads in
-# every pytest session of a project that has the package installed.
+# The harness itself lives in snakepit_bridge.concurrency (importable without pytest); this
+# plugin re-exports its names, which is where users have imported them from.
+from snakepit_bridge.concurrency import (
+    DEFAULT_THREADS,
+    DEFAULT_TIMEOUT,
+    ConcurrencyTimeoutError,
+    run_concurrently,
+)
 
 __all__ = [
     "ConcurrencyTimeoutError",
@@ -42,143 +46,12 @@ __all__ = [
 
 R = TypeVar("R")
 
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_THREADS = 8
 HAMMER_MARKER = "hammer"
 ALLOW_WARNINGS_MARKER = "allow_thread_safety_warnings"
 TIMEOUT_INI = "snakepit_hammer_timeout"
 
 _CHECKER_KEY = pytest.StashKey[Any]()
 _REPORTED_KEY = pytest.StashKey[int]()  # warnings already judged by the test body
-
-
-class ConcurrencyTimeoutError(TimeoutError):
-    """Workers of :func:`run_concurrently` did not finish in time; the message has their stacks."""
-
-
-def run_concurrently(
-    fn: Callable[..., R],
-    threads: int = DEFAULT_THREADS,
-    iterations: int = 1,
-    args: Sequence[Any] = (),
-    kwargs: Mapping[str, Any] | None = None,
-    *,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    with_index: bool = False,
-) -> list[R]:
-    """Call ``fn(*args, **kwargs)`` ``iterations`` times in each of ``threads`` threads at once.
-
-    The threads wait on a barrier and start together. The results come back as one list ordered
-    by thread, then iteration (``threads * iterations`` items). With ``with_index=True`` the
-    thread's index (0 to ``threads - 1``) is passed as the first positional argument.
-
-    A worker stops at its first exception; the others carry on. Exceptions are then grouped by
-    type and raising line: one group is re-raised as the exception itself, several as an
-    ``ExceptionGroup`` of one exception per group. Each carries its worker's traceback and a note
-    saying which workers raised it.
-
-    If the workers have not finished after ``timeout`` seconds (``None``: wait forever), they are
-    asked to stop after their current call and :class:`ConcurrencyTimeoutError` is raised with
-    the stacks of the threads still running; threads stuck for good are left behind as daemons.
-    """
-    __tracebackhide__ = True  # pytest: show the test and the workers, not this machinery
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    if iterations < 0:
-        raise ValueError(f"iterations must not be negative, got {iterations}")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be positive seconds or None, got {timeout}")
-    call_kwargs = dict(kwargs or {})
-    results: list[list[R]] = [[] for _ in range(threads)]
-    failures: list[tuple[int, BaseException] | None] = [None] * threads
-    stop = threading.Event()
-    barrier = threading.Barrier(threads)
-
-    def work(index: int) -> None:
-        try:
-            barrier.wait(timeout)
-        except threading.BrokenBarrierError:
-            return  # another worker never arrived; the timeout below reports it
-        call_args = (index, *args) if with_index else tuple(args)
-        out = results[index]
-        for iteration in range(iterations):
-            if stop.is_set():
-                return
-            try:
-                out.append(fn(*call_args, **call_kwargs))
-            except BaseException as exc:  # re-raised in the calling thread
-                failures[index] = (iteration, exc)
-                return
-
-    name = _describe(fn)
-    workers = [
-        threading.Thread(target=work, args=(i,), name=f"run_concurrently-{i} ({name})", daemon=True)
-        for i in range(threads)
-    ]
-    for worker in workers:
-        worker.start()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        for worker in workers:
-            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-    except BaseException:  # Ctrl-C while waiting: let the workers wind down
-        stop.set()
-        barrier.abort()
-        raise
-    stuck = [worker for worker in workers if worker.is_alive()]
-    if stuck:
-        from snakepit_bridge.hammer import format_thread_stacks
-
-        stacks = format_thread_stacks(stuck)  # before stopping: where they are stuck now
-        stop.set()
-        barrier.abort()
-        raise ConcurrencyTimeoutError(
-            f"{len(stuck)} of {threads} threads running {name} did not finish within "
-            f"{timeout:g} s (deadlock, or too slow for the timeout?). Their stacks:\n\n{stacks}"
-        )
-    _raise_failures(failures, threads, name)
-    return [item for per_thread in results for item in per_thread]
-
-
-def _describe(fn: Callable[..., Any]) -> str:
-    """A short name for messages: the qualified name, through ``functools.partial`` layers."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-def _raise_failures(
-    failures: Sequence[tuple[int, BaseException] | None], threads: int, name: str
-) -> None:
-    __tracebackhide__ = True
-    groups: dict[tuple[type[BaseException], str], list[tuple[int, int, BaseException]]] = {}
-    for index, failure in enumerate(failures):
-        if failure is not None:
-            iteration, exc = failure
-            groups.setdefault((type(exc), _raise_site(exc)), []).append((index, iteration, exc))
-    if not groups:
-        return
-    representatives = []
-    for members in groups.values():
-        index, iteration, exc = members[0]
-        note = f"raised in worker {index} of {threads} (iteration {iteration}) running {name}"
-        if len(members) > 1:
-            others = ", ".join(str(m[0]) for m in members[1:])
-            note += f"; the same exception at the same line was raised by workers {others}"
-        exc.add_note(note)
-        representatives.append(exc)
-    if len(representatives) == 1:
-        raise representatives[0]
-    raising = sum(len(members) for members in groups.values())
-    raise BaseExceptionGroup(
-        f"{raising} of {threads} threads running {name} raised ({len(groups)} different failures)",
-        representatives,
-    )
-
-
-def _raise_site(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
 class Hammer:
@@ -271,7 +144,7 @@ def thread_safety_checker(request: pytest.FixtureRequest) -> Iterator[Any]:
     Warnings recorded by the body fail the test itself; warnings recorded later, by the teardown
     of fixtures set up after this one, fail it at teardown.
     """
-    from snakepit_bridge.hammer import start_checker, stop_checker
+    from snakepit_bridge.checker.runs import start_checker, stop_checker
 
     checker = start_checker()
     request.node.stash[_CHECKER_KEY] = checker
@@ -323,7 +196,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     original = pyfuncitem.obj
     if inspect.iscoroutinefunction(original) or inspect.isasyncgenfunction(original):
         pytest.fail(
-            f"@pytest.mark.{HAMMER_MARKER} cannot run the async test {pyfuncitem.nodeid} in threads",
+            f"@pytest.mark.{HAMMER_MARKER} cannot run the async test {pyfuncitem.nodeid} "
+            "in threads",
             pytrace=False,
         )
     options = _marker_options(marker, pyfuncitem.config)

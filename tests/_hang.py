@@ -31,9 +31,20 @@ def native_stacks(pid: int, timeout: float = 60.0) -> str:
         return f"(no gdb on PATH: cannot show the native stacks of process {pid})"
     try:
         proc = subprocess.run(
-            [gdb, "-p", str(pid), "-batch", "-nx", "-ex", "set pagination off",
-             "-ex", "thread apply all bt"],
-            capture_output=True, text=True, timeout=timeout,
+            [
+                gdb,
+                "-p",
+                str(pid),
+                "-batch",
+                "-nx",
+                "-ex",
+                "set pagination off",
+                "-ex",
+                "thread apply all bt",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return f"(gdb did not finish within {timeout:g} s on process {pid})"

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from snakepit_bridge import thread_safety_checker
+from snakepit_bridge.checker import hooks
 
 
 @pytest.fixture(autouse=True)
 def _no_checker_outlives_its_test() -> Iterator[None]:
     yield
-    if thread_safety_checker._live_checkers():
+    if hooks.live_checkers():
         gc.collect()  # frees the checkers nothing refers to any more
-        for checker in thread_safety_checker._live_checkers():
+        for checker in hooks.live_checkers():
             checker.disable()

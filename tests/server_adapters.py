@@ -318,6 +318,18 @@ class UndeclaredAdapter(BaseAdapter):
         return threading.current_thread().name
 
 
+class InheritsDeclarationAdapter(RacyAdapter):
+    """Declared thread-safe by its base class (the nearest class that sets it decides)."""
+
+
+class NoDeclarationAdapter(ThreadSafeAdapter):
+    """Derives from ThreadSafeAdapter, whose own attribute is not a declaration."""
+
+    @tool
+    def ping(self) -> str:
+        return "pong"
+
+
 class BrokenConstructorAdapter(ThreadSafeAdapter):
     __thread_safe__ = True
 

@@ -1,4 +1,4 @@
-"""Running the worker server as Snakepit does, and talking to it with a gRPC client we did not write.
+"""Running the worker server as Snakepit does, and talking to it with a gRPC client of others.
 
 * :func:`start_server` starts ``python -m snakepit_bridge.server`` (or the launcher) in a
   subprocess with Snakepit's full argument list (``--mode threaded`` included), a ready file,
@@ -42,11 +42,16 @@ def snakepit_args(
         args.append("--thread-safety-check")
     args += ["--mode", "threaded"]  # adapter_args from Snakepit's own thread-profile docs
     args += [
-        "--port", "0",
-        "--elixir-address", "localhost:50051",
-        "--snakepit-run-id", RUN_ID,
-        "--snakepit-instance-name", "tests",
-        "--snakepit-instance-token", "token",
+        "--port",
+        "0",
+        "--elixir-address",
+        "localhost:50051",
+        "--snakepit-run-id",
+        RUN_ID,
+        "--snakepit-instance-name",
+        "tests",
+        "--snakepit-instance-token",
+        "token",
     ]
     return [*args, *extra]
 
@@ -129,8 +134,12 @@ class ServerPool:
         argv = list(command) if command is not None else [python, "-m", "snakepit_bridge.server"]
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
             proc = subprocess.Popen(
-                [*argv, *args], stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
-                env=environment, cwd=cwd or self.directory,
+                [*argv, *args],
+                stdin=subprocess.PIPE,
+                stdout=stdout,
+                stderr=stderr,
+                env=environment,
+                cwd=cwd or self.directory,
             )
         server = ServerProcess(proc, ready, out, err)
         self.started.append(server)
@@ -192,7 +201,10 @@ def _main_worktree() -> Path | None:
     try:
         result = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -280,15 +292,23 @@ class GrpcioClient:
     def _failure(self, error: Any) -> RpcFailure:
         return RpcFailure(error.code().name, error.details() or "")
 
-    def unary(self, method: str, request: Any, response_type: Any, *, timeout: float = 30.0,
-              metadata: Sequence[tuple[str, str]] = ()) -> Any:
+    def unary(
+        self,
+        method: str,
+        request: Any,
+        response_type: Any,
+        *,
+        timeout: float = 30.0,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> Any:
         try:
             return self._unary(method, response_type)(request, timeout=timeout, metadata=metadata)
         except self._grpc.RpcError as error:
             raise self._failure(error) from None
 
-    def unary_many(self, method: str, requests: Iterable[Any], response_type: Any, *,
-                   timeout: float = 30.0) -> list[Any]:
+    def unary_many(
+        self, method: str, requests: Iterable[Any], response_type: Any, *, timeout: float = 30.0
+    ) -> list[Any]:
         stub = self._unary(method, response_type)
         futures = [stub.future(r, timeout=timeout) for r in requests]
         results: list[Any] = []
@@ -299,8 +319,14 @@ class GrpcioClient:
                 results.append(self._failure(error))
         return results
 
-    def stream(self, request: Any, *, timeout: float = 30.0, cancel_after: int | None = None,
-               metadata: Sequence[tuple[str, str]] = ()) -> list[Any]:
+    def stream(
+        self,
+        request: Any,
+        *,
+        timeout: float = 30.0,
+        cancel_after: int | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> list[Any]:
         from snakepit_bridge.server.proto import bridge_pb2 as pb
 
         call = self._channel.unary_stream(
@@ -332,8 +358,16 @@ class GrpcioClient:
         except self._grpc.RpcError as error:
             raise self._failure(error) from None
 
-    def ping_while(self, method: str, requests: Sequence[Any], response_type: Any, pings: int,
-                   *, warmup: float, timeout: float = 60.0) -> tuple[list[float], list[Any]]:
+    def ping_while(
+        self,
+        method: str,
+        requests: Sequence[Any],
+        response_type: Any,
+        pings: int,
+        *,
+        warmup: float,
+        timeout: float = 60.0,
+    ) -> tuple[list[float], list[Any]]:
         """Latencies of ``pings`` sequential Pings sent while ``requests`` run."""
         from snakepit_bridge.server.proto import bridge_pb2 as pb
 
@@ -384,14 +418,22 @@ class GrpclibClient:
             raise RpcFailure("UNAVAILABLE", str(error)) from None
 
     @staticmethod
-    async def _call(stub: Any, method: str, request: Any, timeout: float,
-                    metadata: Sequence[tuple[str, str]] = (), response_type: Any = None) -> Any:
+    async def _call(
+        stub: Any,
+        method: str,
+        request: Any,
+        timeout: float,
+        metadata: Sequence[tuple[str, str]] = (),
+        response_type: Any = None,
+    ) -> Any:
         from grpclib.client import UnaryUnaryMethod
         from grpclib.exceptions import GRPCError, StreamTerminatedError
 
         call = getattr(stub, method, None)
         if call is None:  # a method the service does not declare
-            call = UnaryUnaryMethod(stub.Ping.channel, SERVICE + method, type(request), response_type)
+            call = UnaryUnaryMethod(
+                stub.Ping.channel, SERVICE + method, type(request), response_type
+            )
         try:
             return await call(request, timeout=timeout, metadata=metadata)
         except GRPCError as error:
@@ -401,8 +443,15 @@ class GrpclibClient:
         except (OSError, StreamTerminatedError) as error:
             return RpcFailure("UNAVAILABLE", str(error))
 
-    def unary(self, method: str, request: Any, response_type: Any, *, timeout: float = 30.0,
-              metadata: Sequence[tuple[str, str]] = ()) -> Any:
+    def unary(
+        self,
+        method: str,
+        request: Any,
+        response_type: Any,
+        *,
+        timeout: float = 30.0,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> Any:
         result = self._run(
             lambda stub: self._call(stub, method, request, timeout, metadata, response_type)
         )
@@ -410,8 +459,9 @@ class GrpclibClient:
             raise result
         return result
 
-    def unary_many(self, method: str, requests: Iterable[Any], response_type: Any, *,
-                   timeout: float = 30.0) -> list[Any]:
+    def unary_many(
+        self, method: str, requests: Iterable[Any], response_type: Any, *, timeout: float = 30.0
+    ) -> list[Any]:
         async def body(stub: Any) -> list[Any]:
             return list(
                 await asyncio.gather(*(self._call(stub, method, r, timeout) for r in requests))
@@ -419,8 +469,14 @@ class GrpclibClient:
 
         return self._run(body)  # type: ignore[no-any-return]
 
-    def stream(self, request: Any, *, timeout: float = 30.0, cancel_after: int | None = None,
-               metadata: Sequence[tuple[str, str]] = ()) -> list[Any]:
+    def stream(
+        self,
+        request: Any,
+        *,
+        timeout: float = 30.0,
+        cancel_after: int | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> list[Any]:
         async def body(stub: Any) -> list[Any]:
             chunks: list[Any] = []
             async with stub.ExecuteStreamingTool.open(timeout=timeout, metadata=metadata) as call:
@@ -444,8 +500,16 @@ class GrpclibClient:
 
         return self._run(body)  # type: ignore[no-any-return]
 
-    def ping_while(self, method: str, requests: Sequence[Any], response_type: Any, pings: int,
-                   *, warmup: float, timeout: float = 60.0) -> tuple[list[float], list[Any]]:
+    def ping_while(
+        self,
+        method: str,
+        requests: Sequence[Any],
+        response_type: Any,
+        pings: int,
+        *,
+        warmup: float,
+        timeout: float = 60.0,
+    ) -> tuple[list[float], list[Any]]:
         from snakepit_bridge.server.proto import bridge_pb2 as pb
 
         async def body(stub: Any) -> tuple[list[float], list[Any]]:

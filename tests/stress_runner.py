@@ -1,7 +1,8 @@
-"""Randomized stress of one shared ``ThreadSafeAdapter`` (issue 6, section 2).
+"""Randomized stress of one shared ``ThreadSafeAdapter``.
 
-N threads (16 by default) start together on a ``threading.Barrier`` and, until a fixed
-deadline, each repeatedly picks a random step (its own ``random.Random`` seeded from the run's
+N threads (16 by default) start together (``snakepit_bridge.concurrency.run_concurrently``:
+a ``threading.Barrier``, worker exceptions re-raised, stacks of stuck threads) and, for a fixed
+duration, each repeatedly picks a random step (its own ``random.Random`` seeded from the run's
 seed and its index, so the *choices* are reproducible; the interleaving is not):
 
 * unlocked work (including a racy read of the shared counter),
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import faulthandler
 import json
 import random
 import sys
@@ -44,9 +44,11 @@ import time
 import traceback
 from collections import Counter
 
+from snakepit_bridge import environment
 from snakepit_bridge._native import ThreadSafeAdapter, thread_safe_method
+from snakepit_bridge.concurrency import ConcurrencyTimeoutError, run_concurrently
 
-__all__ = ["StressAdapter", "StressError", "StressFailure", "StressResult", "run", "main"]
+__all__ = ["StressAdapter", "StressError", "StressFailure", "StressResult", "main", "run"]
 
 _MISSING = object()
 # Hashable keys of several types (no two of them compare equal: no 1 / True / 1.0).
@@ -119,8 +121,14 @@ class StressResult:
 class _Worker:
     """Per-thread state; only its own thread touches it while running."""
 
-    def __init__(self, index: int, seed: int, adapter: StressAdapter, cond: threading.Condition,
-                 nthreads: int) -> None:
+    def __init__(
+        self,
+        index: int,
+        seed: int,
+        adapter: StressAdapter,
+        cond: threading.Condition,
+        nthreads: int,
+    ) -> None:
         self.index = index
         self.rng = random.Random(seed * 1_000_003 + index)
         self.adapter = adapter
@@ -139,8 +147,6 @@ class _Worker:
         self.tl_seq = 0
         self.last_total = 0
         self.failures: list[str] = []
-        self.error: BaseException | None = None
-        self.done = False
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -302,7 +308,9 @@ class _Worker:
             self.fail(f"errors={errors} not within [0, total_requests={total}]")
         mine = t["requests_by_thread"].get(self.name, 0)
         if mine != self.tracked_calls:
-            self.fail(f"requests_by_thread[{self.name!r}]={mine}, this thread made {self.tracked_calls}")
+            self.fail(
+                f"requests_by_thread[{self.name!r}]={mine}, this thread made {self.tracked_calls}"
+            )
         stats["tracker"]["total_requests"] = -1  # fresh dict: mutating it must not matter
 
     def step_condition(self) -> None:
@@ -335,70 +343,60 @@ class _Worker:
         ("condition", 10),
     )
 
-    def run(self, barrier: threading.Barrier, deadline_box: list[float]) -> None:
-        try:
-            threading.current_thread().name = self.name
-            names = [n for n, _ in self.STEPS]
-            weights = [w for _, w in self.STEPS]
-            methods = {n: getattr(self, "step_" + n) for n in names}
-            barrier.wait()
-            deadline = deadline_box[0]
-            while time.monotonic() < deadline:
-                # Draw a batch of choices at once: fewer RNG calls, same reproducibility.
-                for name in self.rng.choices(names, weights, k=32):
-                    self.steps += 1
-                    self.step_counts[name] += 1
-                    methods[name]()
-            # Final thread-local check: every value this thread still has is its own.
-            for key in _TL_KEYS:
-                got = self.adapter.get_thread_local(key, _MISSING)
-                want = self.mirror.get(key, _MISSING)
-                if got is not want:
-                    self.fail(f"final thread-local {key!r}: {got!r}, wrote {want!r}")
-        except BaseException as exc:  # re-raised by run() in the main thread
-            self.error = exc
-            self.error_tb = traceback.format_exc()
-        finally:
-            self.done = True
+    def run(self, duration: float) -> None:
+        """This worker's steps for ``duration`` seconds (it starts when all are released)."""
+        threading.current_thread().name = self.name  # before the first tracked call
+        names = [n for n, _ in self.STEPS]
+        weights = [w for _, w in self.STEPS]
+        methods = {n: getattr(self, "step_" + n) for n in names}
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline:
+            # Draw a batch of choices at once: fewer RNG calls, same reproducibility.
+            for name in self.rng.choices(names, weights, k=32):
+                self.steps += 1
+                self.step_counts[name] += 1
+                methods[name]()
+        # Final thread-local check: every value this thread still has is its own.
+        for key in _TL_KEYS:
+            got = self.adapter.get_thread_local(key, _MISSING)
+            want = self.mirror.get(key, _MISSING)
+            if got is not want:
+                self.fail(f"final thread-local {key!r}: {got!r}, wrote {want!r}")
 
 
-def run(seed: int = 1, duration: float = 2.0, threads: int = 16, *,
-        hang_timeout: float = 120.0) -> StressResult:
+def run(
+    seed: int = 1, duration: float = 2.0, threads: int = 16, *, hang_timeout: float = 120.0
+) -> StressResult:
     """Run the stress; return a StressResult or raise StressFailure / a worker's exception."""
     adapter = StressAdapter()
     cond = threading.Condition(adapter.lock)
     workers = [_Worker(i, seed, adapter, cond, threads) for i in range(threads)]
-    deadline_box = [0.0]
-    barrier = threading.Barrier(threads + 1)
-    ts = [threading.Thread(target=w.run, args=(barrier, deadline_box), daemon=True) for w in workers]
     old_interval = sys.getswitchinterval()
-    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-    if gil:
+    if environment.gil_enabled():
         sys.setswitchinterval(1e-5)  # more interleavings on GIL builds
     try:
-        for t in ts:
-            t.start()
-        deadline_box[0] = time.monotonic() + duration
-        barrier.wait()
-        for t in ts:
-            t.join(duration + hang_timeout)
+        run_concurrently(
+            lambda index: workers[index].run(duration),
+            threads,
+            with_index=True,
+            timeout=duration + hang_timeout,
+        )
+    except ConcurrencyTimeoutError as exc:  # its message holds the stuck threads' stacks
+        raise StressFailure(f"seed {seed}: workers hung (deadlock?): {exc}") from None
+    except Exception as exc:  # a worker raised; the note says which one
+        details = "".join(traceback.format_exception(exc))
+        raise StressFailure(f"seed {seed}: a worker raised:\n{details}") from exc
     finally:
         sys.setswitchinterval(old_interval)
-
-    hung = [w.name for w, t in zip(workers, ts) if t.is_alive()]
-    if hung:
-        faulthandler.dump_traceback(all_threads=True)
-        raise StressFailure(f"seed {seed}: workers hung (deadlock?): {hung}")
-    for w in workers:
-        if w.error is not None:
-            raise StressFailure(f"seed {seed}: worker {w.name} raised:\n{w.error_tb}") from w.error
 
     failures = [f for w in workers for f in w.failures]
     locked = sum(w.locked_updates for w in workers)
     calls = sum(w.tracked_calls for w in workers)
     errors = sum(w.tracked_errors for w in workers)
     if adapter.counter != locked:
-        failures.append(f"counter={adapter.counter} but {locked} locked updates were made (lost updates)")
+        failures.append(
+            f"counter={adapter.counter} but {locked} locked updates were made (lost updates)"
+        )
     lock = adapter.lock
     if lock.locked() or lock._is_owned():
         failures.append("adapter lock still held after all workers finished")
@@ -413,26 +411,38 @@ def run(seed: int = 1, duration: float = 2.0, threads: int = 16, *,
     if "completed_requests" in t and t["completed_requests"] != calls:
         failures.append(f"tracker completed_requests={t['completed_requests']}, calls={calls}")
     by_thread = t["requests_by_thread"]
-    for w in workers:
-        if by_thread.get(w.name, 0) != w.tracked_calls:
-            failures.append(f"requests_by_thread[{w.name!r}]={by_thread.get(w.name, 0)}, made {w.tracked_calls}")
+    failures.extend(
+        f"requests_by_thread[{w.name!r}]={by_thread.get(w.name, 0)}, made {w.tracked_calls}"
+        for w in workers
+        if by_thread.get(w.name, 0) != w.tracked_calls
+    )
     if sum(by_thread.values()) != calls:
         failures.append(f"sum(requests_by_thread)={sum(by_thread.values())}, calls={calls}")
     active_threads_ever = sum(1 for w in workers if w.tracked_calls)
     if t["threads_seen"] != active_threads_ever:
-        failures.append(f"threads_seen={t['threads_seen']}, threads that made calls={active_threads_ever}")
+        failures.append(
+            f"threads_seen={t['threads_seen']}, threads that made calls={active_threads_ever}"
+        )
     if failures:
-        raise StressFailure(f"seed {seed}: {len(failures)} oracle failure(s):\n  " + "\n  ".join(failures[:40]))
+        raise StressFailure(
+            f"seed {seed}: {len(failures)} oracle failure(s):\n  " + "\n  ".join(failures[:40])
+        )
 
     counts: Counter[str] = Counter()
     for w in workers:
         counts.update(w.step_counts)
     return StressResult(
-        seed=seed, threads=threads, duration=duration,
-        steps=sum(w.steps for w in workers), locked_updates=locked, tracked_calls=calls,
-        tracked_errors=errors, timeouts=sum(w.timeouts for w in workers),
+        seed=seed,
+        threads=threads,
+        duration=duration,
+        steps=sum(w.steps for w in workers),
+        locked_updates=locked,
+        tracked_calls=calls,
+        tracked_errors=errors,
+        timeouts=sum(w.timeouts for w in workers),
         condition_waits=sum(w.condition_waits for w in workers),
-        step_counts=dict(counts), final_stats=stats,
+        step_counts=dict(counts),
+        final_stats=stats,
     )
 
 

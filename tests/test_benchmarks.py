@@ -62,7 +62,9 @@ def test_runs_on_this_interpreter(run: dict[str, Any]) -> None:
         assert set(groups) == set(cases.GROUPS), impl
         for group, res in groups.items():
             assert res["available"], f"{impl}/{group}: {res.get('reason')}"
-            assert not res.get("error"), f"{impl}/{group}: {res.get('error')}\n{res.get('traceback')}"
+            assert not res.get("error"), (
+                f"{impl}/{group}: {res.get('error')}\n{res.get('traceback')}"
+            )
 
 
 def test_free_threaded_build_keeps_the_gil_disabled(run: dict[str, Any]) -> None:

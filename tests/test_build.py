@@ -13,8 +13,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BUILD_SDIST = "from setuptools import build_meta as b; import sys; print(b.build_sdist(sys.argv[1]))"
-BUILD_WHEEL = "from setuptools import build_meta as b; import sys; print(b.build_wheel(sys.argv[1]))"
+BUILD_SDIST = (
+    "from setuptools import build_meta as b; import sys; print(b.build_sdist(sys.argv[1]))"
+)
+BUILD_WHEEL = (
+    "from setuptools import build_meta as b; import sys; print(b.build_wheel(sys.argv[1]))"
+)
 
 
 def run(code: str, out: Path, cwd: Path) -> str:
@@ -33,37 +37,68 @@ def sdist(tmp_path_factory) -> Path:
 
 def test_sdist_carries_all_c_sources_and_headers(sdist):
     with tarfile.open(sdist) as archive:
-        names = {Path(name).relative_to(Path(name).parts[0]).as_posix() for name in archive.getnames()}
+        names = {
+            Path(name).relative_to(Path(name).parts[0]).as_posix() for name in archive.getnames()
+        }
     expected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "src").glob("*.[ch]")}
     assert expected and expected <= names
     assert "snakepit_bridge/_native.pyi" in names and "snakepit_bridge/py.typed" in names
-    server = {"snakepit_bridge/server/proto/bridge.proto", "snakepit_bridge/server/proto/bridge_pb2.py",
-              "snakepit_bridge/server/proto/bridge_pb2.pyi", "snakepit_bridge/server/proto/bridge_grpc.py",
-              "snakepit_bridge/server/runtime.py", "snakepit_bridge_launcher.py", "scripts/gen_proto.py"}
+    server = {
+        "snakepit_bridge/server/proto/bridge.proto",
+        "snakepit_bridge/server/proto/bridge_pb2.py",
+        "snakepit_bridge/server/proto/bridge_pb2.pyi",
+        "snakepit_bridge/server/proto/bridge_grpc.py",
+        "snakepit_bridge/server/runtime.py",
+        "snakepit_bridge_launcher.py",
+        "scripts/gen_proto.py",
+    }
     assert server <= names, server - names
 
 
 def test_wheel_built_from_the_sdist_imports(sdist, tmp_path):
     with tarfile.open(sdist) as archive:
-        archive.extractall(tmp_path, filter="data") if sys.version_info >= (3, 12) else archive.extractall(tmp_path)
+        archive.extractall(tmp_path, filter="data") if sys.version_info >= (
+            3,
+            12,
+        ) else archive.extractall(tmp_path)
     source = next(p for p in tmp_path.iterdir() if p.is_dir())
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     wheel = wheels / run(BUILD_WHEEL, wheels, source)
-    abi = "cp313t" if sysconfig.get_config_var("Py_GIL_DISABLED") else f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    abi = (
+        "cp313t"
+        if sysconfig.get_config_var("Py_GIL_DISABLED")
+        else f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    )
     assert f"-{abi}-" in wheel.name, wheel.name
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tmp_path / "site")
         names = set(archive.namelist())
-    assert {"snakepit_bridge_launcher.py", "snakepit_bridge/server/proto/bridge.proto",
-            "snakepit_bridge/server/proto/bridge_pb2.pyi", "snakepit_bridge/context.py"} <= names
+    assert {
+        "snakepit_bridge_launcher.py",
+        "snakepit_bridge/server/proto/bridge.proto",
+        "snakepit_bridge/server/proto/bridge_pb2.pyi",
+        "snakepit_bridge/context.py",
+    } <= names
+    # Every module of the package, subpackages included (a subpackage left out of
+    # pyproject.toml's package list would be missing here).
+    modules = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "snakepit_bridge").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert modules <= names, sorted(modules - names)
     probe = (
         "import sys, snakepit_bridge._native as n; "
         "a = n.ThreadSafeAdapter(); a.set_thread_local('k', 1); "
         "assert a.get_thread_local('k') == 1; print(n.__file__)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path / "site", capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", probe],
+        cwd=tmp_path / "site",
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / "site") in result.stdout

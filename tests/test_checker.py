@@ -1,22 +1,25 @@
-"""The runtime thread-safety checker (issue 5 §2)."""
+"""The runtime thread-safety checker: races, concurrency, libraries, declarations, bounds."""
 
 from __future__ import annotations
 
 import gc
 import inspect
 import io
-import threading
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from queue import Queue
+from typing import ClassVar
 
 import pytest
-from _helpers_py import hammer, live_checker_count, no_global_checking, run_threads
 
+from _checking import live_checker_count, no_global_checking
+from _threads import hammer, run_threads
 from snakepit_bridge import thread_safety_checker as tsc
 from snakepit_bridge.base_adapter import tool
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method
+from snakepit_bridge.checker import hooks
 from snakepit_bridge.thread_safety_checker import (
     ThreadSafetyChecker,
     ThreadSafetyError,
@@ -115,7 +118,7 @@ class DeclaredAdapter(ThreadSafeAdapter):
     """Declares which lock guards which attribute."""
 
     __thread_safe__ = True
-    __guarded_by__ = {"hits": "hits_lock", "misses": ("misses_lock", "lock")}
+    __guarded_by__: ClassVar = {"hits": "hits_lock", "misses": ("misses_lock", "lock")}
 
     def __init__(self) -> None:
         super().__init__()
@@ -166,17 +169,26 @@ def test_good_adapter_under_a_20_thread_hammer_gives_zero_warnings() -> None:
 
 @pytest.mark.parametrize(
     ("cls", "method"),
-    [(MultiLockAdapter, "increment"), (MultiLockAdapter, "log_event"),
-     (AtomicAdapter, "atomic_increment"), (DeclaredAdapter, "hit"),
-     (DeclaredAdapter, "miss_under_adapter_lock")],
+    [
+        (MultiLockAdapter, "increment"),
+        (MultiLockAdapter, "log_event"),
+        (AtomicAdapter, "atomic_increment"),
+        (DeclaredAdapter, "hit"),
+        (DeclaredAdapter, "miss_under_adapter_lock"),
+    ],
 )
 def test_writes_guarded_by_user_locks_are_not_races(cls: type, method: str) -> None:
     checker = ThreadSafetyChecker(strict_mode=True)
     adapter = cls()
     total = hammer(getattr(adapter, method), THREADS, CALLS)
     _expect_no_warnings(checker)
-    counted = {"increment": "counter", "log_event": "events", "atomic_increment": "counter",
-               "hit": "hits", "miss_under_adapter_lock": "misses"}[method]
+    counted = {
+        "increment": "counter",
+        "log_event": "events",
+        "atomic_increment": "counter",
+        "hit": "hits",
+        "miss_under_adapter_lock": "misses",
+    }[method]
     assert getattr(adapter, counted) == total
 
 
@@ -228,11 +240,11 @@ def test_bad_adapter_gives_one_warning_naming_class_attribute_threads_and_line()
     (message,) = report["warnings"]
     assert "BadAdapter.counter" in message
     assert f"{__file__}:{BAD_LINE}" in message
-    assert "'MainThread'" in message and "'hammer-" in message
+    assert "'MainThread'" in message and "'run_concurrently-" in message
     (race,) = report["unprotected_writes"]
     assert (race["class"], race["attribute"], race["line"]) == ("BadAdapter", "counter", BAD_LINE)
     assert race["count"] == report["racy_writes"] == total  # every write after sharing is racy
-    assert [w for w in caught if issubclass(w.category, ThreadSafetyWarning)][0].lineno == BAD_LINE
+    assert next(w for w in caught if issubclass(w.category, ThreadSafetyWarning)).lineno == BAD_LINE
     assert len([w for w in caught if issubclass(w.category, ThreadSafetyWarning)]) == 1
     assert any("written by several threads" in r for r in report["recommendations"])
 
@@ -312,7 +324,7 @@ def test_heuristic_ignores_a_reentrant_lock_held_by_another_thread() -> None:
 def test_invalid_guarded_by_is_reported_at_the_write() -> None:
     class Broken(ThreadSafeAdapter):
         __thread_safe__ = True
-        __guarded_by__ = ["counter"]
+        __guarded_by__: ClassVar = ["counter"]
 
         def __init__(self) -> None:
             super().__init__()
@@ -536,7 +548,12 @@ class DeclaredFalse(ThreadSafeAdapter):
     __thread_safe__ = False
 
 
-def test_declaration_must_be_in_the_class_body() -> None:
+class InheritsGood(GoodAdapter):
+    pass
+
+
+def test_declaration_follows_the_one_rule() -> None:
+    assert tsc.validate_adapter_thread_safety(InheritsGood)  # the nearest class that sets it
     assert tsc.validate_adapter_thread_safety(GoodAdapter)
     assert tsc.validate_adapter_thread_safety(GoodAdapter())
     assert not tsc.validate_adapter_thread_safety(Undeclared)
@@ -580,7 +597,10 @@ def test_check_common_pitfalls() -> None:
     findings = tsc.check_common_pitfalls(BadAdapter(), imported_modules={"pandas"})
     assert any(f"line {BAD_LINE}" in f and "self.counter op=" in f for f in findings)
     assert any("'pandas'" in f for f in findings)
-    assert any("does not declare" in f for f in tsc.check_common_pitfalls(Undeclared(), imported_modules=()))
+    assert any(
+        "does not declare" in f
+        for f in tsc.check_common_pitfalls(Undeclared(), imported_modules=())
+    )
 
     class Untracked(ThreadSafeAdapter):
         __thread_safe__ = True
@@ -589,7 +609,9 @@ def test_check_common_pitfalls() -> None:
         def plain_tool(self) -> None:
             """not tracked"""
 
-    assert any("plain_tool" in f for f in tsc.check_common_pitfalls(Untracked(), imported_modules=()))
+    assert any(
+        "plain_tool" in f for f in tsc.check_common_pitfalls(Untracked(), imported_modules=())
+    )
 
     class NotThreadSafe:
         __thread_safe__ = True
@@ -603,7 +625,9 @@ def test_check_common_pitfalls() -> None:
 # -- lifecycle, global checker, report ------------------------------------------------------
 
 
-def test_observation_stops_when_disabled_exited_or_collected(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_observation_stops_when_disabled_exited_or_collected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     seen: list[str] = []
     original = ThreadSafetyChecker._observe_write
     baseline = live_checker_count()
@@ -635,7 +659,7 @@ def test_observation_stops_when_disabled_exited_or_collected(monkeypatch: pytest
     assert seen == ["a", "c"]
     assert live_checker_count() <= baseline
     if baseline == 0:
-        assert tsc._hooks_installed is False
+        assert hooks.hooks_installed() is False
 
 
 def test_global_checker_is_one_object_reset_by_enable_checking() -> None:
@@ -674,9 +698,18 @@ def test_report_has_the_documented_keys_and_reset_clears_it() -> None:
     adapter = GoodAdapter()
     adapter.increment()
     report = checker.get_report()
-    for key in ("enabled", "strict_mode", "total_runtime", "warnings", "warnings_issued",
-                "concurrent_accesses", "total_methods_tracked", "total_threads_seen",
-                "thread_utilization", "recommendations"):
+    for key in (
+        "enabled",
+        "strict_mode",
+        "total_runtime",
+        "warnings",
+        "warnings_issued",
+        "concurrent_accesses",
+        "total_methods_tracked",
+        "total_threads_seen",
+        "thread_utilization",
+        "recommendations",
+    ):
         assert key in report
     assert report["thread_utilization"]["MainThread"]["calls"] == 1
     assert report["total_runtime"] >= 0

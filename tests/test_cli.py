@@ -20,6 +20,8 @@ RUN_TIMEOUT = 120  # seconds; a hung run fails its test instead of the whole CI 
 
 # Adapters written to a temporary module (``cli_adapters``) for the runs below.
 ADAPTERS = '''
+import threading
+
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method, tool
 
 
@@ -119,6 +121,41 @@ class NonFiniteStatsAdapter(ThreadSafeAdapter):
                 "floor": [float("-inf")]}
 
 
+class UpstreamStyleAdapter:
+    """Not a BaseAdapter: it lists its tools as upstream's registrations read."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls = 0
+
+    def get_tools(self):
+        return [
+            {
+                "name": "greet",
+                "description": "Say hello",
+                "supports_streaming": False,
+                "parameters": [
+                    {"name": "who", "type": "str", "required": False,
+                     "validation_json": '{"default": "world"}'},
+                ],
+                "metadata": {"adapter_class": "UpstreamStyleAdapter", "module": "cli_adapters",
+                             "required_variables": "a,b"},
+            },
+            {"name": "square", "parameters": [{"name": "x", "type": "int", "required": True}]},
+        ]
+
+    def call_tool(self, tool_name, **kwargs):
+        with self.lock:
+            self.calls += 1
+        if tool_name == "greet":
+            return "hello " + kwargs.get("who", "world")
+        return kwargs["x"] ** 2
+
+    def get_stats(self):
+        with self.lock:
+            return {"calls": self.calls}
+
+
 class ExitsWhenBuilt(ThreadSafeAdapter):
     __thread_safe__ = True
 
@@ -132,11 +169,11 @@ class ExitsWhenBuilt(ThreadSafeAdapter):
 '''
 
 # A module that stops the interpreter while it is imported.
-EXITS_ON_IMPORT = '''
+EXITS_ON_IMPORT = """
 import sys
 
 sys.exit(3)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -715,6 +752,9 @@ def test_tools_json_gives_the_parameter_schemas(env: dict[str, str]) -> None:
     assert set(tools) == {"echo", "increment"}
     assert tools["increment"]["description"] == "Add one to the shared counter"
     assert tools["echo"]["supports_streaming"] is False
+    assert tools["echo"]["adapter_class"] == "CounterAdapter"
+    assert tools["echo"]["module"] == "cli_adapters"
+    assert tools["echo"]["required_variables"] == []
     assert tools["echo"]["parameters"] == [
         {"name": "text", "type": "str", "required": True, "kind": "positional_or_keyword"},
         {
@@ -725,6 +765,36 @@ def test_tools_json_gives_the_parameter_schemas(env: dict[str, str]) -> None:
             "default": 1,
         },
     ]
+
+
+def test_an_adapter_that_is_not_a_base_adapter_is_listed_and_hammered(
+    env: dict[str, str],
+) -> None:
+    """Its get_tools() entries are read with ToolSpec.from_mapping (upstream's shape)."""
+    proc = run_cli(env, "tools", "cli_adapters:UpstreamStyleAdapter", "--json")
+    assert proc.returncode == 0, proc.stderr
+    tools = {t["name"]: t for t in json.loads(proc.stdout)["tools"]}
+    assert tools["greet"] == {
+        "name": "greet",
+        "description": "Say hello",
+        "supports_streaming": False,
+        "parameters": [
+            {"name": "who", "type": "str", "required": False,
+             "kind": "positional_or_keyword", "default": "world"},
+        ],
+        "required_variables": ["a", "b"],
+        "adapter_class": "UpstreamStyleAdapter",
+        "module": "cli_adapters",
+    }  # fmt: skip
+    assert tools["square"]["parameters"][0]["required"] is True
+    code, report = run_json(
+        env, "hammer", "cli_adapters:UpstreamStyleAdapter", "--requests", "40", "--threads", "4"
+    )
+    assert code == 0
+    # square needs an argument, so the default mix is greet alone.
+    assert report["config"]["mix"] == [{"tool": "greet", "args": {}, "weight": 1}]
+    assert report["requests"] == {"completed": 40, "succeeded": 40, "failed": 0}
+    assert report["adapter_stats"] == {"calls": 40}
 
 
 def test_info_prints_package_and_interpreter_facts(env: dict[str, str]) -> None:
@@ -837,6 +907,45 @@ def test_default_mix_of_a_showcase_subclass_includes_its_own_tools() -> None:
     # --args are merged over the default arguments, not instead of them.
     assert calls["compute_intensive"]["args"]["iterations"] == 5
     assert len(calls["compute_intensive"]["args"]["data"]) == 16
+
+
+def test_an_adapter_class_declares_its_own_default_mix() -> None:
+    import random
+
+    from snakepit_bridge import ThreadSafeAdapter, hammer, tool
+
+    class Declares(ThreadSafeAdapter):
+        __thread_safe__ = True
+
+        @classmethod
+        def default_hammer_mix(cls):  # type: ignore[no-untyped-def]
+            return {"scaled": (4, lambda rng: {"x": rng.randrange(1000)})}
+
+        @tool
+        def scaled(self, x: int) -> int:
+            return x
+
+        @tool
+        def free(self) -> int:
+            return 0
+
+    mix = {call.tool: call for call in hammer.build_mix(Declares(), seed=3)}
+    assert mix["scaled"].weight == 4
+    assert mix["scaled"].arguments == {"x": random.Random(3).randrange(1000)}
+    assert mix["free"].weight == 1 and mix["free"].arguments == {}
+
+    class Inherits(Declares):
+        pass
+
+    assert hammer.build_mix(Inherits(), seed=3) == hammer.build_mix(Declares(), seed=3)
+
+    class BadWeight(Declares):
+        @classmethod
+        def default_hammer_mix(cls):  # type: ignore[no-untyped-def]
+            return {"scaled": (0, lambda rng: {})}
+
+    with pytest.raises(TypeError, match="the weight of 'scaled' must be an int >= 1"):
+        hammer.build_mix(BadWeight(), seed=0)
 
 
 def test_the_schedule_is_the_seeded_draw_and_streams() -> None:

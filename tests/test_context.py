@@ -8,8 +8,7 @@ import threading
 import time
 import weakref
 
-from _helpers_py import run_threads
-
+from _threads import run_threads
 from snakepit_bridge.base_adapter import BaseAdapter, tool
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.context import RequestContext, current_request, request_scope

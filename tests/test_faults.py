@@ -1,4 +1,4 @@
-"""Fault tests for the native core (issue 6 §3).
+"""Fault tests for the native core: exceptions, signals, fork, dying threads, bad input.
 
 * an exception at any depth inside ``with acquire_lock()`` leaves the lock free / the level right;
 * SIGINT while the main thread waits in ``acquire_lock(timeout=...)`` (in a subprocess);
@@ -26,10 +26,9 @@ import weakref
 
 import pytest
 
+from _threads import run_threads
 from snakepit_bridge import RequestTracker, ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge._native import lock_owner
-
-from _threads import run_threads
 
 SUBPROCESS_TIMEOUT = 120  # seconds; only a hang reaches it
 
@@ -75,16 +74,29 @@ def run_script(code, *, expect_rc=0, env=None):
     if env:
         full_env.update(env)
     proc = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-W", "ignore::DeprecationWarning", "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=full_env,
+        [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-W",
+            "ignore::DeprecationWarning",
+            "-c",
+            textwrap.dedent(code),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=full_env,
     )
     assert proc.returncode == expect_rc, (
-        f"exit code {proc.returncode}, expected {expect_rc}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        f"exit code {proc.returncode}, expected {expect_rc}\n"
+        f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
     )
     return proc.stdout
 
 
 # --- exceptions at any depth -------------------------------------------------------------------
+
 
 def _nest(adapter, depth, raise_at, timed, level_no=1):
     cm = adapter.acquire_lock(timeout=5.0) if timed else adapter.acquire_lock()
@@ -205,11 +217,15 @@ held.wait()
 """
 
 
-@pytest.mark.parametrize("how", ["acquire_lock_timeout", "acquire_lock", "lock_acquire_timeout", "condition_wait"])
+@pytest.mark.parametrize(
+    "how", ["acquire_lock_timeout", "acquire_lock", "lock_acquire_timeout", "condition_wait"]
+)
 def test_sigint_interrupts_blocked_acquire(how):
     """KeyboardInterrupt surfaces (well before the 60 s timeout would) and the lock is not
     left owned by the interrupted thread."""
-    out = run_script(_HOLDER + textwrap.dedent(f"""
+    out = run_script(
+        _HOLDER
+        + textwrap.dedent(f"""
         how = {how!r}
         waiting = threading.Event()
         def killer():
@@ -249,14 +265,17 @@ def test_sigint_interrupts_blocked_acquire(how):
         with a.acquire_lock(timeout=5):
             pass
         print("OK")
-    """))
+    """)
+    )
     assert out.split() == ["KBI", "OK"]
 
 
 def test_signal_handler_runs_during_blocked_acquire_and_wait_continues():
     """A handler that returns normally runs while the main thread is blocked; the acquire
     then goes on waiting and succeeds once the holder releases."""
-    out = run_script(_HOLDER + textwrap.dedent("""
+    out = run_script(
+        _HOLDER
+        + textwrap.dedent("""
         ran = []
         def handler(signum, frame):
             ran.append(signum)
@@ -270,7 +289,8 @@ def test_signal_handler_runs_during_blocked_acquire_and_wait_continues():
         with a.acquire_lock(timeout=60):
             print("ACQUIRED", a.lock._recursion_count())
         print("OK", ran == [signal.SIGUSR1], a.lock._is_owned())
-    """))
+    """)
+    )
     assert out.split() == ["HANDLER", "False", "ACQUIRED", "1", "OK", "True", "False"]
 
 
@@ -279,7 +299,9 @@ def test_gc_and_other_threads_run_while_a_thread_blocks(how):
     """gc.collect() (a stop-the-world on free-threaded builds) and other threads' work
     complete while one thread is blocked on the adapter lock held by another, or waits on
     a Condition over it (which must have released the lock at every level)."""
-    out = run_script(_HOLDER + textwrap.dedent(f"""
+    out = run_script(
+        _HOLDER
+        + textwrap.dedent(f"""
         import gc
         how = {how!r}
         blocked_started = threading.Event()
@@ -323,12 +345,14 @@ def test_gc_and_other_threads_run_while_a_thread_blocks(how):
             release.set()
         bt.join()
         print("DONE", got)
-    """))
+    """)
+    )
     want = "[2]" if how == "condition" else "[1]"
     assert out.split() == ["GC_DONE", "WORKERS", "4000", "STILL_BLOCKED", "True", "DONE", want]
 
 
 # --- fork ------------------------------------------------------------------------------------
+
 
 def test_fork_while_another_thread_holds_lock():
     """Child: the adapter lock is usable, the holder thread's thread-local values are gone
@@ -405,7 +429,9 @@ def test_fork_while_another_thread_holds_lock():
                     os._exit(17)
                 # 4. threads work in the child
                 box = []
-                ct = threading.Thread(target=lambda: box.append(a.lock.acquire(timeout=10) and (a.lock.release() or True)))
+                def lock_and_release():
+                    box.append(a.lock.acquire(timeout=10) and (a.lock.release() or True))
+                ct = threading.Thread(target=lock_and_release)
                 ct.start(); ct.join()
                 if box != [True]:
                     os._exit(18)
@@ -493,7 +519,8 @@ def test_fork_hooks_called_directly_clean_up_the_child():
                 return 16
             # 3. its request is not running here; counting goes on
             st = a.get_stats()["tracker"]
-            if st["active_requests"] != 0 or st["active_threads"] != 0 or a.tracker.active_requests():
+            busy = st["active_requests"] or st["active_threads"] or a.tracker.active_requests()
+            if busy:
                 return 17
             with a.track_request():
                 if a.get_stats()["tracker"]["active_requests"] != 1:
@@ -519,7 +546,8 @@ def test_fork_hooks_called_directly_clean_up_the_child():
         _, status = os.waitpid(pid, 0)
         print("CHILD", os.waitstatus_to_exitcode(status))
         st = a.get_stats()["tracker"]
-        print("PARENT", st["active_requests"], st["total_requests"], a.lock.locked(), mine._recursion_count())
+        print("PARENT", st["active_requests"], st["total_requests"], a.lock.locked(),
+              mine._recursion_count())
     """)
     assert out.split() == ["CHILD", "0", "PARENT", "0", "1", "False", "2"]
 
@@ -560,6 +588,7 @@ def test_fork_inside_acquire_lock_child_exits_the_with():
 
 
 # --- a thread dying mid tracked call -----------------------------------------------------------
+
 
 def test_thread_dying_mid_tracked_call(monkeypatch):
     seen = []
@@ -617,7 +646,7 @@ def test_tracker_threads_ending_between_reads():
     rt.start()
     try:
         for _ in range(3):
-            run_threads(n, work)
+            run_threads(work, n)
     finally:
         stop.set()
         rt.join()
@@ -632,6 +661,7 @@ def test_tracker_threads_ending_between_reads():
 
 
 # --- adapter churn, thread-locals and the GC -----------------------------------------------
+
 
 def test_adapter_churn_with_thread_locals_and_gc():
     """Creators make and drop adapters (some with thread-local cycles back to the adapter);
@@ -651,7 +681,7 @@ def test_adapter_churn_with_thread_locals_and_gc():
         pass
 
     class Val:
-        __slots__ = ("owner", "tag", "__weakref__")
+        __slots__ = ("__weakref__", "owner", "tag")
 
         def __init__(self, owner, tag):
             self.owner = owner
@@ -747,7 +777,7 @@ def test_adapter_churn_with_thread_locals_and_gc():
                 collected.notify_all()
             churn_done.wait(0.001)  # let the world run between two stop-the-world collections
 
-    run_threads(n_churners + 1, lambda i: churner(i) if i < n_churners else collector())
+    run_threads(lambda i: churner(i) if i < n_churners else collector(), n_churners + 1)
     assert len(collections) >= len(checkpoints)
     pool.clear()
     for _ in range(3):
@@ -772,20 +802,24 @@ def test_thread_local_cycle_back_to_adapter_is_collected(where):
     refs = []
 
     def setter():
-        v = Val(a)
+        # pyflakes takes the `del a` below for an unbinding of the closure's `a` (it is bound).
+        adapter = a  # noqa: F821
+        v = Val(adapter)
         refs.append(weakref.ref(v, lambda _: freed.append("value")))
-        a.set_thread_local("cycle", v)
-        a.set_thread_local(a, v)  # the adapter itself as a key too
-        a.set_thread_local("dict", {"back": a, "self": v})
+        adapter.set_thread_local("cycle", v)
+        adapter.set_thread_local(adapter, v)  # the adapter itself as a key too
+        adapter.set_thread_local("dict", {"back": adapter, "self": v})
 
     if where == "same_thread":
         setter()
     else:
+
         def body():
             setter()
             done.set()
             if where == "live_thread":
                 go.wait()  # stays alive while the adapter is dropped
+
         t = threading.Thread(target=body)
         t.start()
         done.wait()
@@ -831,7 +865,11 @@ def test_thread_local_value_released_when_thread_ends():
 def test_value_stored_by_a_destructor_during_thread_end_is_released():
     """Thread end releases the thread's values; a value's __del__ that stores another value
     on the same adapter must not leave that new value (or a thread record) behind."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import gc, threading, weakref
         from snakepit_bridge import ThreadSafeAdapter
         a = ThreadSafeAdapter()
@@ -849,7 +887,12 @@ def test_value_stored_by_a_destructor_during_thread_end_is_released():
             t = threading.Thread(target=body); t.start(); t.join()
         gc.collect()
         print("ALIVE", sum(r() is not None for r in made))
-    """)], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    """),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["ALIVE", "0"]
     assert "Exception ignored" not in proc.stderr, proc.stderr

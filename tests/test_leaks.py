@@ -1,4 +1,4 @@
-"""Leak checks (issue 6 §4): a million runs of each primitive leave memory flat.
+"""Leak checks: a million runs of each primitive leave memory flat.
 
 Each primitive runs a warm-up, then ``N`` (1,000,000) times; the test then compares
 * the process's resident set (``/proc/self/statm``) and
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 import threading
 import tracemalloc
 
@@ -98,6 +97,7 @@ class Held:
 
 
 # Each primitive: fn(adapter, n) runs it n times in a tight loop.
+
 
 def p_with_lock(a, n):
     for _ in range(n):
@@ -345,15 +345,36 @@ def p_tracker_lifecycle(a, n):
 
 
 PRIMITIVES = [
-    p_with_lock, p_with_lock_nested, p_with_lock_timeout, p_lock_acquire_release,
-    p_lock_acquire_timeout, p_lock_queries, p_release_save_restore,
-    p_lock_contended_nonblocking, p_lock_contended_timeout_error, p_release_unowned_error,
-    p_thread_local_set_get, p_thread_local_new_keys_cleared, p_thread_local_missing_default,
-    p_thread_local_unhashable_error, p_tracked_call, p_tracked_call_bound_each_time,
-    p_tracked_call_nested, p_tracked_call_kwargs, p_tracked_call_error, p_tracked_coroutine,
-    p_tracked_coroutine_error, p_tracked_generator, p_tracked_generator_closed_early,
-    p_tracked_async_generator, p_track_request,
-    p_track_request_error, p_tracker_start_end, p_get_stats, p_active_requests, p_adapter_lifecycle,
+    p_with_lock,
+    p_with_lock_nested,
+    p_with_lock_timeout,
+    p_lock_acquire_release,
+    p_lock_acquire_timeout,
+    p_lock_queries,
+    p_release_save_restore,
+    p_lock_contended_nonblocking,
+    p_lock_contended_timeout_error,
+    p_release_unowned_error,
+    p_thread_local_set_get,
+    p_thread_local_new_keys_cleared,
+    p_thread_local_missing_default,
+    p_thread_local_unhashable_error,
+    p_tracked_call,
+    p_tracked_call_bound_each_time,
+    p_tracked_call_nested,
+    p_tracked_call_kwargs,
+    p_tracked_call_error,
+    p_tracked_coroutine,
+    p_tracked_coroutine_error,
+    p_tracked_generator,
+    p_tracked_generator_closed_early,
+    p_tracked_async_generator,
+    p_track_request,
+    p_track_request_error,
+    p_tracker_start_end,
+    p_get_stats,
+    p_active_requests,
+    p_adapter_lifecycle,
     p_tracker_lifecycle,
 ]
 
@@ -373,7 +394,9 @@ def test_memory_flat(prim):
     prim(a, N)
     objs1 = gc_count()
     rss1 = rss()
-    assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, f"{objs1 - objs0} more GC-tracked objects after {N} runs"
+    assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, (
+        f"{objs1 - objs0} more GC-tracked objects after {N} runs"
+    )
     assert rss1 - rss0 <= RSS_TOLERANCE, f"RSS grew by {(rss1 - rss0) >> 10} KiB over {N} runs"
     # Finer: Python-allocator bytes still allocated after a shorter traced run.
     if TRACEMALLOC:
@@ -422,7 +445,9 @@ def test_many_short_lived_threads_leave_adapter_flat():
     wave(n)
     objs1 = gc_count()
     rss1 = rss()
-    assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, f"{objs1 - objs0} more GC-tracked objects after {n} threads"
+    assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, (
+        f"{objs1 - objs0} more GC-tracked objects after {n} threads"
+    )
     assert rss1 - rss0 <= RSS_TOLERANCE, f"RSS grew by {(rss1 - rss0) >> 10} KiB over {n} threads"
     t = a.get_stats()["tracker"]
     assert t["total_requests"] == n // 4 + n
@@ -450,7 +475,7 @@ def test_adapters_handed_to_another_thread_leave_memory_flat():
                     pass
                 del a
                 done.put(1)
-        except BaseException as exc:  # re-raised below
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
             done.put(1)
 

@@ -11,10 +11,16 @@ import weakref
 import pytest
 
 import snakepit_bridge
-from snakepit_bridge import BaseAdapter, RequestTracker, RLock, ThreadSafeAdapter, _native, thread_safe_method
-from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter as ThreadedImport
-
 from _threads import run_threads
+from snakepit_bridge import (
+    BaseAdapter,
+    RequestTracker,
+    RLock,
+    ThreadSafeAdapter,
+    _native,
+    thread_safe_method,
+)
+from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter as ThreadedImport
 
 
 class Counter(ThreadSafeAdapter):
@@ -94,7 +100,7 @@ def test_acquire_lock_is_reentrant_and_releases_on_exception():
     with pytest.raises(ZeroDivisionError):
         with adapter.acquire_lock():
             with adapter.acquire_lock():
-                1 / 0
+                1 / 0  # noqa: B018 - raises ZeroDivisionError inside the nested locks
     assert not adapter.lock.locked()
     with adapter.acquire_lock() as entered:
         assert entered is None
@@ -104,7 +110,7 @@ def test_acquire_lock_is_reentrant_and_releases_on_exception():
 def test_acquire_lock_guard_is_reused_per_thread():
     adapter = Counter()
     assert adapter.acquire_lock() is adapter.acquire_lock()
-    other = run_threads(1, lambda _: adapter.acquire_lock())[0]
+    other = run_threads(lambda _: adapter.acquire_lock(), 1)[0]
     assert other is not adapter.acquire_lock()
 
 
@@ -190,14 +196,23 @@ def test_acquire_lock_timeout_says_the_holder_has_ended():
     thread.start()
     thread.join()
     assert adapter.lock.locked()
-    with pytest.raises(TimeoutError, match=r"Counter.*held by thread ident \d+, which has ended without releasing it"):
+    with pytest.raises(
+        TimeoutError,
+        match=r"Counter.*held by thread ident \d+, which has ended without releasing it",
+    ):
         with adapter.acquire_lock(timeout=0.01):
             pass
 
 
 @pytest.mark.parametrize(
     ("timeout", "error"),
-    [(-1, ValueError), (-0.5, ValueError), (float("nan"), ValueError), ("1", TypeError), (1e300, OverflowError)],
+    [
+        (-1, ValueError),
+        (-0.5, ValueError),
+        (float("nan"), ValueError),
+        ("1", TypeError),
+        (1e300, OverflowError),
+    ],
 )
 def test_acquire_lock_bad_timeouts(timeout, error):
     with pytest.raises(error):
@@ -243,7 +258,7 @@ def test_none_is_a_value_like_any_other():
     adapter.set_thread_local("k", None)
     assert adapter.get_thread_local("k", missing) is None  # stored: not the default
     assert adapter.get_thread_local(key="k", default=missing) is None
-    assert run_threads(1, lambda _: adapter.get_thread_local("k", missing))[0] is missing
+    assert run_threads(lambda _: adapter.get_thread_local("k", missing), 1)[0] is missing
     adapter.set_thread_local("k", 0)
     assert adapter.get_thread_local("k", missing) == 0
     adapter.set_thread_local("k", None)  # replacing a value with None keeps the key
@@ -301,7 +316,7 @@ def test_thread_local_isolated_per_thread_and_per_adapter():
             assert second.get_thread_local("who") == -index
         return seen_before, first.get_thread_local("who")
 
-    results = run_threads(16, worker)
+    results = run_threads(worker, 16)
     assert results == [(None, i) for i in range(16)]
     assert first.get_thread_local("who") == "main"
     assert second.get_thread_local("who") is None
@@ -316,7 +331,7 @@ def test_thread_local_released_when_thread_ends():
         refs.append(weakref.ref(token))
         adapter.set_thread_local("token", token)
 
-    run_threads(8, worker)
+    run_threads(worker, 8)
     gc.collect()
     assert [r() for r in refs] == [None] * 8
 
@@ -329,7 +344,8 @@ def test_thread_local_released_when_adapter_dies_first():
     def worker() -> None:
         token = Token()
         weakref.finalize(token, released.set)
-        adapter.set_thread_local("token", token)
+        # pyflakes takes the `del adapter` below for an unbinding of the closure's `adapter`.
+        adapter.set_thread_local("token", token)  # noqa: F821
         del token
         stored.set()
         stop.wait(10)  # the thread outlives the adapter
@@ -394,6 +410,7 @@ def test_clear_from_a_value_destructor_is_safe():
     adapter.clear_thread_local()
     assert adapter.get_thread_local("b") is None
 
+
 class ClearsOnCompare:
     """A key equal in hash to a str, whose __eq__ clears the adapter's storage for this thread."""
 
@@ -437,7 +454,11 @@ def test_str_lookup_that_meets_a_stored_key_whose_eq_clears_the_storage_is_safe(
 
 def _values_dict_holding(adapter: ThreadSafeAdapter, key: object) -> dict:
     """This thread's values dict of the adapter: the GC sees it among the adapter's referents."""
-    found = [d for d in gc.get_referents(adapter) if isinstance(d, dict) and key in d and d is not adapter.__dict__]
+    found = [
+        d
+        for d in gc.get_referents(adapter)
+        if isinstance(d, dict) and key in d and d is not adapter.__dict__
+    ]
     assert len(found) == 1
     return found[0]
 
@@ -468,6 +489,7 @@ def test_lookup_holds_the_values_dict_even_when_keys_were_put_there_behind_its_b
     assert adapter.get_thread_local("filler2") == [2]
     assert "probe-other" not in adapter.__dict__
 
+
 def test_str_subclass_keys_are_found_by_equal_str_keys():
     class Name(str):
         pass
@@ -477,7 +499,6 @@ def test_str_subclass_keys_are_found_by_equal_str_keys():
     adapter.set_thread_local("j", 2)
     assert adapter.get_thread_local("k") == 1
     assert adapter.get_thread_local(Name("j")) == 2
-
 
 
 # ---------------------------------------------------------------- stats
@@ -490,9 +511,17 @@ def test_get_stats_shape_and_freshness():
     assert stats["adapter_class"] == "Counter" and stats["thread_safe"] is True
     tracker = stats["tracker"]
     for key in (
-        "total_requests", "completed_requests", "active_requests", "total_active_requests",
-        "active_threads", "threads_seen", "requests_by_thread", "errors",
-        "total_duration", "mean_duration", "max_duration",
+        "total_requests",
+        "completed_requests",
+        "active_requests",
+        "total_active_requests",
+        "active_threads",
+        "threads_seen",
+        "requests_by_thread",
+        "errors",
+        "total_duration",
+        "mean_duration",
+        "max_duration",
     ):
         assert key in tracker
     stats["tracker"]["total_requests"] = 99
@@ -531,8 +560,14 @@ def test_one_rule_for_declared_thread_safe():
         __thread_safe__ = True
 
     expected = {
-        Undeclared: False, Declared: True, Inherits: True, Revokes: False, Truthy: False,
-        ThreadSafeAdapter: False, PlainAdapter: True, object: False,
+        Undeclared: False,
+        Declared: True,
+        Inherits: True,
+        Revokes: False,
+        Truthy: False,
+        ThreadSafeAdapter: False,
+        PlainAdapter: True,
+        object: False,
     }
     assert {cls: _native.declares_thread_safe(cls) for cls in expected} == expected
     for cls in (Undeclared, Declared, Inherits, Revokes, Truthy):
@@ -617,7 +652,7 @@ def test_first_use_inside_name_lookup_reuses_the_record():
             adapter.set_thread_local("k", "v")
             results.append(adapter.get_thread_local("k"))
             results.append(adapter.get_thread_local("from-name"))  # stored during the lookup
-        except BaseException as exc:  # re-raised below
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
 
     thread = NamedThread(target=body)
@@ -731,14 +766,21 @@ def test_write_observer_sees_sets_and_deletes_through_every_ordinary_path():
     try:
         a = Observed()
         a.x = 1
-        setattr(a, "y", 2)
+        a.y = 2
         with a.acquire_lock():
             a.x = 3
         del a.x
         delattr(a, "y")
     finally:
         _native.set_write_observer(None)
-    assert seen == [("made", False), ("x", False), ("y", False), ("x", True), ("x", False), ("y", False)]
+    assert seen == [
+        ("made", False),
+        ("x", False),
+        ("y", False),
+        ("x", True),
+        ("x", False),
+        ("y", False),
+    ]
 
 
 def test_a_class_with_its_own_setattr_is_not_taken_for_an_adapter():

@@ -72,7 +72,9 @@ class Counter(ThreadSafeAdapter):
 CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int)
 
 
-def test_every_thread_state_of_a_c_thread_is_tracked_and_has_storage(c_thread_library: ctypes.CDLL) -> None:
+def test_every_thread_state_of_a_c_thread_is_tracked_and_has_storage(
+    c_thread_library: ctypes.CDLL,
+) -> None:
     adapter = Counter()
     seen: list[tuple[int, object, object]] = []
     errors: list[BaseException] = []
@@ -86,7 +88,7 @@ def test_every_thread_state_of_a_c_thread_is_tracked_and_has_storage(c_thread_li
             values.append(weakref.ref(token))
             adapter.set_thread_local("token", token)
             seen.append((adapter.tracked(i), before, adapter.get_thread_local("mine")))
-        except BaseException as exc:  # ctypes would only print it
+        except BaseException as exc:  # noqa: BLE001 - ctypes would only print it
             errors.append(exc)
 
     keep = CALLBACK(callback)  # referenced until the C thread has ended
@@ -145,7 +147,17 @@ def test_one_thread_state_on_two_os_threads_never_frees_a_live_record(tmp_path: 
     source.write_text(_SHARED_STATE_SOURCE)
     include = sysconfig.get_paths()["include"]
     subprocess.run(
-        [compiler, "-shared", "-fPIC", "-O1", "-pthread", f"-I{include}", str(source), "-o", str(library)],
+        [
+            compiler,
+            "-shared",
+            "-fPIC",
+            "-O1",
+            "-pthread",
+            f"-I{include}",
+            str(source),
+            "-o",
+            str(library),
+        ],
         check=True,
         capture_output=True,
     )
@@ -184,13 +196,16 @@ def test_one_thread_state_on_two_os_threads_never_frees_a_live_record(tmp_path: 
             b.work(1)
             del b
         gc.collect()
-        print("MINE:", a.get_thread_local("k"), a.work(2), a.get_stats()["tracker"]["total_requests"])
+        mine, worked = a.get_thread_local("k"), a.work(2)  # in this order, then the stats
+        print("MINE:", mine, worked, a.get_stats()["tracker"]["total_requests"])
         """,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("OTHER: ['snakepit_bridge: this Python thread state already belongs to OS thread"), lines
+    assert lines[0].startswith(
+        "OTHER: ['snakepit_bridge: this Python thread state already belongs to OS thread"
+    ), lines
     assert "one thread state shared by several OS threads is not supported" in lines[0]
     assert lines[1] == "MINE: 1 2 2", lines
 

@@ -34,7 +34,10 @@ def test_fork_while_a_thread_holds_the_logging_lock_and_needs_the_registry():
                 _native.RLock()
                 ThreadSafeAdapter().set_thread_local("k", 1)
             finally:
-                logging._releaseLock() if hasattr(logging, "_releaseLock") else logging._lock.release()
+                if hasattr(logging, "_releaseLock"):
+                    logging._releaseLock()
+                else:
+                    logging._lock.release()
         thread = threading.Thread(target=worker)
         thread.start()
         ready.wait()

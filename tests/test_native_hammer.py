@@ -7,9 +7,8 @@ import sysconfig
 
 import pytest
 
-from snakepit_bridge import ThreadSafeAdapter, thread_safe_method
-
 from _threads import run_threads
+from snakepit_bridge import ThreadSafeAdapter, thread_safe_method
 
 
 class Counter(ThreadSafeAdapter):
@@ -53,7 +52,7 @@ def test_16_threads_x_10000_tracked_increments():
             last = value
         return last
 
-    run_threads(threads, work)
+    run_threads(work, threads)
     assert adapter.count == threads * iterations == 160_000
     tracker = adapter.get_stats()["tracker"]
     assert tracker["total_requests"] == 160_000
@@ -70,7 +69,7 @@ def test_nested_locked_calls_count_once():
         for _ in range(2_000):
             adapter.increment_nested()
 
-    run_threads(8, work)
+    run_threads(work, 8)
     assert adapter.count == 16_000
     assert adapter.get_stats()["tracker"]["total_requests"] == 16_000
 
@@ -87,7 +86,7 @@ def test_mixed_primitives_under_load():
                 adapter.get_stats()
         return adapter.get_thread_local("mine")
 
-    assert run_threads(16, work) == list(range(16))
+    assert run_threads(work, 16) == list(range(16))
     assert adapter.count == 32_000
 
 
@@ -95,7 +94,7 @@ def test_gil_disabled_after_heavy_use():
     if not sysconfig.get_config_var("Py_GIL_DISABLED"):
         pytest.skip("GIL build")
     adapter = Counter()
-    run_threads(16, lambda _i: [adapter.increment() for _ in range(2_000)])
+    run_threads(lambda _i: [adapter.increment() for _ in range(2_000)], 16)
     assert adapter.count == 32_000
     assert adapter.get_stats()["tracker"]["total_requests"] == 32_000
     assert sys._is_gil_enabled() is False

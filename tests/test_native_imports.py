@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 import snakepit_bridge
+from _threads import run_threads
 from snakepit_bridge import _native
 from snakepit_bridge.base_adapter_threaded import (
     ThreadLocalStorage,
@@ -15,8 +15,6 @@ from snakepit_bridge.base_adapter_threaded import (
     tool,
     validate_thread_safety,
 )
-
-from _threads import run_threads
 
 
 def test_root_and_threaded_module_export_the_same_objects():
@@ -30,7 +28,7 @@ def test_thread_local_storage_helper():
     storage = ThreadLocalStorage()
     storage.set("k", 1)
     assert storage.get("k") == 1 and storage.get("x", 2) == 2
-    assert run_threads(2, lambda _: storage.get("k")) == [None, None]
+    assert run_threads(lambda _: storage.get("k"), 2) == [None, None]
     storage.delete("k")
     storage.delete("k")
     assert storage.get("k") is None
@@ -40,13 +38,19 @@ def test_thread_local_storage_helper():
 
 
 def test_validate_and_require_thread_safe():
-    class Safe(ThreadSafeAdapter):
+    """Upstream's names follow the one rule (tests/test_declaration.py has all of it)."""
+
+    class Undeclared(ThreadSafeAdapter):
         pass
+
+    class Safe(ThreadSafeAdapter):
+        __thread_safe__ = True
 
     class Unsafe(ThreadSafeAdapter):
         __thread_safe__ = False
 
-    assert validate_thread_safety(Safe) and not validate_thread_safety(Unsafe)
+    assert validate_thread_safety(Safe) and validate_thread_safety(Safe())
+    assert not validate_thread_safety(Undeclared) and not validate_thread_safety(Unsafe)
     assert not validate_thread_safety(type("One", (), {"__thread_safe__": 1}))
 
     @require_thread_safe
@@ -54,5 +58,17 @@ def test_validate_and_require_thread_safe():
         return "ran"
 
     assert run(Safe()) == "ran"
-    with pytest.raises(ValueError, match="Unsafe"):
+    with pytest.raises(ValueError, match="Unsafe declares itself not thread-safe"):
         run(Unsafe())
+    with pytest.raises(ValueError, match="Undeclared does not declare thread safety"):
+        run(Undeclared())
+
+
+def test_one_spelling_for_the_bucket_of_threads_past_a_limit():
+    from snakepit_bridge import base_adapter_threaded
+    from snakepit_bridge import thread_safety_checker as tsc
+    from snakepit_bridge.adapters import threaded_showcase
+
+    # The native tracker's key is checked against it in test_native_tracker.py.
+    assert tsc.OTHER_THREADS is base_adapter_threaded.OTHER_THREADS
+    assert threaded_showcase.OTHER_THREADS is base_adapter_threaded.OTHER_THREADS

@@ -8,9 +8,8 @@ import types
 
 import pytest
 
-from snakepit_bridge import ThreadSafeAdapter, thread_safe_method
-
 from _threads import run_threads
+from snakepit_bridge import ThreadSafeAdapter, thread_safe_method
 
 
 def mark_tool(func):
@@ -76,7 +75,10 @@ def test_keeps_metadata_and_signature():
     assert inspect.unwrap(method) is method.__wrapped__
     assert method.__wrapped__.__name__ == "compute"
     assert method.__thread_safe__ is True
-    assert str(inspect.signature(Service().compute)) == "(x: 'int', *, scale: 'float' = 1.0) -> 'float'"
+    assert (
+        str(inspect.signature(Service().compute))
+        == "(x: 'int', *, scale: 'float' = 1.0) -> 'float'"
+    )
     assert list(inspect.signature(Service.compute).parameters) == ["self", "x", "scale"]
     method.custom = 1
     assert method.__dict__["custom"] == 1
@@ -190,7 +192,7 @@ def test_tracked_calls_exact_under_threads():
         for i in range(calls):
             assert service.compute(i) == i
 
-    run_threads(threads, work)
+    run_threads(work, threads)
     tracker = service.get_stats()["tracker"]
     assert tracker["total_requests"] == threads * calls
     assert tracker["completed_requests"] == threads * calls
@@ -225,7 +227,12 @@ def test_call_observer_failing_on_exit_is_the_callers_error_and_counted_as_one()
     finally:
         _native.set_call_observer(None)
     t = a.get_stats()["tracker"]
-    assert (t["total_requests"], t["completed_requests"], t["errors"], t["active_requests"]) == (1, 1, 1, 0)
+    assert (t["total_requests"], t["completed_requests"], t["errors"], t["active_requests"]) == (
+        1,
+        1,
+        1,
+        0,
+    )
     assert a.work() == 1
     assert a.get_stats()["tracker"]["errors"] == 1
 
@@ -315,7 +322,7 @@ def test_decorated_closures_and_their_captures_are_freed() -> None:
 
     # A thread has run, as in any server: 3.13t then makes module-level functions (and
     # classes) immortal, but never a closure.
-    run_threads(2, lambda i: i)
+    run_threads(lambda i: i, 2)
     for _ in range(2000):
         captured = _Captured()
         refs.append(weakref.ref(captured))
@@ -329,7 +336,8 @@ def test_decorated_closures_and_their_captures_are_freed() -> None:
 @pytest.mark.skipif(
     not __import__("sysconfig").get_config_var("Py_GIL_DISABLED")
     or __import__("sys").version_info >= (3, 14),
-    reason="3.13t only: immortal like a module-level function (3.14 uses deferred reference counting)",
+    reason="3.13t only: immortal like a module-level function "
+    "(3.14 uses deferred reference counting)",
 )
 def test_module_level_decorated_method_is_immortal_on_313t() -> None:
     import sys

@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-from snakepit_bridge import RLock, ThreadSafeAdapter
-from snakepit_bridge import _native
-
 from _threads import run_threads
+from snakepit_bridge import RLock, ThreadSafeAdapter, _native
 
 
 class Plain(ThreadSafeAdapter):
@@ -62,7 +60,7 @@ def test_recursion_count_is_per_thread(lock):
     try:
         assert lock._recursion_count() == 2
         # Another thread does not own it, whatever level the owner holds it at.
-        assert run_threads(1, lambda _: (lock._recursion_count(), lock._is_owned())) == [(0, False)]
+        assert run_threads(lambda _: (lock._recursion_count(), lock._is_owned()), 1) == [(0, False)]
     finally:
         lock.release()
         lock.release()
@@ -86,15 +84,17 @@ def test_release_from_another_thread_leaves_the_owner_holding_it(lock):
                     caught.append(type(exc).__name__)
             return caught
 
-        assert run_threads(1, intrude) == [["RuntimeError", "RuntimeError"]]
+        assert run_threads(intrude, 1) == [["RuntimeError", "RuntimeError"]]
         assert _native.lock_owner(lock) == owner
-        assert run_threads(1, lambda _: lock.acquire(blocking=False)) == [False]
+        assert run_threads(lambda _: lock.acquire(blocking=False), 1) == [False]
         assert lock._recursion_count() == 2
     finally:
         lock.release()
         lock.release()
     assert not lock.locked()
-    assert run_threads(1, lambda _: lock.acquire(blocking=False) and (lock.release() or True)) == [True]
+    assert run_threads(lambda _: lock.acquire(blocking=False) and (lock.release() or True), 1) == [
+        True
+    ]
 
 
 def test_locked_reports_any_holder(lock):
@@ -183,7 +183,7 @@ def test_condition_wait_and_notify(lock):
 
     thread = threading.Thread(target=producer)
     thread.start()
-    assert run_threads(4, consumer) == [42, 42, 42, 42]
+    assert run_threads(consumer, 4) == [42, 42, 42, 42]
     thread.join()
     assert not lock.locked()
 
@@ -207,7 +207,7 @@ def test_mutual_exclusion_oracle(lock):
                 value = counter[0]
                 counter[0] = value + 1
 
-    run_threads(threads, work)
+    run_threads(work, threads)
     assert counter[0] == threads * iterations
 
 
@@ -250,10 +250,9 @@ def test_blocked_waiter_does_not_stop_gc_or_other_threads(lock):
     assert result == []  # still blocked behind the holder
     # A collection needs every thread to reach a safe point (stop-the-world on 3.13t).
     gc.collect()
-    counter = run_threads(4, lambda i: sum(range(1000)))
+    counter = run_threads(lambda i: sum(range(1000)), 4)
     assert counter == [499500] * 4
     done.set()
     for thread in threads:
         thread.join(20)
     assert result == [True]
-

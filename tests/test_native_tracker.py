@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from snakepit_bridge import RequestTracker, ThreadSafeAdapter, _native, thread_safe_method
-
 from _threads import run_threads
+from snakepit_bridge import RequestTracker, ThreadSafeAdapter, _native, thread_safe_method
+from snakepit_bridge.base_adapter_threaded import OTHER_THREADS
 
 
 def test_start_end_and_stats():
@@ -82,7 +82,7 @@ def test_active_requests_seen_from_other_threads():
             inside.wait(10)
             release.wait(10)
 
-    workers = threading.Thread(target=run_threads, args=(4, work))
+    workers = threading.Thread(target=run_threads, args=(work, 4))
     workers.start()
     inside.wait(10)
     try:
@@ -90,7 +90,9 @@ def test_active_requests_seen_from_other_threads():
         assert stats["active_requests"] == 4 and stats["active_threads"] == 4
         assert stats["total_requests"] == 4 and stats["completed_requests"] == 0
         assert tracker.active_requests() == 4
-        with tracker.track_request():  # nested starts on one thread count once, there as in get_stats()
+        with (
+            tracker.track_request()
+        ):  # nested starts on one thread count once, there as in get_stats()
             with tracker.track_request():
                 assert tracker.active_requests() == 5
     finally:
@@ -153,7 +155,7 @@ def test_history_of_names_is_bounded():
     by_thread = stats["requests_by_thread"]
     assert len(by_thread) <= 257
     assert sum(by_thread.values()) == 300
-    assert by_thread.get("(other threads)", 0) == 300 - (len(by_thread) - 1)
+    assert by_thread.get(OTHER_THREADS, 0) == 300 - (len(by_thread) - 1)
 
 
 def test_durations_use_a_real_clock():
@@ -178,7 +180,7 @@ def test_exact_counts_under_16_threads():
             tracker.start_request()
             tracker.end_request(error=(i % 10 == 0))
 
-    run_threads(threads, work)
+    run_threads(work, threads)
     stats = tracker.get_stats()
     assert stats["total_requests"] == threads * iterations
     assert stats["errors"] == threads * iterations // 10
@@ -224,7 +226,7 @@ def test_a_request_entered_on_one_thread_may_end_on_another():
     request = adapter.track_request()
     request.__enter__()
     assert _counts(adapter) == (1, 0, 0, 1)
-    run_threads(1, lambda _: request.__exit__(None, None, None))
+    run_threads(lambda _: request.__exit__(None, None, None), 1)
     assert _counts(adapter) == (1, 1, 0, 0)
     assert adapter.work() == 1  # counted: this thread is not stuck "inside" a request
     assert _counts(adapter) == (2, 2, 0, 0)
@@ -395,6 +397,6 @@ def test_request_objects_ended_by_many_threads_count_exactly():
             mine.__exit__(ValueError if r % 4 == 0 else None, None, None)
             barrier.wait()
 
-    run_threads(16, worker)
+    run_threads(worker, 16)
     assert _counts(adapter) == (16 * rounds, 16 * rounds, 16 * rounds // 4, 0)
     assert adapter.get_stats()["tracker"]["active_threads"] == 0

@@ -11,6 +11,36 @@ from snakepit_bridge.pytest_plugin import ConcurrencyTimeoutError, run_concurren
 
 pytest_plugins = ["pytester"]
 
+
+def test_a_thread_that_cannot_start_leaves_no_thread_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_start = threading.Thread.start
+    started: list[threading.Thread] = []
+
+    def start_at_most_three(self: threading.Thread) -> None:
+        if self.name.startswith("run_concurrently-"):
+            if len(started) == 3:
+                raise RuntimeError("can't start new thread")
+            started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_at_most_three)
+    calls: list[int] = []
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        run_concurrently(calls.append, threads=8, with_index=True, timeout=None)
+    assert len(started) == 3
+    assert not any(thread.is_alive() for thread in started)  # released and joined
+    assert calls == []  # nobody ran: the barrier was never complete
+
+
+def test_the_plugin_re_exports_the_one_harness() -> None:
+    from snakepit_bridge import concurrency, pytest_plugin
+
+    assert pytest_plugin.run_concurrently is concurrency.run_concurrently
+    assert pytest_plugin.ConcurrencyTimeoutError is concurrency.ConcurrencyTimeoutError
+
+
 # Adapters shared by the pytester runs below: one with its counter under the adapter lock, one
 # with the guide's pitfall 1 (``self.count += 1`` without it).
 ADAPTERS = """

@@ -1,13 +1,13 @@
-"""The ``tool`` decorator and the tool registry of BaseAdapter (issue 5 §1)."""
+"""The ``tool`` decorator, the tool registry of BaseAdapter and the one tool model (ToolSpec)."""
 
 from __future__ import annotations
 
 import threading
-from typing import Optional
+from types import SimpleNamespace
 
 import pytest
-from _helpers_py import run_threads
 
+from _threads import run_threads
 from snakepit_bridge import thread_safety_checker as tsc
 from snakepit_bridge.base_adapter import (
     BaseAdapter,
@@ -29,7 +29,7 @@ class Plain(BaseAdapter):
         return a + b
 
     @tool
-    def echo(self, text: str, *args: object, repeat: Optional[int] = None, **extra: object) -> str:
+    def echo(self, text: str, *args: object, repeat: int | None = None, **extra: object) -> str:
         """Echo the text back."""
         return text * (repeat or 1)
 
@@ -70,7 +70,7 @@ class Threaded(ThreadSafeAdapter):
 
     @tool(description="outer tool order")
     @thread_safe_method
-    def outer(self, y: "dict[str, int] | None" = None) -> str:
+    def outer(self, y: dict[str, int] | None = None) -> str:
         return "outer"
 
     @thread_safe_method
@@ -236,10 +236,60 @@ def test_to_dict_is_json_friendly_and_fresh() -> None:
     assert len(spec.to_dict()["parameters"]) == 2
 
 
+def test_tool_spec_from_mapping_round_trips_and_reads_upstream_entries() -> None:
+    for spec in Plain().get_tools():
+        assert ToolSpec.from_mapping(spec) is spec
+        assert ToolSpec.from_mapping(spec.to_dict()) == spec
+    upstream = SimpleNamespace(  # a registration object, as upstream's protobuf messages read
+        name="scale",
+        description="Scale values",
+        supports_streaming=True,
+        parameters=[
+            SimpleNamespace(name="values", type="list", required=True, validation_json=""),
+            SimpleNamespace(name="factor", type="float", required=False,
+                            validation_json='{"default": 2.5}'),
+            {"name": "rest", "type": "any", "required": True, "kind": "var_keyword"},
+        ],
+        metadata={"adapter_class": "Scaler", "module": "pkg.mod", "required_variables": "a,b"},
+    )  # fmt: skip
+    spec = ToolSpec.from_mapping(upstream)
+    assert spec == ToolSpec(
+        name="scale",
+        description="Scale values",
+        supports_streaming=True,
+        parameters=(
+            ParameterSpec("values", "list", True),
+            ParameterSpec("factor", "float", False, 2.5),
+            ParameterSpec("rest", "any", False, None, "var_keyword"),  # never required
+        ),
+        required_variables=("a", "b"),
+        adapter_class="Scaler",
+        module="pkg.mod",
+    )
+    assert [p.name for p in spec.required_parameters] == ["values"]
+    assert spec.keyword_names == {"values", "factor"} and spec.accepts_any_keyword
+    assert ToolSpec.from_mapping({"name": "bare"}) == ToolSpec("bare", "", False, (), (), "", "")
+    with pytest.raises(TypeError, match="name"):
+        ToolSpec.from_mapping({"description": "no name"})
+    with pytest.raises(TypeError, match="name"):
+        ToolSpec.from_mapping(object())
+
+
+def test_parameter_defaults_are_shown_json_safe() -> None:
+    class Odd(BaseAdapter):
+        @tool
+        def f(self, limits: tuple = (1, float("inf")), tags: frozenset = frozenset("ba")) -> None:
+            """f"""
+
+    (spec,) = Odd().get_tools()
+    limits, tags = (p.to_dict()["default"] for p in spec.parameters)
+    assert limits == [1, "inf"] and tags == ["a", "b"]
+
+
 def test_registry_is_cached_per_class_not_per_instance() -> None:
     first, second = Threaded(), Threaded()
     specs = first.get_tools()
-    assert all(a is b for a, b in zip(specs, second.get_tools()))
+    assert all(a is b for a, b in zip(specs, second.get_tools(), strict=True))
     assert isinstance(specs[0], ToolSpec)
     assert "session_context" not in vars(first)  # no per-instance state was created
     specs.clear()  # the list is a copy
@@ -263,7 +313,7 @@ def test_subclass_inherits_tools_and_can_hide_one_by_overriding() -> None:
 
     names = [t.name for t in Child().get_tools()]
     assert "add" not in names and "extra" in names and "echo" in names
-    assert [t.name for t in Plain().get_tools()][0] == "add"  # parent cache unaffected
+    assert Plain().get_tools()[0].name == "add"  # parent cache unaffected
 
 
 def test_concurrent_first_discovery_agrees() -> None:
@@ -351,12 +401,24 @@ def test_a_callable_object_declared_as_a_tool_is_called_without_self() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["nope", "helper", "_private", "acquire_lock", "get_stats", "set_thread_local", "call_tool",
-     "tracked_not_tool", "__init__"],
+    [
+        "nope",
+        "helper",
+        "_private",
+        "acquire_lock",
+        "get_stats",
+        "set_thread_local",
+        "call_tool",
+        "tracked_not_tool",
+        "__init__",
+    ],
 )
 def test_call_tool_refuses_anything_not_declared(name: str) -> None:
-    adapter = Threaded() if name in ("acquire_lock", "get_stats", "set_thread_local",
-                                     "tracked_not_tool") else Plain()
+    adapter = (
+        Threaded()
+        if name in ("acquire_lock", "get_stats", "set_thread_local", "tracked_not_tool")
+        else Plain()
+    )
     with pytest.raises(UnknownToolError) as info:
         adapter.call_tool(name)
     message = str(info.value)

@@ -33,7 +33,6 @@ from server_harness import (
     snakepit_args,
     tool_request,
 )
-
 from snakepit_bridge.server.proto import bridge_pb2 as pb
 
 ADAPTER = "server_adapters.ServerTestAdapter"
@@ -42,7 +41,9 @@ Client = GrpcioClient | GrpclibClient
 
 
 @pytest.fixture(scope="module", params=PYTHONS, ids=[name for name, _ in PYTHONS])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     pool = ServerPool(tmp_path_factory.mktemp("server"))
     try:
         server = pool.start(snakepit_args(ADAPTER, 8, check=True), python=request.param[1])
@@ -64,13 +65,22 @@ def client(server: ServerProcess) -> Iterator[Client]:
     c.close()
 
 
-def execute(client: Client, tool: str, params: dict[str, Any] | None = None, *,
-            timeout: float = 30.0, **kwargs: Any) -> Any:
-    return client.unary("ExecuteTool", tool_request(tool, params, **kwargs), pb.ExecuteToolResponse,
-                        timeout=timeout)
+def execute(
+    client: Client,
+    tool: str,
+    params: dict[str, Any] | None = None,
+    *,
+    timeout: float = 30.0,
+    **kwargs: Any,
+) -> Any:
+    return client.unary(
+        "ExecuteTool", tool_request(tool, params, **kwargs), pb.ExecuteToolResponse, timeout=timeout
+    )
 
 
-def execute_many(client: Client, calls: list[tuple[str, dict[str, Any]]], **kwargs: Any) -> list[Any]:
+def execute_many(
+    client: Client, calls: list[tuple[str, dict[str, Any]]], **kwargs: Any
+) -> list[Any]:
     requests = [tool_request(tool, params, **kwargs) for tool, params in calls]
     return client.unary_many("ExecuteTool", requests, pb.ExecuteToolResponse)
 
@@ -85,7 +95,9 @@ def test_ping_answers_with_the_server_time(client: Client) -> None:
 
 
 def test_heartbeat_reports_a_valid_session(client: Client) -> None:
-    reply = client.unary("Heartbeat", pb.HeartbeatRequest(session_id="anything"), pb.HeartbeatResponse)
+    reply = client.unary(
+        "Heartbeat", pb.HeartbeatRequest(session_id="anything"), pb.HeartbeatResponse
+    )
     assert reply.session_valid is True
     assert abs(reply.server_time.ToSeconds() - time.time()) < 60
 
@@ -108,13 +120,19 @@ def test_initialize_session_lists_the_declared_tools(client: Client) -> None:
 
 
 def test_get_and_cleanup_session(client: Client) -> None:
-    client.unary("InitializeSession", pb.InitializeSessionRequest(session_id="s-get", metadata={"k": "v"}),
-                 pb.InitializeSessionResponse)
-    reply = client.unary("GetSession", pb.GetSessionRequest(session_id="s-get"), pb.GetSessionResponse)
+    client.unary(
+        "InitializeSession",
+        pb.InitializeSessionRequest(session_id="s-get", metadata={"k": "v"}),
+        pb.InitializeSessionResponse,
+    )
+    reply = client.unary(
+        "GetSession", pb.GetSessionRequest(session_id="s-get"), pb.GetSessionResponse
+    )
     assert reply.session_id == "s-get" and dict(reply.metadata) == {"k": "v"}
     assert reply.tool_count > 10 and reply.created_at.seconds > 0
-    cleaned = client.unary("CleanupSession", pb.CleanupSessionRequest(session_id="s-get"),
-                           pb.CleanupSessionResponse)
+    cleaned = client.unary(
+        "CleanupSession", pb.CleanupSessionRequest(session_id="s-get"), pb.CleanupSessionResponse
+    )
     assert cleaned.success and cleaned.resources_cleaned == 1
     with pytest.raises(RpcFailure) as info:
         client.unary("GetSession", pb.GetSessionRequest(session_id="s-get"), pb.GetSessionResponse)
@@ -124,8 +142,21 @@ def test_get_and_cleanup_session(client: Client) -> None:
 # -- JSON round trips --------------------------------------------------------------------------
 
 ROUND_TRIPS = [
-    0, 42, -7, 2**70, 1.5, 0.1, -2.5e-300, True, False, "", "héllo ✓ \u0000 \"quoted\"",
-    [], [1, "a", None, 2.5, [True]], {}, {"a": {"b": [1, {"c": None}]}, "ü": 1},
+    0,
+    42,
+    -7,
+    2**70,
+    1.5,
+    0.1,
+    -2.5e-300,
+    True,
+    False,
+    "",
+    'héllo ✓ \u0000 "quoted"',
+    [],
+    [1, "a", None, 2.5, [True]],
+    {},
+    {"a": {"b": [1, {"c": None}]}, "ü": 1},
 ]
 
 
@@ -145,19 +176,28 @@ def test_an_int_stays_an_int_on_the_wire(client: Client) -> None:
 def test_arguments_arrive_as_python_types(client: Client) -> None:
     params = {"i": 1, "f": 1.5, "s": "x", "l": [1], "d": {"k": 1}, "n": None, "b": True}
     assert result_of(execute(client, "describe", params)) == {
-        "i": "int", "f": "float", "s": "str", "l": "list", "d": "dict", "n": "NoneType", "b": "bool",
+        "i": "int",
+        "f": "float",
+        "s": "str",
+        "l": "list",
+        "d": "dict",
+        "n": "NoneType",
+        "b": "bool",
     }
 
 
 def test_none_leaves_the_result_unset(client: Client) -> None:
     for response in (execute(client, "nothing"), execute(client, "echo", {"value": None})):
-        assert response.success and not response.HasField("result") and response.binary_result == b""
+        assert (
+            response.success and not response.HasField("result") and response.binary_result == b""
+        )
 
 
 def test_binary_parameters_are_bytes_and_never_unpickled(client: Client) -> None:
     blob = pickle.dumps({"would": "unpickle"})
-    response = execute(client, "binary_length", binary={"blob": blob},
-                       metadata={"binary_format:blob": "pickle"})
+    response = execute(
+        client, "binary_length", binary={"blob": blob}, metadata={"binary_format:blob": "pickle"}
+    )
     assert result_of(response) == {"type": "bytes", "length": len(blob), "head": list(blob[:4])}
 
 
@@ -170,7 +210,11 @@ def test_bytes_results_go_to_binary_result(client: Client) -> None:
 def test_numpy_results_become_lists_and_numbers(client: Client) -> None:
     response = execute(client, "numpy_values")
     assert json.loads(response.result.value) == {
-        "vector": [0, 1, 2], "matrix": [[1.0, 0.0], [0.0, 1.0]], "float": 1.5, "int": 7, "flag": True,
+        "vector": [0, 1, 2],
+        "matrix": [[1.0, 0.0], [0.0, 1.0]],
+        "float": 1.5,
+        "int": 7,
+        "flag": True,
     }
     assert b'"int":7' in response.result.value and b'"vector":[0,1,2]' in response.result.value
 
@@ -187,22 +231,35 @@ def test_values_json_cannot_carry_are_errors_naming_the_type(client: Client) -> 
 
 
 def test_a_tool_error_has_snakepits_shape(client: Client) -> None:
-    response = execute(client, "fail", {"message": "boom"}, session="sess-err",
-                       metadata={"correlation_id": "corr-err"})
+    response = execute(
+        client,
+        "fail",
+        {"message": "boom"},
+        session="sess-err",
+        metadata={"correlation_id": "corr-err"},
+    )
     error = error_of(response)
     assert set(error) == {"type", "message", "stacktrace", "traceback", "context"}
     assert error["type"] == "ValueError" and error["message"] == "boom"
-    assert isinstance(error["stacktrace"], list) and any("server_adapters.py" in s for s in error["stacktrace"])
+    assert isinstance(error["stacktrace"], list) and any(
+        "server_adapters.py" in s for s in error["stacktrace"]
+    )
     assert "ValueError: boom" in error["traceback"]
-    assert error["context"] == {"tool_name": "fail", "session_id": "sess-err", "correlation_id": "corr-err"}
+    assert error["context"] == {
+        "tool_name": "fail",
+        "session_id": "sess-err",
+        "correlation_id": "corr-err",
+    }
 
 
 def test_a_user_exception_keeps_its_name(client: Client) -> None:
     assert error_of(execute(client, "quota"))["type"] == "QuotaError"
 
 
-@pytest.mark.parametrize("name", ["no_such_tool", "initialize", "cleanup", "acquire_lock", "get_stats",
-                                  "_started", "call_tool"])
+@pytest.mark.parametrize(
+    "name",
+    ["no_such_tool", "initialize", "cleanup", "acquire_lock", "get_stats", "_started", "call_tool"],
+)
 def test_unknown_and_undeclared_names_are_error_responses(client: Client, name: str) -> None:
     error = error_of(execute(client, name))
     assert error["type"] == "UnknownToolError"
@@ -251,8 +308,12 @@ def test_unknown_rpc_is_unimplemented(client: Client) -> None:
 
 
 def test_the_tool_sees_its_request_context(client: Client) -> None:
-    response = execute(client, "whoami", session="sess-9",
-                       metadata={"correlation_id": "corr-1", "python_version": "3.13.5"})
+    response = execute(
+        client,
+        "whoami",
+        session="sess-9",
+        metadata={"correlation_id": "corr-1", "python_version": "3.13.5"},
+    )
     seen = result_of(response)
     assert dict(response.metadata) == {"correlation_id": "corr-1"}
     assert seen["session_id"] == "sess-9" and seen["tool_name"] == "whoami"
@@ -263,8 +324,12 @@ def test_the_tool_sees_its_request_context(client: Client) -> None:
 
 def test_the_correlation_header_is_used_when_metadata_has_none(client: Client) -> None:
     request = tool_request("whoami", session="sess-h")
-    response = client.unary("ExecuteTool", request, pb.ExecuteToolResponse,
-                            metadata=[("x-snakepit-correlation-id", "hdr-7")])
+    response = client.unary(
+        "ExecuteTool",
+        request,
+        pb.ExecuteToolResponse,
+        metadata=[("x-snakepit-correlation-id", "hdr-7")],
+    )
     assert result_of(response)["correlation_id"] == "hdr-7"
 
 
@@ -277,7 +342,9 @@ def test_concurrent_requests_each_see_their_own_session(client: Client) -> None:
 # -- concurrency and the shared adapter ---------------------------------------------------------
 
 
-def test_eight_half_second_calls_finish_in_about_one_round_on_distinct_threads(client: Client) -> None:
+def test_eight_half_second_calls_finish_in_about_one_round_on_distinct_threads(
+    client: Client,
+) -> None:
     started = time.perf_counter()
     replies = execute_many(client, [("sleep", {"seconds": 0.5})] * 8)
     elapsed = time.perf_counter() - started
@@ -321,7 +388,9 @@ def test_async_tools_run_on_the_event_loop(client: Client) -> None:
 
 def test_async_requests_are_counted_once(client: Client) -> None:
     before = result_of(execute(client, "counts"))["tracker"]
-    assert [result_of(r) for r in execute_many(client, [("async_tracked", {})] * 5)] == ["MainThread"] * 5
+    assert [result_of(r) for r in execute_many(client, [("async_tracked", {})] * 5)] == [
+        "MainThread"
+    ] * 5
     assert all(r.success for r in execute_many(client, [("async_echo", {"value": 1})] * 5))
     assert not execute(client, "async_fail").success
     after = result_of(execute(client, "counts"))["tracker"]
@@ -398,7 +467,9 @@ def test_a_call_past_its_deadline_gets_deadline_exceeded(client: Client) -> None
 # -- the interpreter ------------------------------------------------------------------------------
 
 
-def test_a_free_threaded_server_keeps_the_gil_disabled(client: Client, server: ServerProcess) -> None:
+def test_a_free_threaded_server_keeps_the_gil_disabled(
+    client: Client, server: ServerProcess
+) -> None:
     if "GIL off" not in server.stderr():
         pytest.skip("this server runs on a GIL build")
     assert result_of(execute(client, "gil")) is False
@@ -406,11 +477,15 @@ def test_a_free_threaded_server_keeps_the_gil_disabled(client: Client, server: S
 
 def test_ping_stays_fast_while_tools_run(client: Client, server: ServerProcess) -> None:
     requests = [tool_request("spin", {"seconds": 1.0}) for _ in range(8)]
-    latencies, replies = client.ping_while("ExecuteTool", requests, pb.ExecuteToolResponse,
-                                           pings=15, warmup=0.2)
+    latencies, replies = client.ping_while(
+        "ExecuteTool", requests, pb.ExecuteToolResponse, pings=15, warmup=0.2
+    )
     assert all(r.success for r in replies)
     median, worst = statistics.median(latencies), max(latencies)
-    print(f"Ping with 8 CPU-bound tools running: median {median * 1e3:.1f} ms, max {worst * 1e3:.1f} ms")
+    print(
+        f"Ping with 8 CPU-bound tools running: median {median * 1e3:.1f} ms, "
+        f"max {worst * 1e3:.1f} ms"
+    )
     assert median < 0.25 and worst < worst_ping_bound(server), latencies
 
 

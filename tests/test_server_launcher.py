@@ -33,7 +33,13 @@ def test_server_scripts_are_run_isolated_with_our_package() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["-c", "import sys; print(sys.version)"], ["--version"], ["server.py"], ["my_grpc_server.py"], []],
+    [
+        ["-c", "import sys; print(sys.version)"],
+        ["--version"],
+        ["server.py"],
+        ["my_grpc_server.py"],
+        [],
+    ],
 )
 def test_anything_else_passes_through_unchanged(argv: list[str]) -> None:
     assert launcher.command_for(argv, executable="/py") == ["/py", *argv]
@@ -43,7 +49,9 @@ def test_the_package_declares_the_launcher() -> None:
     if tomllib is None:
         pytest.skip("tomllib needs Python 3.11")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["project"]["scripts"]["snakepit-bridge-python"] == "snakepit_bridge_launcher:main"
+    assert (
+        project["project"]["scripts"]["snakepit-bridge-python"] == "snakepit_bridge_launcher:main"
+    )
     assert "snakepit_bridge_launcher" in project["tool"]["setuptools"]["py-modules"]
 
 
@@ -63,7 +71,8 @@ def snakepit_layout(tmp_path: Path) -> Iterator[dict[str, Path]]:
     (priv / "grpc_server_threaded.py").write_text("raise SystemExit('upstream server ran')\n")
     user = tmp_path / "user"
     user.mkdir()
-    (user / "user_adapters.py").write_text(textwrap.dedent("""
+    (user / "user_adapters.py").write_text(
+        textwrap.dedent("""
         import sys
         import snakepit_bridge
         from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, tool
@@ -74,7 +83,8 @@ def snakepit_layout(tmp_path: Path) -> Iterator[dict[str, Path]]:
             @tool
             def where(self) -> dict:
                 return {"package": snakepit_bridge.__file__, "isolated": sys.flags.isolated}
-    """))
+    """)
+    )
     # pip writes the console script as `#!<venv python>` + `from snakepit_bridge_launcher import
     # main`; this stand-in imports the launcher of this checkout instead of the installed one.
     executable = tmp_path / "snakepit-bridge-python"
@@ -104,7 +114,6 @@ def test_the_launcher_serves_our_server_where_snakepit_would_run_its_own(
         snakepit_args,
         tool_request,
     )
-
     from snakepit_bridge.server.proto import bridge_pb2 as pb
 
     script = snakepit_layout["priv"] / "grpc_server_threaded.py"
@@ -139,13 +148,25 @@ def test_the_launcher_serves_our_server_where_snakepit_would_run_its_own(
 def test_interpreter_probes_pass_through(snakepit_layout: dict[str, Path]) -> None:
     env = snakepit_env(snakepit_layout)
     probe = subprocess.run(
-        [str(snakepit_layout["executable"]), "-c", "import sys; print(sys.flags.isolated, sys.executable)"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        [
+            str(snakepit_layout["executable"]),
+            "-c",
+            "import sys; print(sys.flags.isolated, sys.executable)",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == ["0", sys.executable]
     version = subprocess.run(
         [str(snakepit_layout["executable"]), "--version"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     assert version.stdout.strip() == f"Python {sys.version.split()[0]}"

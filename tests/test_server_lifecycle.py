@@ -29,7 +29,6 @@ from server_harness import (
     snakepit_args,
     tool_request,
 )
-
 from snakepit_bridge.server.proto import bridge_pb2 as pb
 
 ADAPTER = "server_adapters.ServerTestAdapter"
@@ -47,8 +46,9 @@ def servers(tmp_path: Path) -> Iterator[ServerPool]:
 def execute(address: str, tool: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     client = make_client(address)
     try:
-        return client.unary("ExecuteTool", tool_request(tool, params), pb.ExecuteToolResponse,
-                            **kwargs)
+        return client.unary(
+            "ExecuteTool", tool_request(tool, params), pb.ExecuteToolResponse, **kwargs
+        )
     finally:
         client.close()
 
@@ -97,8 +97,9 @@ def test_ready_file_stdout_process_group_and_unknown_flags(servers: ServerPool) 
 def test_snakepit_bridge_serve_runs_the_same_server(servers: ServerPool) -> None:
     import sys
 
-    server = servers.start(snakepit_args(ADAPTER, 2),
-                           command=[sys.executable, "-m", "snakepit_bridge", "serve"])
+    server = servers.start(
+        snakepit_args(ADAPTER, 2), command=[sys.executable, "-m", "snakepit_bridge", "serve"]
+    )
     assert result_of(execute(server.address, "echo", {"value": "via cli"})) == "via cli"
     assert "snakepit-bridge serve" not in server.stderr()  # no usage error
     server.signal(signal.SIGTERM)
@@ -115,7 +116,7 @@ def test_without_the_variable_there_is_no_new_process_group(servers: ServerPool)
 def _args_without_mode(adapter: str) -> list[str]:
     args = snakepit_args(adapter, 2)
     index = args.index("--mode")
-    return args[:index] + args[index + 2:]
+    return args[:index] + args[index + 2 :]
 
 
 @pytest.mark.parametrize(
@@ -126,7 +127,11 @@ def _args_without_mode(adapter: str) -> list[str]:
         ("server_adapters:QuotaError", 2, "is not an adapter"),
         ("broken_import_module.Adapter", 2, "ZeroDivisionError"),
         ("server_adapters.BrokenConstructorAdapter", 1, "cannot open the model file"),
-        ("server_adapters.BrokenInitializeAdapter", 1, "initialize() failed: OSError: the GPU is not there"),
+        (
+            "server_adapters.BrokenInitializeAdapter",
+            1,
+            "initialize() failed: OSError: the GPU is not there",
+        ),
     ],
 )
 def test_an_adapter_that_cannot_start_exits_with_one_line_and_no_ready_file(
@@ -147,8 +152,12 @@ def test_failing_after_initialize_cleans_up(servers: ServerPool, tmp_path: Path)
     import socket
 
     env, marker = marker_env(tmp_path)
-    unwritable = servers.start(_args_without_mode(ADAPTER), env=env, wait_ready=False,
-                               ready_file=tmp_path / "no-such-dir" / "ready")
+    unwritable = servers.start(
+        _args_without_mode(ADAPTER),
+        env=env,
+        wait_ready=False,
+        ready_file=tmp_path / "no-such-dir" / "ready",
+    )
     assert unwritable.wait() == 1
     # initialize() and cleanup() are logged at info level; the error is the last line, alone.
     assert "cannot write the ready file" in unwritable.stderr().splitlines()[-1]
@@ -183,7 +192,9 @@ def test_an_adapter_declared_not_thread_safe_is_served_from_one_thread(servers: 
     server = servers.start(snakepit_args("server_adapters.UndeclaredAdapter", 4))
     client = make_client(server.address)
     try:
-        replies = client.unary_many("ExecuteTool", [tool_request("where")] * 4, pb.ExecuteToolResponse)
+        replies = client.unary_many(
+            "ExecuteTool", [tool_request("where")] * 4, pb.ExecuteToolResponse
+        )
     finally:
         client.close()
     assert len({result_of(r) for r in replies}) == 1
@@ -195,7 +206,9 @@ def test_an_adapter_declared_not_thread_safe_is_served_from_one_thread(servers: 
 
 def test_a_full_queue_gives_resource_exhausted(servers: ServerPool) -> None:
     server = servers.start(snakepit_args(ADAPTER, 1, extra=["--max-queued-requests", "1"]))
-    blocker, blocked = in_background(execute, server.address, "sleep", {"seconds": 1.5, "label": "A"})
+    blocker, blocked = in_background(
+        execute, server.address, "sleep", {"seconds": 1.5, "label": "A"}
+    )
     wait_started(server, "A")  # an async tool: served on the loop, not queued behind A
     client = make_client(server.address)
     try:
@@ -287,7 +300,9 @@ def test_a_call_still_running_after_the_grace_period_does_not_hold_the_exit(
 ) -> None:
     env, marker = marker_env(tmp_path)
     server = servers.start(snakepit_args(ADAPTER, 2, extra=["--grace-period", "0.5"]), env=env)
-    call, result = in_background(execute, server.address, "sleep", {"seconds": 30, "label": "stuck"})
+    call, result = in_background(
+        execute, server.address, "sleep", {"seconds": 30, "label": "stuck"}
+    )
     wait_started(server, "stuck")
     started = time.monotonic()
     server.signal(signal.SIGTERM)
@@ -325,7 +340,9 @@ def test_thread_safety_check_logs_each_finding_once(servers: ServerPool) -> None
     client = make_client(server.address)
     try:
         for _ in range(3):
-            replies = client.unary_many("ExecuteTool", [tool_request("bump")] * 8, pb.ExecuteToolResponse)
+            replies = client.unary_many(
+                "ExecuteTool", [tool_request("bump")] * 8, pb.ExecuteToolResponse
+            )
             assert all(r.success for r in replies)
     finally:
         client.close()
@@ -336,14 +353,16 @@ def test_thread_safety_check_logs_each_finding_once(servers: ServerPool) -> None
     assert "thread-safety check: 1 warning(s)" in stderr
 
 
-# -- Python's own warnings --------------------------------------------------------------------------
+# -- Python's own warnings ------------------------------------------------------------------------
 
 
 def test_the_server_runs_with_warnings_as_errors(servers: ServerPool) -> None:
     import sys
 
-    server = servers.start(snakepit_args(ADAPTER, 2),
-                           command=[sys.executable, "-W", "error", "-m", "snakepit_bridge.server"])
+    server = servers.start(
+        snakepit_args(ADAPTER, 2),
+        command=[sys.executable, "-W", "error", "-m", "snakepit_bridge.server"],
+    )
     assert result_of(execute(server.address, "echo", {"value": [1, 2]})) == [1, 2]
     client = make_client(server.address)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import re
 import threading
 import time
@@ -31,16 +32,23 @@ class Color(enum.IntEnum):
     RED = 3
 
 
-class Name(str, enum.Enum):
+class Name(str, enum.Enum):  # noqa: UP042 - the str mix-in, not StrEnum, is the case tested
     ADA = "ada"
 
 
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (42, b"42"), (2**70, b"1180591620717411303424"), (1.5, b"1.5"), (True, b"true"),
-        (None, b"null"), ("é", '"é"'.encode()), ((1, (2, 3)), b"[1,[2,3]]"),
-        ({"a": [None]}, b'{"a":[null]}'), (Color.RED, b"3"), (Name.ADA, b'"ada"'),
+        (42, b"42"),
+        (2**70, b"1180591620717411303424"),
+        (1.5, b"1.5"),
+        (True, b"true"),
+        (None, b"null"),
+        ("é", '"é"'.encode()),
+        ((1, (2, 3)), b"[1,[2,3]]"),
+        ({"a": [None]}, b'{"a":[null]}'),
+        (Color.RED, b"3"),
+        (Name.ADA, b'"ada"'),
     ],
 )
 def test_encoding_is_exact(value: Any, text: bytes) -> None:
@@ -100,7 +108,9 @@ class FakeAny:
 def test_arguments_decode_strictly() -> None:
     params = {"a": FakeAny(b'{"x": [1, 2.5, null]}'), "b": FakeAny(b"7")}
     assert codec.decode_arguments(params, {"blob": b"\x00\x01"}) == {
-        "a": {"x": [1, 2.5, None]}, "b": 7, "blob": b"\x00\x01",
+        "a": {"x": [1, 2.5, None]},
+        "b": 7,
+        "blob": b"\x00\x01",
     }
     for bad in (b"NaN", b"-Infinity", b"{", b"", b"\xff"):
         with pytest.raises(ValueError, match="parameter 'a'"):
@@ -120,7 +130,9 @@ def _raise(message: str) -> BaseException:
 
 
 def test_error_json_has_snakepits_keys() -> None:
-    payload = json.loads(error_json(_raise("bad"), tool_name="t", session_id="s", correlation_id="c"))
+    payload = json.loads(
+        error_json(_raise("bad"), tool_name="t", session_id="s", correlation_id="c")
+    )
     assert payload["type"] == "ValueError" and payload["message"] == "bad"
     assert payload["context"] == {"tool_name": "t", "session_id": "s", "correlation_id": "c"}
     assert payload["stacktrace"] and "ValueError: bad" in payload["traceback"]
@@ -144,14 +156,30 @@ def test_a_broken_str_does_not_lose_the_error() -> None:
 # -- configuration --------------------------------------------------------------------------------
 
 SNAKEPIT = [
-    "--adapter", "pkg.mod.Adapter", "--max-workers", "16", "--thread-safety-check",
-    "--mode", "threaded", "--port", "0", "--elixir-address", "localhost:50051",
-    "--snakepit-run-id", "abc1234", "--snakepit-instance-name", "n", "--snakepit-instance-token", "t",
+    "--adapter",
+    "pkg.mod.Adapter",
+    "--max-workers",
+    "16",
+    "--thread-safety-check",
+    "--mode",
+    "threaded",
+    "--port",
+    "0",
+    "--elixir-address",
+    "localhost:50051",
+    "--snakepit-run-id",
+    "abc1234",
+    "--snakepit-instance-name",
+    "n",
+    "--snakepit-instance-token",
+    "t",
 ]
 
 
 def test_snakepits_command_line_parses_with_unknown_flags_kept_aside() -> None:
-    config = parse_config(SNAKEPIT, {"SNAKEPIT_READY_FILE": "/tmp/r", "SNAKEPIT_PROCESS_GROUP": "1"})
+    config = parse_config(
+        SNAKEPIT, {"SNAKEPIT_READY_FILE": "/tmp/r", "SNAKEPIT_PROCESS_GROUP": "1"}
+    )
     assert config.adapter == "pkg.mod.Adapter" and config.max_workers == 16
     assert config.thread_safety_check and config.port == 0 and config.host == "127.0.0.1"
     assert config.elixir_address == "localhost:50051" and config.snakepit_run_id == "abc1234"
@@ -174,15 +202,28 @@ def test_defaults() -> None:
 
 def test_log_level_flag_wins_and_a_bad_variable_is_only_a_warning() -> None:
     assert parse_config([], {"SNAKEPIT_LOG_LEVEL": "debug"}).log_level == "debug"
-    assert parse_config(["--log-level", "error"], {"SNAKEPIT_LOG_LEVEL": "debug"}).log_level == "error"
+    assert (
+        parse_config(["--log-level", "error"], {"SNAKEPIT_LOG_LEVEL": "debug"}).log_level == "error"
+    )
     config = parse_config([], {"SNAKEPIT_LOG_LEVEL": "loud"})
-    assert config.log_level == "info" and config.log_level_warning and "loud" in config.log_level_warning
+    assert (
+        config.log_level == "info"
+        and config.log_level_warning
+        and "loud" in config.log_level_warning
+    )
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["--max-workers", "0"], ["--port", "70000"], ["--grace-period", "-1"], ["--grace-period", "nan"],
-     ["--log-level", "loud"], ["--max-message-bytes", "x"], ["--worker-nice", "20"]],
+    [
+        ["--max-workers", "0"],
+        ["--port", "70000"],
+        ["--grace-period", "-1"],
+        ["--grace-period", "nan"],
+        ["--log-level", "loud"],
+        ["--max-message-bytes", "x"],
+        ["--worker-nice", "20"],
+    ],
 )
 def test_impossible_values_are_config_errors(argv: list[str]) -> None:
     with pytest.raises(ConfigError):
@@ -249,6 +290,36 @@ def test_the_ready_file_is_written_atomically(tmp_path: Path) -> None:
         write_ready_file(str(tmp_path / "missing" / "ready"), 1)
 
 
+@pytest.mark.parametrize(
+    ("adapter", "workers", "warning"),
+    [
+        (
+            "server_adapters.UndeclaredAdapter",
+            1,
+            "sets __thread_safe__ = False: serving it from one",
+        ),
+        ("server_adapters.NoDeclarationAdapter", 4, "does not declare __thread_safe__ = True"),
+        ("server_adapters.InheritsDeclarationAdapter", 4, None),
+        ("server_adapters.RacyAdapter", 4, None),
+    ],
+)
+def test_the_pool_follows_the_declaration_rule(
+    adapter: str, workers: int, warning: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("grpclib")
+    from snakepit_bridge.server import runtime
+
+    config = parse_config(["--adapter", adapter, "--max-workers", "4"], {})
+    with caplog.at_level(logging.WARNING, logger="snakepit_bridge.server"):
+        _, config = runtime._load_adapter(config)
+    assert config.max_workers == workers
+    messages = [r.getMessage() for r in caplog.records]
+    if warning is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and warning in messages[0], messages
+
+
 def test_the_deadline_helper() -> None:
     from snakepit_bridge.context import RequestContext
 
@@ -264,7 +335,7 @@ def test_every_option_is_documented_and_every_documented_option_exists() -> None
     from snakepit_bridge.server.config import build_parser
 
     text = DOC.read_text()
-    table = text[text.index("## Command line"):text.index("## Environment")]
+    table = text[text.index("## Command line") : text.index("## Environment")]
     first_cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `--")]
     documented = {option for cell in first_cells for option in re.findall(r"`(--[a-z-]+)", cell)}
     parser = build_parser("serve")
@@ -276,11 +347,19 @@ def test_the_request_context_example_runs() -> None:
     from snakepit_bridge.context import RequestContext, request_scope
 
     text = DOC.read_text()
-    section = text[text.index("## Request context"):]
-    code = section[section.index("```python") + len("```python"):section.index("```\n", 10)]
+    section = text[text.index("## Request context") :]
+    code = section[section.index("```python") + len("```python") : section.index("```\n", 10)]
     namespace: dict[str, Any] = {}
-    exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 - our own documentation
+    exec(compile(code, str(DOC), "exec"), namespace)
     adapter = namespace["MyAdapter"]()
-    assert adapter.call_tool("whoami") == {"session": None, "correlation": None, "seconds_left": None}
+    assert adapter.call_tool("whoami") == {
+        "session": None,
+        "correlation": None,
+        "seconds_left": None,
+    }
     with request_scope(RequestContext("s-1", "whoami", correlation_id="c-1")):
-        assert adapter.call_tool("whoami") == {"session": "s-1", "correlation": "c-1", "seconds_left": None}
+        assert adapter.call_tool("whoami") == {
+            "session": "s-1",
+            "correlation": "c-1",
+            "seconds_left": None,
+        }

@@ -1,4 +1,4 @@
-"""ThreadedShowcaseAdapter (issue 5 §3)."""
+"""ThreadedShowcaseAdapter: every tool, exact counts under a hammer, the three patterns."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _helpers_py import run_threads
 
+from _threads import run_threads
 from snakepit_bridge.adapters import threaded_showcase as showcase
 from snakepit_bridge.adapters.threaded_showcase import (
     HISTORY_LIMIT,
@@ -29,8 +29,14 @@ VECTOR = [float(i % 7) / 7.0 for i in range(showcase.INPUT_SIZE)]
 def test_lists_the_phase_2_tools() -> None:
     names = [t.name for t in ThreadedShowcaseAdapter().get_tools()]
     assert names == [
-        "batch_process", "clear_caches", "compute_intensive", "get_adapter_stats",
-        "get_history", "matrix_multiply", "ping", "stress_test",
+        "batch_process",
+        "clear_caches",
+        "compute_intensive",
+        "get_adapter_stats",
+        "get_history",
+        "matrix_multiply",
+        "ping",
+        "stress_test",
     ]
     assert vars(ThreadedShowcaseAdapter)["__thread_safe__"] is True
     assert check_common_pitfalls(ThreadedShowcaseAdapter(), imported_modules=()) == []
@@ -52,22 +58,25 @@ def test_every_tool_under_a_16_thread_hammer_gives_exact_counts() -> None:
         ("execute_tool", lambda t, i: adapter.execute_tool("ping", {"message": "x"})),
     ]
 
-    def worker(thread_index: int) -> dict[str, int]:
+    def worker(thread_index: int) -> tuple[str, dict[str, int]]:
         done = dict.fromkeys((name for name, _ in calls), 0)  # the unlocked oracle
         for i in range(PER_THREAD):
             for name, call in calls:
                 assert isinstance(call(thread_index, i), dict)
                 done[name] += 1
-        return done
+        return threading.current_thread().name, done
 
-    per_thread = run_threads(worker, THREADS)
+    results = run_threads(worker, THREADS)
+    thread_names = {name for name, _ in results}
+    assert len(thread_names) == THREADS
+    per_thread = [done for _, done in results]
     oracle = {name: sum(d[name] for d in per_thread) for name, _ in calls}
     stats = adapter.get_adapter_stats()
     work = stats["global_stats"]
     assert work["tool_calls"] == {name: oracle[name] for name in showcase.WORK_TOOLS}
     assert work["total_requests"] == sum(oracle[name] for name in showcase.WORK_TOOLS)
     assert sum(work["thread_usage"].values()) == work["total_requests"]
-    assert set(work["thread_usage"]) == {f"hammer-{i}" for i in range(THREADS)}
+    assert set(work["thread_usage"]) == thread_names
     assert stats["history_entries"] == oracle["batch_process"]
     assert 1 <= work["max_concurrent"] <= THREADS
     tracker = stats["tracker"]
@@ -128,7 +137,9 @@ def test_matrix_multiply_uses_the_shared_read_only_weights() -> None:
     adapter = ThreadedShowcaseAdapter(seed=7)
     np = showcase.np
     w = adapter.model_weights
-    expected = np.maximum(np.maximum(np.asarray(VECTOR) @ w["layer1"], 0) @ w["layer2"], 0) @ w["layer3"]
+    expected = (
+        np.maximum(np.maximum(np.asarray(VECTOR) @ w["layer1"], 0) @ w["layer2"], 0) @ w["layer3"]
+    )
     result = adapter.matrix_multiply(VECTOR)
     assert result["output"] == pytest.approx(expected.tolist())
     assert (result["input_size"], result["output_size"]) == (100, 10)
@@ -191,8 +202,12 @@ def test_stats_are_snapshots_not_live_state() -> None:
     assert fresh["global_stats"]["thread_usage"]["MainThread"] == 1
     assert fresh["global_stats"]["tool_calls"]["batch_process"] == 1
     assert fresh["tracker"]["total_requests"] == 3
-    assert fresh["model"] == {"name": "ThreadedShowcaseModel", "version": "2.0",
-                              "complexity": 5, "thread_safe": True}
+    assert fresh["model"] == {
+        "name": "ThreadedShowcaseModel",
+        "version": "2.0",
+        "complexity": 5,
+        "thread_safe": True,
+    }
     assert fresh["numpy_available"] is showcase.NUMPY_AVAILABLE
 
 

@@ -1,4 +1,4 @@
-"""Randomized stress of one shared adapter (issue 6 §2), fixed seeds, short fixed duration.
+"""Randomized stress of one shared adapter, fixed seeds, short fixed duration.
 
 The runner lives in tests/stress_runner.py (also a script for longer runs and for TSan).
 Runs on both builds; on GIL builds the runner shrinks the switch interval.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,9 @@ def _load_runner():
     name = "snakepit_stress_runner"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("stress_runner.py"))
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).with_name("stress_runner.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
@@ -85,6 +88,32 @@ def test_stress_runner_reports_a_lock_that_does_not_lock(monkeypatch):
         stress_runner.run(seed=3, duration=0.5, threads=8)
 
 
+def test_stress_runner_reports_a_worker_exception(monkeypatch):
+    def step_stats(self):
+        raise RuntimeError("stats exploded")
+
+    monkeypatch.setattr(stress_runner._Worker, "step_stats", step_stats)
+    with pytest.raises(stress_runner.StressFailure, match="a worker raised") as info:
+        stress_runner.run(seed=3, duration=0.3, threads=4)
+    assert "RuntimeError: stats exploded" in str(info.value)
+    assert "raised in worker" in str(info.value)  # the harness's note names the worker
+
+
+def test_stress_runner_reports_a_hang_with_the_stuck_stacks(monkeypatch):
+    release = threading.Event()
+
+    def step_condition(self):
+        release.wait()  # a worker that never comes back (until the test lets it go)
+
+    monkeypatch.setattr(stress_runner._Worker, "step_condition", step_condition)
+    try:
+        with pytest.raises(stress_runner.StressFailure, match="workers hung") as info:
+            stress_runner.run(seed=3, duration=0.2, threads=4, hang_timeout=0.5)
+    finally:
+        release.set()
+    assert "in step_condition" in str(info.value)
+
+
 def test_a_lock_that_does_not_lock_loses_updates():
     """Why the counter oracle matters: the bump's read-modify-write window really loses
     updates without the lock (bounded retries: likely, not certain, in one round)."""
@@ -99,7 +128,7 @@ def test_a_lock_that_does_not_lock_loses_updates():
     try:
         for _ in range(20):
             adapter = Broken()
-            run_threads(n, lambda _i: [adapter._locked_bump(20) for _ in range(per)])
+            run_threads(lambda _i: [adapter._locked_bump(20) for _ in range(per)], n)
             if adapter.counter < n * per:
                 return
     finally:

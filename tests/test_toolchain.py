@@ -16,7 +16,10 @@ FT_PYTHON = ROOT / "scripts" / "ft-python.sh"
 
 def run_ft_python(**env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(FT_PYTHON)], capture_output=True, text=True, timeout=60,
+        ["bash", str(FT_PYTHON)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, **env},
     )
 
@@ -48,7 +51,13 @@ def test_found_interpreter_is_free_threaded():
         pytest.skip(f"no free-threaded interpreter on this machine: {result.stderr.strip()}")
     interpreter = result.stdout.strip().splitlines()[-1]
     check = subprocess.run(
-        [interpreter, "-c", "import sysconfig; print(bool(sysconfig.get_config_var('Py_GIL_DISABLED')))"],
-        capture_output=True, text=True, timeout=60,
+        [
+            interpreter,
+            "-c",
+            "import sysconfig; print(bool(sysconfig.get_config_var('Py_GIL_DISABLED')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert check.stdout.strip() == "True"

@@ -1,4 +1,4 @@
-"""``ThreadedShowcaseAdapter``: every tool of the Phase 2 showcase, using the three patterns.
+"""``ThreadedShowcaseAdapter``: every tool of Snakepit's threaded showcase, with the three patterns.
 
 * Pattern 1, shared read-only: ``model_config`` and the model weights (NumPy arrays marked
   read-only) are built once in ``__init__`` and never changed.
@@ -16,20 +16,24 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import random
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from numbers import Real
 from typing import Any, Final
 
 from snakepit_bridge._native import ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.base_adapter import BaseAdapter, tool
+from snakepit_bridge.base_adapter_threaded import OTHER_THREADS
 
+np: Any  # the numpy module, or None without it
 try:
     import numpy as np
 except ImportError:  # the core package must work without NumPy
-    np = None  # type: ignore[assignment]
+    np = None
 
 __all__ = [
     "NUMPY_AVAILABLE",
@@ -46,7 +50,6 @@ INPUT_SIZE: Final = LAYER_SHAPES["layer1"][0]
 HISTORY_LIMIT: Final = 1000  # request_history keeps the newest entries only
 CACHE_LIMIT: Final = 128  # entries per thread in compute_intensive's cache
 MAX_TRACKED_THREAD_NAMES: Final = 1024  # beyond this, usage is counted under OTHER_THREADS
-OTHER_THREADS: Final = "(other threads)"
 MAX_ITERATIONS: Final = 1_000_000
 MAX_DELAY_MS: Final = 10_000
 MAX_DURATION_MS: Final = 60_000
@@ -72,8 +75,7 @@ class ModelConfig:
 def _require_numpy(tool_name: str) -> Any:
     if np is None:
         raise NumpyUnavailableError(
-            f"{tool_name} needs NumPy, which is not installed: "
-            "pip install 'snakepit-bridge[numpy]'"
+            f"{tool_name} needs NumPy, which is not installed: pip install 'snakepit-bridge[numpy]'"
         )
     return np
 
@@ -132,6 +134,46 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
             weights[name] = array
         return weights
 
+    # -- the default load of `snakepit-bridge hammer` ---------------------------------------
+    @classmethod
+    def default_hammer_mix(
+        cls,
+    ) -> dict[str, tuple[int, Callable[[random.Random], dict[str, Any]]]]:
+        """Weight and argument factory per tool, for ``snakepit-bridge hammer`` without
+        ``--tool`` (subclasses inherit it; tools they add join the mix with weight 1).
+
+        Arguments are valid and small: the default run of 10,000 requests should take seconds,
+        not minutes, on a 2-core machine, while every tool (and each of the three patterns)
+        gets traffic.
+        """
+        return {
+            "ping": (2, lambda rng: {}),
+            "compute_intensive": (
+                3,
+                lambda rng: {
+                    "data": [round(rng.uniform(-1, 1), 6) for _ in range(16)],
+                    "iterations": 50,
+                },
+            ),
+            "matrix_multiply": (
+                3,
+                lambda rng: {
+                    "input_vector": [round(rng.uniform(-1, 1), 6) for _ in range(INPUT_SIZE)]
+                },
+            ),
+            "batch_process": (
+                1,
+                lambda rng: {
+                    "items": [f"item-{rng.randrange(1000)}" for _ in range(3)],
+                    "delay_ms": 1,
+                },
+            ),
+            "stress_test": (1, lambda rng: {"duration_ms": 2, "complexity": 100}),
+            "get_adapter_stats": (1, lambda rng: {}),
+            "get_history": (1, lambda rng: {"limit": 5}),
+            "clear_caches": (1, lambda rng: {}),
+        }
+
     # -- Pattern 3 helper ------------------------------------------------------------------
     def _record(
         self, tool_name: str, seconds: float, cache_hit: bool = False, **history: Any
@@ -159,7 +201,11 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
     @thread_safe_method
     @tool(description="Reply with a message, a timestamp and the name of the serving thread")
     def ping(self, message: str = "pong") -> dict[str, Any]:
-        return {"message": message, "timestamp": time.time(), "thread": threading.current_thread().name}
+        return {
+            "message": message,
+            "timestamp": time.time(),
+            "thread": threading.current_thread().name,
+        }
 
     @thread_safe_method
     @tool(description="CPU-bound NumPy loop with a per-thread result cache")
@@ -211,6 +257,7 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
                 f"matrix_multiply: input_vector must have {INPUT_SIZE} elements, got {len(values)}"
             )
         weights = self.model_weights  # Pattern 1: shared, read-only, no lock
+        assert weights is not None  # built whenever NumPy is there (checked above)
         hidden = numpy.maximum(numpy.asarray(values) @ weights["layer1"], 0.0)
         hidden = numpy.maximum(hidden @ weights["layer2"], 0.0)
         output = hidden @ weights["layer3"]
@@ -242,7 +289,9 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
                 if delay_ms:
                     time.sleep(delay_ms / 1000.0)
                 digest = hashlib.sha256(repr(item).encode()).hexdigest()[:16]
-                results.append({"item_id": index, "input": item, "output": digest, "thread": thread})
+                results.append(
+                    {"item_id": index, "input": item, "output": digest, "thread": thread}
+                )
         finally:
             self.clear_thread_local("current_batch_id")
         seconds = time.perf_counter() - started

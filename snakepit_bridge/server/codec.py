@@ -58,9 +58,7 @@ def decode_arguments(parameters: Mapping[str, Any], binary: Mapping[str, bytes])
         arguments[name] = decode_json(value.value, f"parameter {name!r}")
     for name, blob in binary.items():
         if name in arguments:
-            raise ValueError(
-                f"parameter {name!r} is given both as JSON and as a binary parameter"
-            )
+            raise ValueError(f"parameter {name!r} is given both as JSON and as a binary parameter")
         arguments[name] = bytes(blob)
     return arguments
 
@@ -72,8 +70,9 @@ def encode_json(value: Any, what: str = "result") -> bytes:
         text = json.dumps(tree, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
         # Only NumPy float arrays reach json.dumps unchecked (see _numpy_value); name the spot.
-        raise ValueError(f"{_first_non_finite(tree, what)} is not finite: JSON has no NaN or "
-                         "infinities") from None
+        raise ValueError(
+            f"{_first_non_finite(tree, what)} is not finite: JSON has no NaN or infinities"
+        ) from None
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:

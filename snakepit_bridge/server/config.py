@@ -151,34 +151,80 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         allow_abbrev=False,  # "--max" must not silently mean "--max-workers"
     )
     add = parser.add_argument
-    add("--adapter", default=DEFAULT_ADAPTER, metavar="MODULE.CLASS",
-        help="adapter class as pkg.mod.Class or pkg.mod:Class (default: the showcase adapter)")
+    add(
+        "--adapter",
+        default=DEFAULT_ADAPTER,
+        metavar="MODULE.CLASS",
+        help="adapter class as pkg.mod.Class or pkg.mod:Class (default: the showcase adapter)",
+    )
     add("--port", type=_port, default=0, help="TCP port; 0 (default) picks a free one")
-    add("--max-workers", type=_positive_int, default=None, metavar="N",
-        help="threads running tools (default: the number of usable CPUs)")
-    add("--thread-safety-check", action="store_true",
-        help="run a ThreadSafetyChecker for the whole process and log each finding once")
-    add("--elixir-address", metavar="HOST:PORT",
-        help="Snakepit's own gRPC address (accepted; this server does not call back)")
+    add(
+        "--max-workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="threads running tools (default: the number of usable CPUs)",
+    )
+    add(
+        "--thread-safety-check",
+        action="store_true",
+        help="run a ThreadSafetyChecker for the whole process and log each finding once",
+    )
+    add(
+        "--elixir-address",
+        metavar="HOST:PORT",
+        help="Snakepit's own gRPC address (accepted; this server does not call back)",
+    )
     add("--snakepit-run-id", metavar="ID", help="Snakepit's run id (identifies the worker)")
     add("--snakepit-instance-name", metavar="NAME", help="Snakepit's instance name")
     add("--snakepit-instance-token", metavar="TOKEN", help="Snakepit's instance token")
-    add("--host", default="127.0.0.1",
-        help="address to bind (default 127.0.0.1: loopback only; there is no authentication)")
-    add("--log-level", type=_log_level, default=None, metavar="LEVEL",
-        help=f"one of {', '.join(LOG_LEVELS)} (default: $SNAKEPIT_LOG_LEVEL, else info)")
-    add("--max-message-bytes", type=_positive_int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="N",
-        help="largest request or reply message, in bytes (default 64 MiB)")
-    add("--max-queued-requests", type=_non_negative_int, default=DEFAULT_MAX_QUEUED_REQUESTS,
-        metavar="N", help="requests that may wait for a free thread before new ones get "
-        f"RESOURCE_EXHAUSTED (default {DEFAULT_MAX_QUEUED_REQUESTS})")
-    add("--grace-period", type=_seconds, default=DEFAULT_GRACE_PERIOD, metavar="SECONDS",
-        help="on SIGTERM/SIGINT, how long in-flight requests may finish (default 4)")
-    add("--exit-on-stdin-close", action="store_true",
-        help="shut down gracefully when stdin reaches end of file (the parent went away)")
-    add("--worker-nice", type=_nice, default=DEFAULT_WORKER_NICE, metavar="N",
+    add(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: loopback only; there is no authentication)",
+    )
+    add(
+        "--log-level",
+        type=_log_level,
+        default=None,
+        metavar="LEVEL",
+        help=f"one of {', '.join(LOG_LEVELS)} (default: $SNAKEPIT_LOG_LEVEL, else info)",
+    )
+    add(
+        "--max-message-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="N",
+        help="largest request or reply message, in bytes (default 64 MiB)",
+    )
+    add(
+        "--max-queued-requests",
+        type=_non_negative_int,
+        default=DEFAULT_MAX_QUEUED_REQUESTS,
+        metavar="N",
+        help="requests that may wait for a free thread before new ones get "
+        f"RESOURCE_EXHAUSTED (default {DEFAULT_MAX_QUEUED_REQUESTS})",
+    )
+    add(
+        "--grace-period",
+        type=_seconds,
+        default=DEFAULT_GRACE_PERIOD,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long in-flight requests may finish (default 4)",
+    )
+    add(
+        "--exit-on-stdin-close",
+        action="store_true",
+        help="shut down gracefully when stdin reaches end of file (the parent went away)",
+    )
+    add(
+        "--worker-nice",
+        type=_nice,
+        default=DEFAULT_WORKER_NICE,
+        metavar="N",
         help="run tool threads N nice levels below the event loop, so Ping and Heartbeat stay "
-        f"fast when all are busy (Linux; default {DEFAULT_WORKER_NICE}, 0 turns it off)")
+        f"fast when all are busy (Linux; default {DEFAULT_WORKER_NICE}, 0 turns it off)",
+    )
     return parser
 
 

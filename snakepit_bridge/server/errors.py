@@ -91,4 +91,4 @@ def _clip(text: str, limit: int) -> str:
 
 def _clip_tail(text: str, limit: int) -> str:
     """The end of a traceback is the informative part: keep that."""
-    return text if len(text) <= limit else "..." + text[-(limit - 3):]
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]

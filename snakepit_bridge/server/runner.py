@@ -95,7 +95,9 @@ class ToolRunner:
         try:
             request.ParseFromString(raw)
         except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
-            raise GRPCError(Status.INVALID_ARGUMENT, f"malformed ExecuteToolRequest: {exc}") from None
+            raise GRPCError(
+                Status.INVALID_ARGUMENT, f"malformed ExecuteToolRequest: {exc}"
+            ) from None
         return request
 
     def kind(self, request: pb.ExecuteToolRequest) -> ToolKind | None:

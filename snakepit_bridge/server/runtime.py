@@ -37,7 +37,8 @@ from typing import Any
 
 from grpclib.server import Server
 
-from snakepit_bridge import hammer
+from snakepit_bridge import environment, loading
+from snakepit_bridge.declaration import Declaration, declaration_of
 from snakepit_bridge.server.config import ConfigError, ServerConfig, parse_config
 from snakepit_bridge.server.lifecycle import ShutdownTrigger
 from snakepit_bridge.server.runner import ToolRunner
@@ -73,7 +74,9 @@ class _Outcome:
 
 def main(argv: Sequence[str] | None = None, prog: str = "snakepit-bridge serve") -> int:
     """Run the server until it is told to stop; returns the exit status."""
-    group_problem = _start_process_group() if os.environ.get("SNAKEPIT_PROCESS_GROUP") == "1" else None
+    group_problem = (
+        _start_process_group() if os.environ.get("SNAKEPIT_PROCESS_GROUP") == "1" else None
+    )
     try:
         config = parse_config(sys.argv[1:] if argv is None else argv, os.environ, prog)
     except ConfigError as exc:
@@ -128,26 +131,29 @@ def configure_logging(level: str) -> None:
 
 def _load_adapter(config: ServerConfig) -> tuple[Any, ServerConfig]:
     try:
-        adapter_class = hammer.load_adapter_class(config.adapter)
-    except hammer.UsageError as exc:
+        adapter_class = loading.load_adapter_class(config.adapter)
+    except loading.AdapterLoadError as exc:
         raise StartupError(str(exc), EXIT_USAGE) from None
-    declared = getattr(adapter_class, "__thread_safe__", None)
-    if declared is False and config.max_workers > 1:
+    # The one rule (snakepit_bridge.declaration): a class that says it is not thread-safe is
+    # served from one thread; one that does not declare itself thread-safe is served as asked,
+    # with a warning.
+    kind, value, _ = declaration_of(adapter_class)
+    if kind is Declaration.REFUSED and config.max_workers > 1:
         log.warning(
-            "%s sets __thread_safe__ = False: serving it from one thread (--max-workers 1)",
+            "%s sets __thread_safe__ = %r: serving it from one thread (--max-workers 1)",
             adapter_class.__qualname__,
+            value,
         )
         config = replace(config, max_workers=1)
-    elif declared is not True and config.max_workers > 1:
+    elif kind is not Declaration.DECLARED and config.max_workers > 1:
         log.warning(
-            "%s does not declare __thread_safe__ = True; its tools will run in %d threads at "
-            "once",
+            "%s does not declare __thread_safe__ = True; its tools will run in %d threads at once",
             adapter_class.__qualname__,
             config.max_workers,
         )
     try:
-        adapter = hammer.construct_adapter(adapter_class)
-    except hammer.AdapterConstructionError as exc:
+        adapter = loading.construct_adapter(adapter_class)
+    except loading.AdapterConstructionError as exc:
         log.debug("adapter construction failed", exc_info=exc.__cause__)
         raise StartupError(str(exc)) from None
     return adapter, config
@@ -190,21 +196,22 @@ async def _start(
         except OSError as exc:
             server.close()
             pool.shutdown(wait=False)
-            raise StartupError(f"cannot write the ready file {config.ready_file!r}: {exc}") from None
+            raise StartupError(
+                f"cannot write the ready file {config.ready_file!r}: {exc}"
+            ) from None
     try:
         print(f"GRPC_READY:{port}", flush=True)
     except OSError:  # stdout closed: only the ready file counts anyway
         pass
-    gil = getattr(sys, "_is_gil_enabled", None)
     log.info(
         "serving %s on %s:%d: %d thread(s), %d tool(s), Python %s, GIL %s",
-        hammer.adapter_spec(type(adapter)),
+        loading.adapter_spec(type(adapter)),
         config.host,
         port,
         config.max_workers,
         len(catalog.tools),
         sys.version.split()[0],
-        "on" if gil is None or gil() else "off",
+        "on" if environment.gil_enabled() else "off",
     )
     return server, service, gateway, pool, trigger
 

@@ -59,7 +59,10 @@ class PoolGateway:
     """
 
     def __init__(
-        self, pool: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop, max_workers: int,
+        self,
+        pool: ThreadPoolExecutor,
+        loop: asyncio.AbstractEventLoop,
+        max_workers: int,
         max_queued: int,
     ) -> None:
         self._pool = pool
@@ -254,9 +257,7 @@ class BridgeService(BridgeServiceBase):
         return count
 
     # -- telemetry ------------------------------------------------------------------------------
-    async def StreamTelemetry(
-        self, stream: Stream[pb.TelemetryControl, pb.TelemetryEvent]
-    ) -> None:
+    async def StreamTelemetry(self, stream: Stream[pb.TelemetryControl, pb.TelemetryEvent]) -> None:
         # Accept control messages until the client closes its side; this worker emits no events.
         while (raw := await read_message(stream, self._limit)) is not None:
             control = _parse(pb.TelemetryControl, raw)

@@ -22,7 +22,12 @@ from types import MappingProxyType
 from typing import Any
 
 from snakepit_bridge import _native
-from snakepit_bridge.base_adapter import ToolSpec, _underlying_function, _wrapper_chain
+from snakepit_bridge.base_adapter import (
+    ToolSpec,
+    _underlying_function,
+    _wrapper_chain,
+    tool_specs,
+)
 from snakepit_bridge.server.codec import JSON_TYPE_URL
 from snakepit_bridge.server.proto import bridge_pb2 as pb
 
@@ -57,10 +62,11 @@ class ToolCatalog:
 
 
 def build_catalog(adapter: Any) -> ToolCatalog:
-    """Classify every tool ``adapter.get_tools()`` lists."""
+    """Classify every tool ``adapter.get_tools()`` lists (any entry ``ToolSpec.from_mapping``
+    understands, so adapters that are not BaseAdapters are served too)."""
     cls = type(adapter)
     tools: dict[str, ToolKind] = {}
-    for spec in adapter.get_tools():
+    for spec in tool_specs(adapter):
         try:
             raw = inspect.getattr_static(cls, spec.name)
         except AttributeError:  # listed by an overridden get_tools(): run it as a plain call
@@ -89,20 +95,12 @@ def _proto_spec(spec: ToolSpec) -> pb.ToolSpec:
         entry = message.parameters.add(
             name=parameter.name, type=parameter.type, required=parameter.required
         )
-        described = parameter.to_dict()
+        described = parameter.to_dict()  # the default made JSON-safe (no NaN, no objects)
         if "default" in described:
-            default = _strict_json(described["default"])
+            default = json.dumps(described["default"], allow_nan=False, separators=(",", ":"))
             entry.default_value.type_url = JSON_TYPE_URL
             entry.default_value.value = default.encode("utf-8")
             entry.validation_json = '{"default":' + default + "}"
         if parameter.kind != "positional_or_keyword":
             entry.description = f"({parameter.kind})"
     return message
-
-
-def _strict_json(value: Any) -> str:
-    """JSON text of a default; its ``repr`` as a string when strict JSON cannot hold it."""
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return json.dumps(repr(value))
