@@ -43,7 +43,13 @@ HEADERS = [
 ]
 
 # -fvisibility=hidden: the module exports PyInit__native only (PyMODINIT_FUNC marks it).
-extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-fvisibility=hidden"]
+extra_compile_args = [
+    "-std=c11",
+    "-Wall",
+    "-Wextra",
+    "-Wno-missing-field-initializers",
+    "-fvisibility=hidden",
+]
 if os.environ.get("SNAKEPIT_WERROR"):
     # The project's own test build: every warning is an error.
     extra_compile_args.append("-Werror")

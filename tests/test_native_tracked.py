@@ -17,9 +17,8 @@ import warnings
 
 import pytest
 
-from snakepit_bridge import ThreadSafeAdapter, _native, thread_safe_method
-
 from _threads import run_threads
+from snakepit_bridge import ThreadSafeAdapter, _native, thread_safe_method
 
 
 class Kinds(ThreadSafeAdapter):
@@ -244,7 +243,7 @@ def test_a_generator_started_on_one_thread_may_finish_on_another() -> None:
     a = Kinds()
     g = a.gen(4)
     assert next(g) == 0
-    rest = run_threads(1, lambda _: list(g))[0]
+    rest = run_threads(lambda _: list(g), 1)[0]
     assert rest == [1, 2, 3]
     assert counts(a) == (1, 1, 0, 0)
     assert a.get_stats()["tracker"]["requests_by_thread"] == {"MainThread": 1}
@@ -305,7 +304,7 @@ def test_sixteen_threads_each_with_an_event_loop_count_exactly() -> None:
         asyncio.run(main())
         assert list(a.gen(3)) == [0, 1, 2]
 
-    run_threads(16, worker)
+    run_threads(worker, 16)
     total = 16 * (per_thread + 2)
     assert counts(a) == (total, total, 16 * per_thread // 5, 0)
     assert a.inner_calls == 16 * (per_thread + 6)
@@ -315,15 +314,23 @@ def test_sixteen_threads_each_with_an_event_loop_count_exactly() -> None:
 def test_the_call_observer_sees_the_body_start_and_end() -> None:
     a = Kinds()
     seen: list[tuple[str, bool]] = []
-    _native.set_call_observer(lambda method, adapter, entering: seen.append((method.__name__, entering)))
+    _native.set_call_observer(
+        lambda method, adapter, entering: seen.append((method.__name__, entering))
+    )
     try:
         asyncio.run(a.coro(1))
         list(a.gen(1))
     finally:
         _native.set_call_observer(None)
     assert seen == [
-        ("coro", True), ("sync_call", True), ("sync_call", False), ("coro", False),
-        ("gen", True), ("sync_call", True), ("sync_call", False), ("gen", False),
+        ("coro", True),
+        ("sync_call", True),
+        ("sync_call", False),
+        ("coro", False),
+        ("gen", True),
+        ("sync_call", True),
+        ("sync_call", False),
+        ("gen", False),
     ]
 
 
