@@ -1,13 +1,16 @@
 """Type stubs for ``snakepit_bridge._native``, the C core of snakepit-bridge."""
 
+import threading
 from collections.abc import Callable, Hashable
-from types import TracebackType
-from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
+from types import CodeType, TracebackType
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypedDict, TypeVar, overload
 
 from snakepit_bridge.base_adapter import BaseAdapter
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_R_co = TypeVar("_R_co", covariant=True)
+_Self = TypeVar("_Self")
 
 class TrackerStats(TypedDict):
     total_requests: int
@@ -27,20 +30,15 @@ class AdapterStats(TypedDict):
     thread_safe: bool
     tracker: TrackerStats
 
-class RLock:
+# Declared a subclass of threading._RLock for type checkers only, so that
+# threading.Condition(adapter.lock) type-checks: typeshed's Condition takes Lock | _RLock | RLock,
+# all final classes, hence the ignore.  At run time it is a native type with the same contract
+# (acquire, release, __enter__, __exit__ as threading.RLock's, plus the methods below).
+class RLock(threading._RLock):  # type: ignore[misc]
     """Reentrant lock with the ``threading.RLock`` contract (usable by ``threading.Condition``)."""
 
     def __init__(self) -> None: ...
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
-    def release(self) -> None: ...
     def locked(self) -> bool: ...
-    def __enter__(self) -> bool: ...
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
     def _is_owned(self) -> bool: ...
     def _release_save(self) -> tuple[int, int]: ...
     def _acquire_restore(self, state: tuple[int, int], /) -> None: ...
@@ -106,17 +104,28 @@ class ThreadSafeAdapter(BaseAdapter):
     def get_stats(self) -> AdapterStats: ...
     def get_stats_dict(self) -> AdapterStats: ...
 
-class thread_safe_method(Generic[_P, _R]):
-    """Decorator: tracks each call of an adapter method in the adapter's RequestTracker."""
+class thread_safe_method(Generic[_Self, _P, _R_co]):
+    """Decorator: tracks each call of an adapter method in the adapter's RequestTracker.
 
-    __wrapped__: Callable[_P, _R]
+    Typed as a method descriptor that keeps the decorated method's signature: on an instance it
+    is the bound method ``(*args: _P) -> _R_co``, on the class the function itself.
+    """
+
+    __wrapped__: Callable[Concatenate[_Self, _P], _R_co]
+    __func__: Callable[Concatenate[_Self, _P], _R_co]
     __thread_safe__: bool
-    def __init__(self, func: Callable[_P, _R], /) -> None: ...
-    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
-    def __get__(self, instance: object, owner: type | None = None) -> Any: ...
+    __code__: CodeType
+    __defaults__: tuple[Any, ...] | None
+    __kwdefaults__: dict[str, Any] | None
+    def __init__(self, func: Callable[Concatenate[_Self, _P], _R_co], /) -> None: ...
+    def __call__(self, instance: _Self, /, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
+    @overload
+    def __get__(self, instance: None, owner: type | None = None, /) -> Self: ...
+    @overload
+    def __get__(self, instance: _Self, owner: type | None = None, /) -> Callable[_P, _R_co]: ...
 
 WriteObserver = Callable[[ThreadSafeAdapter, str, bool], None]
-CallObserver = Callable[[thread_safe_method[..., Any], ThreadSafeAdapter, bool], None]
+CallObserver = Callable[[thread_safe_method[Any, ..., Any], ThreadSafeAdapter, bool], None]
 
 def set_write_observer(observer: WriteObserver | None, /) -> None:
     """Install (or remove with None) the hook called on every attribute write or delete

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from numbers import Real
 from typing import Any, Final
@@ -380,7 +380,7 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
 
     @thread_safe_method
     def execute_tool(
-        self, tool_name: str, arguments: dict[str, Any] | None = None, context: Any = None
+        self, tool_name: str, arguments: Mapping[str, Any] | None = None, context: Any = None
     ) -> Any:
         """Dispatch like BaseAdapter, tracked as one request (the tool call inside is nested)."""
         return BaseAdapter.execute_tool(self, tool_name, arguments, context)
