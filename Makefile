@@ -4,7 +4,7 @@ FT_VENV  := .venv
 GIL_VENV := .venv-gil
 PYTEST_ARGS ?=
 
-.PHONY: setup lint test test-ft test-gil test-debug tsan valgrind demo bench bench-quick proto clean
+.PHONY: setup lint test test-ft test-gil test-debug tsan valgrind demo bench bench-quick proto dist clean
 
 setup:
 	@scripts/setup.sh
@@ -71,6 +71,10 @@ bench-quick: setup
 # grpcio-tools has no free-threaded wheels). tests/test_server_proto.py fails when they are stale.
 proto: setup
 	$(GIL_VENV)/bin/python scripts/gen_proto.py
+
+# Release artefacts in dist/: the sdist and manylinux wheels for both interpreters.
+dist: setup
+	scripts/dist.sh
 
 clean:
 	rm -rf build dist *.egg-info snakepit_bridge/_native*.so $(FT_VENV) $(GIL_VENV) .venv-tsan .venv-debug

@@ -38,7 +38,7 @@ ensure_venv() {  # $1 venv dir, $2 base interpreter, $3 extras to install
     "$base" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
     # NumPy only from wheels: the newest releases with cp313t wheels are 2.1 to 2.4.
-    SNAKEPIT_WERROR=1 "$venv/bin/python" -m pip install -q --only-binary numpy -e ".[$extras]"
+    SNAKEPIT_WERROR=1 SNAKEPIT_DEBUG_INFO=1 "$venv/bin/python" -m pip install -q --only-binary numpy -e ".[$extras]"
     echo "$want" > "$venv/.snakepit-stamp"
   fi
   build_native "$venv"
@@ -53,7 +53,7 @@ PY
 )
   if [ ! -f "$so" ] || [ -n "$(find src setup.py -newer "$so" -print -quit)" ]; then
     log "building $so"
-    SNAKEPIT_WERROR=1 "$venv/bin/python" setup.py -q build_ext --inplace >/dev/null
+    SNAKEPIT_WERROR=1 SNAKEPIT_DEBUG_INFO=1 "$venv/bin/python" setup.py -q build_ext --inplace >/dev/null
   fi
 }
 
@@ -61,7 +61,7 @@ FT=$(scripts/ft-python.sh) || die "no free-threaded CPython 3.13 available"
 ensure_venv .venv "$FT" test,server
 "$FT" -c 'import sys; sys.exit(0)'
 if GIL=$(gil_python); then
-  ensure_venv .venv-gil "$GIL" test,server,grpc-tools,lint
+  ensure_venv .venv-gil "$GIL" test,server,grpc-tools,lint,release
 else
   die "no GIL build of CPython >= 3.11 found (set GIL_PYTHON)"
 fi

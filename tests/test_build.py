@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,8 +24,15 @@ BUILD_WHEEL = (
 
 
 def run(code: str, out: Path, cwd: Path) -> str:
+    # A user's build: none of the project's own build switches (debug information, -Werror).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEPIT_")}
     result = subprocess.run(
-        [sys.executable, "-c", code, str(out)], cwd=cwd, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", code, str(out)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip().splitlines()[-1]
@@ -55,16 +64,86 @@ def test_sdist_carries_all_c_sources_and_headers(sdist):
     assert server <= names, server - names
 
 
-def test_wheel_built_from_the_sdist_imports(sdist, tmp_path):
+@pytest.fixture(scope="module")
+def wheel(sdist, tmp_path_factory) -> Path:
+    """A wheel built from the sdist, as pip builds one for a user."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     with tarfile.open(sdist) as archive:
-        archive.extractall(tmp_path, filter="data") if sys.version_info >= (
-            3,
-            12,
-        ) else archive.extractall(tmp_path)
+        if sys.version_info >= (3, 12):
+            archive.extractall(tmp_path, filter="data")
+        else:
+            archive.extractall(tmp_path)
     source = next(p for p in tmp_path.iterdir() if p.is_dir())
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    wheel = wheels / run(BUILD_WHEEL, wheels, source)
+    return wheels / run(BUILD_WHEEL, wheels, source)
+
+
+def test_sdist_ships_no_build_leftovers(sdist):
+    with tarfile.open(sdist) as archive:
+        names = [Path(name) for name in archive.getnames()]
+    top = {name.parts[0] for name in names}
+    assert len(top) == 1
+    inside = [name.relative_to(name.parts[0]) for name in names if len(name.parts) > 1]
+    assert Path("PKG-INFO") in inside
+    leftovers = [
+        str(name)
+        for name in inside
+        if name.parts[0].endswith(".egg-info")
+        or name.suffix in (".so", ".o", ".pyc")
+        or "__pycache__" in name.parts
+        or name.parts[0] in ("build", "dist")
+        or name.parts[0].startswith(".venv")
+    ]
+    assert leftovers == []
+
+
+def _extension_of(wheel_path: Path, into: Path) -> Path:
+    with zipfile.ZipFile(wheel_path) as archive:
+        archive.extractall(into)
+    return next(into.glob("snakepit_bridge/_native*.so"))
+
+
+def test_a_users_wheel_carries_no_debug_information(wheel, tmp_path):
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        pytest.skip("no readelf (binutils) to list the sections")
+    sections = subprocess.run(
+        [readelf, "-S", "-W", str(_extension_of(wheel, tmp_path))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert ".text" in sections
+    assert ".debug_" not in sections
+
+
+def test_a_users_wheel_repairs_to_a_manylinux_tag(wheel, tmp_path):
+    """auditwheel (the ``release`` extra, GIL venv) finds nothing to graft: the extension
+    needs only the C library, so the wheel takes a manylinux tag."""
+    # Any interpreter's wheel: auditwheel only reads the ELF file.
+    bins = os.pathsep.join([os.path.dirname(sys.executable), str(ROOT / ".venv-gil" / "bin")])
+    auditwheel = shutil.which("auditwheel", path=bins)
+    if auditwheel is None:
+        pytest.skip("auditwheel is installed in the GIL venv (the release extra)")
+    env = dict(os.environ, PATH=os.path.dirname(auditwheel) + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run(
+        [auditwheel, "repair", "--wheel-dir", str(tmp_path), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    repaired = [p.name for p in tmp_path.glob("*.whl")]
+    assert len(repaired) == 1 and "manylinux" in repaired[0], (repaired, proc.stderr)
+    shown = subprocess.run(
+        [auditwheel, "show", str(tmp_path / repaired[0])], capture_output=True, text=True, env=env
+    )
+    assert "manylinux" in shown.stdout and "external shared libraries" not in shown.stdout.lower()
+
+
+def test_wheel_built_from_the_sdist_imports(wheel, tmp_path):
     abi = (
         "cp313t"
         if sysconfig.get_config_var("Py_GIL_DISABLED")

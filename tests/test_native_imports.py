@@ -72,3 +72,29 @@ def test_one_spelling_for_the_bucket_of_threads_past_a_limit():
     # The native tracker's key is checked against it in test_native_tracker.py.
     assert tsc.OTHER_THREADS is base_adapter_threaded.OTHER_THREADS
     assert threaded_showcase.OTHER_THREADS is base_adapter_threaded.OTHER_THREADS
+
+
+def test_the_checker_is_importable_from_the_package_root_lazily():
+    """`from snakepit_bridge import ThreadSafetyChecker` works (the README lists it there), and
+    importing the package alone does not load the checker."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, snakepit_bridge\n"
+        "assert 'snakepit_bridge.thread_safety_checker' not in sys.modules\n"
+        "from snakepit_bridge import ThreadSafetyChecker\n"
+        "from snakepit_bridge.thread_safety_checker import ThreadSafetyChecker as Facade\n"
+        "assert ThreadSafetyChecker is Facade\n"
+        "assert 'ThreadSafetyChecker' in snakepit_bridge.__all__\n"
+        "try:\n"
+        "    snakepit_bridge.NoSuchName\n"
+        "except AttributeError as exc:\n"
+        "    assert 'NoSuchName' in str(exc)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
