@@ -74,6 +74,7 @@ if FREE_THREADED:
     # Some toolchains share one pyconfig.h between builds; say it explicitly.
     define_macros.append(("Py_GIL_DISABLED", "1"))
 
+
 class sdist(_sdist):
     """The sdist, without setuptools' egg-info folder (a build leftover; PKG-INFO at the top of
     the archive is the metadata, and a build from the sdist writes its own)."""

@@ -25,6 +25,7 @@ def __getattr__(name: str) -> Any:
         return ThreadSafetyChecker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "BaseAdapter",
     "RLock",
