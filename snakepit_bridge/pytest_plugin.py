@@ -51,6 +51,8 @@ ALLOW_WARNINGS_MARKER = "allow_thread_safety_warnings"
 TIMEOUT_INI = "snakepit_hammer_timeout"
 
 _CHECKER_KEY = pytest.StashKey[Any]()
+_LATE_FINDINGS_KEY = pytest.StashKey[int]()  # findings that failed the test at teardown
+RUN_PARALLEL_UNSAFE_MARKER = "thread_unsafe"
 _REPORTED_KEY = pytest.StashKey[int]()  # warnings already judged by the test body
 
 
@@ -108,6 +110,37 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{ALLOW_WARNINGS_MARKER}: do not fail the test when its thread_safety_checker recorded "
         "warnings (snakepit-bridge)",
     )
+    # pytest-run-parallel's marker, registered here too so that adding it below never trips
+    # --strict-markers when that plugin is not installed.
+    config.addinivalue_line(
+        "markers", f"{RUN_PARALLEL_UNSAFE_MARKER}: run the test in one thread (pytest-run-parallel)"
+    )
+
+
+# What pytest-run-parallel (--parallel-threads=N) must not multiply: tests that start their own
+# threads with this plugin and check their own totals, and checker tests (one checker watches
+# every thread of the process, so N copies of a test would report each other's writes).
+_NOT_PARALLEL_FIXTURES = {
+    "thread_safety_checker": "uses the process-wide thread_safety_checker (snakepit-bridge)",
+    "hammer": "starts its own threads with the hammer fixture (snakepit-bridge)",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker(RUN_PARALLEL_UNSAFE_MARKER) is not None:
+            continue
+        reason = None
+        if item.get_closest_marker(HAMMER_MARKER) is not None:
+            reason = f"runs its body in threads itself (@pytest.mark.{HAMMER_MARKER})"
+        else:
+            used = getattr(item, "fixturenames", ())
+            reason = next(
+                (why for name, why in _NOT_PARALLEL_FIXTURES.items() if name in used), None
+            )
+        if reason is not None:
+            item.add_marker(getattr(pytest.mark, RUN_PARALLEL_UNSAFE_MARKER)(reason=reason))
 
 
 def _forever_if_zero(timeout: float) -> float | None:
@@ -157,6 +190,7 @@ def thread_safety_checker(request: pytest.FixtureRequest) -> Iterator[Any]:
     if reported is not None:  # the body passed its own check; look for later findings only
         late = _checker_warnings(checker)[reported:]
         if late:
+            request.node.stash[_LATE_FINDINGS_KEY] = len(late)
             _fail_on_warnings(late, "during teardown")
 
 
@@ -167,11 +201,36 @@ def _checker_warnings(checker: Any) -> list[str]:
 def _fail_on_warnings(warnings: Sequence[str], when: str) -> None:
     __tracebackhide__ = True
     listed = "\n".join(f"  - {w}" for w in warnings)
+    # The first finding on the first line too: it is the line pytest's summary shows.
     pytest.fail(
-        f"the thread-safety checker recorded {len(warnings)} warning(s) {when}:\n{listed}\n"
+        f"the thread-safety checker recorded {len(warnings)} warning(s) {when}: {warnings[0]}\n"
+        f"{listed}\n"
         f"(mark the test @pytest.mark.{ALLOW_WARNINGS_MARKER} if they are expected)",
         pytrace=False,
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    late = item.stash.get(_LATE_FINDINGS_KEY, None)
+    if late is not None and report.when == "teardown" and report.failed:
+        # Findings of fixtures torn down after the body are the test's failure, not an error of
+        # the test set-up machinery: say so where pytest lists results (see teststatus below).
+        report.user_properties.append(("thread_safety_findings", late))
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
+    if (
+        report.when == "teardown"
+        and report.failed
+        and any(name == "thread_safety_findings" for name, _ in report.user_properties)
+    ):
+        return "failed", "F", "FAILED"
+    return None
 
 
 @pytest.hookimpl(wrapper=True)

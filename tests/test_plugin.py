@@ -420,11 +420,66 @@ def test_checker_fixture_fails_at_teardown_on_later_warnings(project: pytest.Pyt
             racy_on_teardown.increment()  # one thread only: not a race yet
         """
     )
-    result = project.runpytest("-W", "ignore::RuntimeWarning")
-    result.assert_outcomes(passed=1, errors=1)
+    result = project.runpytest("-W", "ignore::RuntimeWarning", "-ra")
+    # A failure of the test (not an error of its set-up), with the finding where pytest lists
+    # the results.
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
-            "*the thread-safety checker recorded 1 warning(s) during teardown:*",
-            "*RacyCounter.count*",
+            "*the thread-safety checker recorded 1 warning(s) during teardown: *RacyCounter.count*",
+            "*short test summary*",
+            "FAILED *test_body_is_clean*",
         ]
     )
+
+
+# --------------------------------------------------------------------------------------------
+# With pytest-run-parallel
+# --------------------------------------------------------------------------------------------
+
+
+def test_with_pytest_run_parallel_our_threaded_tests_run_once(project: pytest.Pytester) -> None:
+    """pytest --parallel-threads=4 multiplies every test by 4; a hammer-marked test, a test using
+    the hammer fixture and a checker test would then check totals (or findings) of 4 copies at
+    once. They are marked thread_unsafe for pytest-run-parallel, and keep their exact counts."""
+    pytest.importorskip("pytest_run_parallel")
+    project.makepyfile(
+        """
+        import pytest
+        from adapters import LockedCounter
+
+        shared = LockedCounter()
+        fixture_counter = LockedCounter()
+
+        @pytest.mark.hammer(threads=16, iterations=10)
+        def test_marked():
+            shared.increment()
+
+        def test_marked_total():
+            assert shared.count == 160
+
+        def test_fixture(hammer):
+            hammer(fixture_counter.increment, threads=8, iterations=10)
+            assert fixture_counter.count == 80
+
+        def test_checker(thread_safety_checker, hammer):
+            c = LockedCounter()
+            hammer(c.increment, threads=4, iterations=10)
+            assert c.count == 40
+
+        def test_plain_runs_in_parallel(num_parallel_threads):
+            assert num_parallel_threads == 4
+        """
+    )
+    result = project.runpytest("-p", "run-parallel", "--parallel-threads=4", "-v")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(
+        [
+            "*pytest-run-parallel report*",
+            "*::test_marked was not run in parallel: runs its body in threads itself*",
+            "*::test_fixture was not run in parallel: starts its own threads with the hammer*",
+            "*::test_checker was not run in parallel: uses the process-wide thread_safety_checker*",
+        ]
+    )
+    assert "test_plain_runs_in_parallel was not run in parallel" not in result.stdout.str()
