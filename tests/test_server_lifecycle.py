@@ -372,4 +372,4 @@ def test_the_server_runs_with_warnings_as_errors(servers: ServerPool) -> None:
     assert [json.loads(c.data)["i"] for c in chunks[:-1]] == [0, 1]
     server.signal(signal.SIGTERM)
     assert server.wait() == 0, server.stderr()
-    assert "Traceback" not in server.stderr()
+    assert "Traceback" not in server.stderr(), server.stderr()

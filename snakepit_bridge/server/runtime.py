@@ -30,6 +30,7 @@ import socket
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -162,19 +163,25 @@ def _load_adapter(config: ServerConfig) -> tuple[Any, ServerConfig]:
 async def _serve(config: ServerConfig, adapter: Any, monitor: SafetyMonitor | None) -> _Outcome:
     await _call_hook(adapter, "initialize", fatal=True)
     try:
-        server, service, gateway, pool, trigger = await _start(config, adapter, monitor)
+        server, connections, service, gateway, pool, trigger = await _start(
+            config, adapter, monitor
+        )
     except StartupError:
         await _call_hook(adapter, "cleanup", fatal=False)  # initialize() ran: undo it
         raise
     if config.exit_on_stdin_close:
         trigger.watch_stdin()
     await trigger.requested.wait()
-    return await _shutdown(config, server, service, gateway, pool, adapter, trigger, monitor)
+    return await _shutdown(
+        config, server, connections, service, gateway, pool, adapter, trigger, monitor
+    )
 
 
 async def _start(
     config: ServerConfig, adapter: Any, monitor: SafetyMonitor | None
-) -> tuple[Server, BridgeService, PoolGateway, ThreadPoolExecutor, ShutdownTrigger]:
+) -> tuple[
+    Server, weakref.WeakSet[Any], BridgeService, PoolGateway, ThreadPoolExecutor, ShutdownTrigger
+]:
     """Bind, start the pool and the server, and announce readiness."""
     loop = asyncio.get_running_loop()
     if monitor is not None:
@@ -186,6 +193,7 @@ async def _start(
     runner = ToolRunner(adapter, catalog, loop, config.max_message_bytes)
     service = BridgeService(runner, gateway, catalog, config.max_message_bytes)
     server = Server([service], codec=PreEncodedProtoCodec())
+    connections = _track_connections(server)
     trigger = ShutdownTrigger(loop)
     trigger.install_signal_handlers()  # before readiness: an early SIGTERM is a graceful one
     await server.start(sock=sock)
@@ -213,7 +221,7 @@ async def _start(
         sys.version.split()[0],
         "on" if environment.gil_enabled() else "off",
     )
-    return server, service, gateway, pool, trigger
+    return server, connections, service, gateway, pool, trigger
 
 
 def _start_pool(workers: int, nice: int) -> ThreadPoolExecutor:
@@ -296,6 +304,7 @@ def write_ready_file(path: str, port: int) -> None:
 async def _shutdown(
     config: ServerConfig,
     server: Server,
+    connections: weakref.WeakSet[Any],
     service: BridgeService,
     gateway: PoolGateway,
     pool: ThreadPoolExecutor,
@@ -327,6 +336,8 @@ async def _shutdown(
         await asyncio.wait_for(server.wait_closed(), timeout=1.0)
     except TimeoutError:
         log.warning("some connections did not close within 1 s")
+    _close_connections(connections)
+    await asyncio.sleep(0)  # the transports finish closing in the loop's next callbacks
     pool.shutdown(wait=False, cancel_futures=True)
     await asyncio.sleep(0)  # let cancelled jobs count themselves out
     status = await _call_hook(adapter, "cleanup", fatal=False)
@@ -334,6 +345,34 @@ async def _shutdown(
         monitor.close()
     log.info("stopped")
     return _Outcome(status=status, stuck_jobs=gateway.in_flight)
+
+
+def _track_connections(server: Server) -> weakref.WeakSet[Any]:
+    """The server's client connections, so that shutdown can close them.
+
+    grpclib's ``Server.close()`` cancels the running requests but leaves client connections
+    open; one still open when the event loop closes is a transport nobody closed (a
+    ResourceWarning at exit, an error under ``-W error``; seen when a client had not yet closed
+    its connection at SIGTERM). grpclib keeps no list of them, so its protocol factory (used by
+    ``start()``) is wrapped to remember each.
+    """
+    connections: weakref.WeakSet[Any] = weakref.WeakSet()
+    make_protocol = server._protocol_factory
+
+    def protocol_factory() -> Any:
+        protocol = make_protocol()
+        connections.add(protocol)
+        return protocol
+
+    server._protocol_factory = protocol_factory  # type: ignore[method-assign]
+    return connections
+
+
+def _close_connections(connections: weakref.WeakSet[Any]) -> None:
+    for protocol in list(connections):
+        processor = getattr(protocol, "processor", None)  # set once the connection is made
+        if processor is not None:
+            processor.close("the server is shutting down")
 
 
 def _stop_listening(server: Server) -> None:
