@@ -176,9 +176,36 @@ def _positive_float(text: str) -> float:
     return value
 
 
+# The commands that import a user's adapter module.
+ADAPTER_COMMANDS = frozenset({"hammer", "tools", "serve"})
+
+
+def import_from_working_directory() -> None:
+    """Put the working directory first on ``sys.path``, as ``python -m snakepit_bridge`` does.
+
+    A console script's ``sys.path`` starts with the script's own directory (the venv's ``bin``),
+    not the working directory, so ``snakepit-bridge hammer proj.adapters:Adapter`` run from the
+    project's folder would not find ``proj``. Nothing changes when the directory is already on
+    the path, or when the interpreter runs isolated (``-I``) or with ``-P`` /
+    ``PYTHONSAFEPATH``, which ask Python not to add it. The Snakepit launcher never comes here:
+    it runs the server in isolated mode (docs/server.md).
+    """
+    if sys.flags.isolated or sys.flags.safe_path:
+        return
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the directory was removed under us: nothing to import from
+        return
+    if any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        return
+    sys.path.insert(0, cwd)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] and args[0] in ADAPTER_COMMANDS:
+        import_from_working_directory()
     if args[:1] == ["serve"]:
         # The server parses its own arguments (Snakepit's, unknown ones included).
         from snakepit_bridge.server.__main__ import run
