@@ -26,6 +26,7 @@ from typing import IO, Any, NoReturn
 
 from snakepit_bridge import environment, hammer, loading
 from snakepit_bridge._json import json_safe
+from snakepit_bridge._options import positive_int, positive_number
 from snakepit_bridge.base_adapter import ParameterSpec, tool_specs
 
 PROG = "snakepit-bridge"
@@ -90,21 +91,21 @@ def _build_parser() -> argparse.ArgumentParser:
     amount = run.add_mutually_exclusive_group()
     amount.add_argument(
         "--requests",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="M",
         help=f"total requests over all threads (default {hammer.DEFAULT_REQUESTS:,})",
     )
     amount.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_number,
         default=None,
         metavar="SECONDS",
         help="run for this long instead of a number of requests",
     )
     run.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=hammer.DEFAULT_THREADS,
         metavar="N",
         help=f"worker threads (default {hammer.DEFAULT_THREADS})",
@@ -154,26 +155,6 @@ def _build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 # The commands that import a user's adapter module.

@@ -11,11 +11,12 @@ reported as a warning and ignored, never a reason to exit.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
+
+from snakepit_bridge._options import non_negative_int, non_negative_number, positive_int
 
 __all__ = [
     "DEFAULT_ADAPTER",
@@ -90,45 +91,15 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
 def _port(text: str) -> int:
-    value = _non_negative_int(text)
+    value = non_negative_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a TCP port (0-65535), got {value}")
     return value
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds, got {text}")
-    return value
-
-
 def _nice(text: str) -> int:
-    value = _non_negative_int(text)
+    value = non_negative_int(text)
     if value > 19:
         raise argparse.ArgumentTypeError(f"must be between 0 and 19, got {value}")
     return value
@@ -160,7 +131,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("--port", type=_port, default=0, help="TCP port; 0 (default) picks a free one")
     add(
         "--max-workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="threads running tools (default: the number of usable CPUs)",
@@ -192,14 +163,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     add(
         "--max-message-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_MESSAGE_BYTES,
         metavar="N",
         help="largest request or reply message, in bytes (default 64 MiB)",
     )
     add(
         "--max-queued-requests",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=DEFAULT_MAX_QUEUED_REQUESTS,
         metavar="N",
         help="requests that may wait for a free thread before new ones get "
@@ -207,7 +178,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     add(
         "--grace-period",
-        type=_seconds,
+        type=non_negative_number,
         default=DEFAULT_GRACE_PERIOD,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long in-flight requests may finish (default 4)",
