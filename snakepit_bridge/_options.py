@@ -2,8 +2,9 @@
 
 Each is an ``argparse`` ``type=`` function: it returns the value or raises
 ``argparse.ArgumentTypeError`` with a message that argparse prints after the option's name
-(``argument --threads: must be at least 1, got 0``). Standard library only, so the server's
-configuration can use them without importing the command line.
+(``argument --threads: must be at least 1, got 0``). Standard library only (and
+:mod:`snakepit_bridge.loading`, which is too), so the server's configuration can use them
+without importing the command line.
 """
 
 from __future__ import annotations
@@ -11,7 +12,20 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["non_negative_int", "non_negative_number", "positive_int", "positive_number"]
+from snakepit_bridge.loading import InitArgs, parse_init_args
+
+__all__ = [
+    "init_args",
+    "non_negative_int",
+    "non_negative_number",
+    "positive_int",
+    "positive_number",
+]
+
+INIT_ARGS_HELP = (
+    "the adapter's constructor arguments: a JSON object of keyword arguments, e.g. "
+    '\'{"model_path": "model.bin"}\', or a JSON array of positional ones'
+)
 
 
 def _integer(text: str) -> int:
@@ -58,3 +72,11 @@ def non_negative_number(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
     return value
+
+
+def init_args(text: str) -> InitArgs:
+    """``--init-args``: see :func:`snakepit_bridge.loading.parse_init_args`."""
+    try:
+        return parse_init_args(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

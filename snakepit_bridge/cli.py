@@ -2,8 +2,9 @@
 
 Exit status: 0 all good; 1 request errors, checker warnings with ``--strict``, or an adapter that
 fails (or raises ``SystemExit``) while being constructed; 2 usage errors (unknown adapter or tool,
-an adapter module that fails or exits while being imported, bad ``--args`` JSON, bad option values,
-more ``--threads`` than can be started), always reported as one line on stderr; 130 when a hammer
+an adapter module that fails or exits while being imported, constructor arguments that do not fit
+the adapter's signature, bad ``--init-args`` or ``--args`` JSON, bad option values, more
+``--threads`` than can be started), always reported as one line on stderr; 130 when a hammer
 run was interrupted with Ctrl-C (its partial report is still printed). ``--json`` output is always
 standard JSON (never ``NaN``). See ``docs/cli.md``.
 """
@@ -26,8 +27,9 @@ from typing import IO, Any, NoReturn
 
 from snakepit_bridge import environment, hammer, loading
 from snakepit_bridge._json import json_safe
-from snakepit_bridge._options import positive_int, positive_number
+from snakepit_bridge._options import INIT_ARGS_HELP, init_args, positive_int, positive_number
 from snakepit_bridge.base_adapter import ParameterSpec, tool_specs
+from snakepit_bridge.loading import InitArgs
 
 PROG = "snakepit-bridge"
 EXIT_OK = 0
@@ -50,6 +52,13 @@ def _add_adapter_argument(parser: argparse.ArgumentParser) -> None:
         default=loading.DEFAULT_ADAPTER,
         metavar="ADAPTER",
         help="adapter class as module:Class or module.Class (default: the built-in showcase)",
+    )
+    parser.add_argument(
+        "--init-args",
+        type=init_args,
+        default=InitArgs(),
+        metavar="JSON",
+        help=INIT_ARGS_HELP,
     )
 
 
@@ -259,6 +268,7 @@ def _parse_tool_arguments(text: str | None) -> dict[str, dict[str, Any]]:
 def _cmd_hammer(options: argparse.Namespace) -> int:
     arguments = _parse_tool_arguments(options.args_json)
     adapter_class = loading.load_adapter_class(options.adapter)
+    build_adapter = loading.adapter_factory(adapter_class, options.init_args)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     requests = options.requests if options.duration is None else None
     if requests is None and options.duration is None:
@@ -282,7 +292,7 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
             )
 
     result = hammer.run_hammer(
-        adapter_class,
+        build_adapter,
         lambda adapter: hammer.build_mix(adapter, options.tool, arguments, seed),
         threads=options.threads,
         requests=requests,
@@ -299,7 +309,7 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
     if options.json:
         _print_json(result.to_dict())
     else:
-        sys.stdout.write(render_report(result))
+        sys.stdout.write(render_report(result, options.init_args))
     sys.stdout.flush()
     return result.exit_code
 
@@ -365,8 +375,8 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def render_report(result: hammer.HammerResult) -> str:
-    """The human-readable hammer report."""
+def render_report(result: hammer.HammerResult, init: InitArgs | None = None) -> str:
+    """The human-readable hammer report (``init``: the adapter's constructor arguments)."""
     data = result.to_dict()
     lines: list[str] = []
     add = lines.append
@@ -376,7 +386,7 @@ def render_report(result: hammer.HammerResult) -> str:
     env = data["environment"]
     gil = "enabled" if env["gil_enabled"] else "disabled"
     build = "free-threaded build" if env["free_threaded_build"] else "GIL build"
-    add(f"adapter     {data['adapter']}")
+    add(f"adapter     {data['adapter']}" + (f", init args {init}" if init else ""))
     add(f"python      {env['implementation']} {env['python']} ({build}), GIL {gil}")
     amount = (
         f"{result.target_requests:,} requests"
@@ -461,7 +471,7 @@ def render_report(result: hammer.HammerResult) -> str:
 
 def _cmd_tools(options: argparse.Namespace) -> int:
     adapter_class = loading.load_adapter_class(options.adapter)
-    adapter = loading.construct_adapter(adapter_class)
+    adapter = loading.construct_adapter(loading.adapter_factory(adapter_class, options.init_args))
     specs = tool_specs(adapter)
     if options.json:
         payload = {

@@ -13,10 +13,17 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
-from snakepit_bridge._options import non_negative_int, non_negative_number, positive_int
+from snakepit_bridge._options import (
+    INIT_ARGS_HELP,
+    init_args,
+    non_negative_int,
+    non_negative_number,
+    positive_int,
+)
+from snakepit_bridge.loading import InitArgs
 
 __all__ = [
     "DEFAULT_ADAPTER",
@@ -55,6 +62,7 @@ class ServerConfig:
     """Everything the server was asked to do, validated."""
 
     adapter: str = DEFAULT_ADAPTER
+    init_args: InitArgs = field(default_factory=InitArgs)
     host: str = "127.0.0.1"
     port: int = 0
     max_workers: int = 1
@@ -128,6 +136,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         metavar="MODULE.CLASS",
         help="adapter class as pkg.mod.Class or pkg.mod:Class (default: the showcase adapter)",
     )
+    add("--init-args", type=init_args, default=InitArgs(), metavar="JSON", help=INIT_ARGS_HELP)
     add("--port", type=_port, default=0, help="TCP port; 0 (default) picks a free one")
     add(
         "--max-workers",
@@ -208,6 +217,7 @@ def parse_config(
     ready_file = environ.get("SNAKEPIT_READY_FILE") or None
     return ServerConfig(
         adapter=options.adapter,
+        init_args=options.init_args,
         host=options.host,
         port=options.port,
         max_workers=options.max_workers or default_max_workers(),
