@@ -268,6 +268,8 @@ def _parse_tool_arguments(text: str | None) -> dict[str, dict[str, Any]]:
 def _cmd_hammer(options: argparse.Namespace) -> int:
     arguments = _parse_tool_arguments(options.args_json)
     adapter_class = loading.load_adapter_class(options.adapter)
+    if not options.tool:
+        _require_numpy_for_the_showcase_mix(adapter_class)
     build_adapter = loading.adapter_factory(adapter_class, options.init_args)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     requests = options.requests if options.duration is None else None
@@ -312,6 +314,27 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
         sys.stdout.write(render_report(result, options.init_args))
     sys.stdout.flush()
     return result.exit_code
+
+
+SHOWCASE_MODULE = "snakepit_bridge.adapters.threaded_showcase"
+
+
+def _require_numpy_for_the_showcase_mix(adapter_class: type) -> None:
+    """The showcase's default mix calls its NumPy tools: without NumPy, say so before the run
+    (a usage error) instead of reporting most requests as failed.
+
+    The showcase module is only looked at when it is already imported, which it is when the
+    adapter is the showcase or a subclass: another adapter's run never imports NumPy for this.
+    """
+    showcase = sys.modules.get(SHOWCASE_MODULE)
+    if showcase is None or showcase.NUMPY_AVAILABLE:
+        return
+    if issubclass(adapter_class, showcase.ThreadedShowcaseAdapter):
+        raise hammer.UsageError(
+            "the showcase adapter's default mix needs NumPy, which is not installed: "
+            "pip install 'snakepit-bridge[numpy]' (or hammer tools that do not need it, "
+            "e.g. --tool ping)"
+        )
 
 
 def _interrupt_on_sigint() -> None:
