@@ -29,6 +29,7 @@ from snakepit_bridge import environment, hammer, loading
 from snakepit_bridge._json import json_safe
 from snakepit_bridge._options import INIT_ARGS_HELP, init_args, positive_int, positive_number
 from snakepit_bridge.base_adapter import ParameterSpec, tool_specs
+from snakepit_bridge.checker.report import advice
 from snakepit_bridge.loading import InitArgs
 
 PROG = "snakepit-bridge"
@@ -166,6 +167,23 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tolerate_unencodable_output() -> None:
+    """Write what the terminal's encoding cannot hold as backslash escapes, never raise.
+
+    The report carries text from the adapter (names, messages, statistics, tracebacks) that a
+    terminal's encoding (``cp1252``, ``ascii``) may not have; Python's stdout is strict and would
+    end the command with a ``UnicodeEncodeError`` in the middle of the report. stderr already
+    escapes by default; the encoding itself is left as it is.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or detached stream: nothing to protect
+                pass
+
+
 # The commands that import a user's adapter module.
 ADAPTER_COMMANDS = frozenset({"hammer", "tools", "serve"})
 
@@ -194,6 +212,7 @@ def import_from_working_directory() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    tolerate_unencodable_output()
     if args[:1] and args[0] in ADAPTER_COMMANDS:
         import_from_working_directory()
     if args[:1] == ["serve"]:
@@ -470,8 +489,9 @@ def render_report(result: hammer.HammerResult, init: InitArgs | None = None) -> 
             add(f"  - {finding}")
         for problem in (result.thread_safety.get("undeclared_adapters") or {}).values():
             add(f"  note: {problem}")
-        for recommendation in result.thread_safety.get("recommendations", []) or []:
-            add(f"  {recommendation}")
+        # The checker's recommendations, with their level as a word rather than an emoji.
+        for level, text in advice(result.thread_safety):
+            add(f"  {level}: {text}")
     add("")
     verdict = {
         EXIT_OK: "OK",

@@ -117,3 +117,79 @@ def test_another_adapter_is_not_held_to_numpy(
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# A terminal that cannot encode everything
+# --------------------------------------------------------------------------------------------
+
+UNICODE_ADAPTER = textwrap.dedent("""
+    from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method, tool
+
+
+    class Racy(ThreadSafeAdapter):
+        \"\"\"A race (so the checker's report prints) and text no 8-bit code page holds.\"\"\"
+
+        __thread_safe__ = True
+
+        def __init__(self):
+            super().__init__()
+            self.counter = 0
+
+        @thread_safe_method
+        @tool(description="Count \\u2192 without the lock \\U0001f40d")
+        def increment(self) -> int:
+            self.counter += 1
+            return self.counter
+
+        @thread_safe_method
+        @tool
+        def fail(self) -> None:
+            raise ValueError("no \\u2713 here")
+
+        def get_stats(self):
+            return {**super().get_stats(), "mood": "\\u2713 \\U0001f40d"}
+""")
+
+
+@pytest.fixture(scope="module")
+def unicode_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("unicode_adapter")
+    (folder / "unicode_adapter.py").write_text(UNICODE_ADAPTER, encoding="utf-8")
+    return with_path(folder)
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "ascii"])
+def test_the_report_never_raises_on_a_terminal_that_cannot_encode_it(
+    unicode_env: dict[str, str], encoding: str
+) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "snakepit_bridge", "hammer", "unicode_adapter:Racy",
+            "--requests", "400", "--threads", "4", "--thread-safety-check", "--quiet",
+        ],
+        capture_output=True,
+        encoding=encoding,
+        env={**unicode_env, "PYTHONIOENCODING": encoding},
+        timeout=RUN_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the failing tool's requests
+    out = proc.stdout
+    assert "thread-safety checker: " in out and "unprotected write to Racy.counter" in out
+    # The checker's advice in plain words, not emoji; the adapter's own text escaped.
+    assert "  warning: 1 attribute(s) written by several threads without a lock" in out
+    assert '"mood"' in out
+    assert "ValueError: no \\u2713 here" in out
+    assert out.rstrip().splitlines()[-1].startswith("result: FAILED")
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "snakepit_bridge", "tools", "unicode_adapter:Racy"],
+        capture_output=True,
+        encoding=encoding,
+        env={**unicode_env, "PYTHONIOENCODING": encoding},
+        timeout=RUN_TIMEOUT,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "Count \\u2192 without the lock \\U0001f40d" in listed.stdout
