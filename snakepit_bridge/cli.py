@@ -481,30 +481,59 @@ def render_report(result: hammer.HammerResult, init: InitArgs | None = None) -> 
     if result.thread_safety is not None:
         add("")
         findings = result.checker_warnings
+        undeclared = list((result.thread_safety.get("undeclared_adapters") or {}).values())
         add(
             f"thread-safety checker: {len(findings)} warning(s)"
+            + (
+                f", {len(undeclared)} adapter class(es) not declared thread-safe"
+                if undeclared
+                else ""
+            )
             + (" (--strict)" if result.strict else "")
         )
-        for finding in findings:
+        for finding in [*findings, *undeclared]:
             add(f"  - {finding}")
-        for problem in (result.thread_safety.get("undeclared_adapters") or {}).values():
-            add(f"  note: {problem}")
         # The checker's recommendations, with their level as a word rather than an emoji.
         for level, text in advice(result.thread_safety):
             add(f"  {level}: {text}")
     add("")
-    verdict = {
-        EXIT_OK: "OK",
-        EXIT_FAILED: "FAILED: "
-        + (
-            f"{result.failed:,} request(s) raised"
-            if result.failed
-            else f"{len(result.checker_warnings)} checker warning(s) with --strict"
-        ),
-        EXIT_INTERRUPTED: "INTERRUPTED",
-    }[result.exit_code]
-    add(f"result: {verdict}")
+    add(f"result: {verdict(result)}")
     return "\n".join(lines) + "\n"
+
+
+def verdict(result: hammer.HammerResult) -> str:
+    """The report's last line, after ``result:``: agrees with the exit status and with every
+    finding above it.
+
+    ``OK`` only when nothing was found; ``WARNING`` when the checker warned (without
+    ``--strict``) or found adapter classes not declared thread-safe, and the exit status stays
+    0; ``FAILED`` for exit status 1, ``INTERRUPTED`` for 130. Each names what it counts.
+    """
+    findings = []
+    if result.failed:
+        findings.append(f"{result.failed:,} request(s) raised")
+    warned = len(result.checker_warnings)
+    if warned:
+        findings.append(
+            f"{warned} checker warning(s)" + (" with --strict" if result.strict else "")
+        )
+    undeclared = len((result.thread_safety or {}).get("undeclared_adapters") or {})
+    if undeclared:
+        findings.append(f"{undeclared} adapter class(es) not declared thread-safe")
+    code = result.exit_code
+    if code == EXIT_INTERRUPTED:
+        head = "INTERRUPTED"
+    elif code == EXIT_FAILED:
+        head = "FAILED"
+    elif findings:
+        head = "WARNING"
+    else:
+        return "OK"
+    text = head + (": " + "; ".join(findings) if findings else "")
+    if head == "WARNING":
+        # Not a failure of this run; say whether --strict would make it one.
+        text += " (exit status 0" + ("; --strict fails on them" if warned else "") + ")"
+    return text
 
 
 # --------------------------------------------------------------------------------------------

@@ -130,14 +130,20 @@ def advice(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         )
     if report["concurrent_accesses"]:
         peak = max(report["concurrent_accesses"].values())
-        tips.append(
-            (
-                "note",
-                f"{len(report['concurrent_accesses'])} method(s) ran concurrently (up to {peak} "
-                "calls at once). That is expected in a thread pool; it is only safe because shared "
-                "state is updated under a lock.",
-            )
+        ran = (
+            f"{len(report['concurrent_accesses'])} method(s) ran concurrently (up to {peak} "
+            "calls at once)"
         )
+        # The note must not contradict the findings: concurrency is only reassuring when no
+        # write raced.
+        if races:
+            tip = f"{ran}: that concurrency is what makes the unlocked writes above races."
+        else:
+            tip = (
+                f"{ran}. That is expected in a thread pool; no shared attribute was written "
+                "without a lock while it happened."
+            )
+        tips.append(("note", tip))
     if report["total_threads_seen"] == 1:
         tips.append(
             (
