@@ -39,6 +39,7 @@ __all__ = [
     "ToolSpec",
     "UnknownToolError",
     "acall",
+    "is_coroutine",
     "tool",
     "tool_specs",
 ]
@@ -434,9 +435,11 @@ _NOT_COROUTINE_LIMIT = 1024
 _not_coroutine_types: set[type] = {type(None), int, float, str, bytes, dict, list, tuple, bool}
 
 
-def _is_coroutine(result: Any) -> bool:
+def is_coroutine(result: Any) -> bool:
     """Whether ``result`` is a coroutine (the interpreter's, or the native core's tracked one,
-    which registers as ``collections.abc.Coroutine``)."""
+    which registers as ``collections.abc.Coroutine``): a tool's result that must be awaited."""
+    if type(result) in _not_coroutine_types:
+        return False
     if isinstance(result, Coroutine):
         return True
     if len(_not_coroutine_types) < _NOT_COROUTINE_LIMIT:
@@ -702,7 +705,7 @@ class BaseAdapter:
                 tool_name=tool_name,
             )
         result = _invoke(self, entry, kwargs)
-        if type(result) not in _not_coroutine_types and _is_coroutine(result):
+        if type(result) not in _not_coroutine_types and is_coroutine(result):
             result.close()  # never run, and no "never awaited" warning later
             raise AsyncToolError(
                 f"tool {tool_name!r} of {type(self).__name__} returned a coroutine, but the "
