@@ -850,7 +850,9 @@ def _checked_arguments(tool_name: str, arguments: Any) -> Mapping[str, Any]:
         )
     bad_keys = [k for k in arguments if not isinstance(k, str)]
     if bad_keys:
-        raise TypeError(f"execute_tool({tool_name!r}): argument names must be str, got {bad_keys!r}")
+        raise TypeError(
+            f"execute_tool({tool_name!r}): argument names must be str, got {bad_keys!r}"
+        )
     return arguments
 
 

@@ -454,7 +454,10 @@ def test_a_16_thread_hammer_gives_exact_counts_for_every_kind(name: str) -> None
     assert tracker["errors"] == 0 and result.exit_code == 0
 
 
-@pytest.mark.parametrize("name", ["gen_fail_outer", "gen_fail_inner", "agen_fail_outer", "agen_fail_inner"])  # fmt: skip
+FAILING = ["gen_fail_outer", "gen_fail_inner", "agen_fail_outer", "agen_fail_inner"]
+
+
+@pytest.mark.parametrize("name", FAILING)
 def test_an_error_raised_mid_stream_is_counted_once(name: str) -> None:
     adapter = Kinds()
     result = run_hammer(
@@ -580,7 +583,7 @@ def test_build_mix_still_refuses_unknown_tools() -> None:
 # The CLI (the bug this fixes: an async tool "succeeded" without its body ever running)
 # --------------------------------------------------------------------------------------------
 
-CLI_ADAPTERS = '''
+CLI_ADAPTERS = """
 import asyncio
 
 from snakepit_bridge import ThreadSafeAdapter, thread_safe_method, tool
@@ -605,7 +608,7 @@ class OwnAsync:
 
     async def _fetch(self):
         await asyncio.sleep(0)
-'''
+"""
 
 
 @pytest.fixture
@@ -628,7 +631,9 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_runs_async_tools_to_their_end(cli_env: dict[str, str]) -> None:
-    proc = _cli(cli_env, "hammer", "async_cli_adapters:AsyncOnly", "--requests", "1000", "--quiet", "--json")  # fmt: skip
+    proc = _cli(
+        cli_env, "hammer", "async_cli_adapters:AsyncOnly", "--requests", "1000", "--quiet", "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "never awaited" not in proc.stderr
     report = json.loads(proc.stdout)
@@ -640,15 +645,19 @@ def test_cli_runs_async_tools_to_their_end(cli_env: dict[str, str]) -> None:
 def test_cli_fails_a_run_with_never_awaited_coroutines_and_says_why(
     cli_env: dict[str, str],
 ) -> None:
-    proc = _cli(cli_env, "hammer", "async_cli_adapters:OwnAsync", "--requests", "200", "--threads", "4", "--quiet")  # fmt: skip
+    proc = _cli(
+        cli_env, "hammer", "async_cli_adapters:OwnAsync", "--requests", "200", "--threads", "4",
+        "--quiet",
+    )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "200 completed, 0 succeeded, 200 failed" in proc.stdout
     assert "UnawaitedCoroutineError" in proc.stdout
     assert "returned a coroutine that nothing awaited (its body never ran)" in proc.stdout
     assert "never awaited" not in proc.stderr  # closed, not left to the collector
-    report = json.loads(
-        _cli(cli_env, "hammer", "async_cli_adapters:OwnAsync", "--requests", "20", "--quiet", "--json").stdout  # fmt: skip
+    again = _cli(
+        cli_env, "hammer", "async_cli_adapters:OwnAsync", "--requests", "20", "--quiet", "--json"
     )
+    report = json.loads(again.stdout)
     assert report["exit_code"] == 1
     assert report["errors"][0]["type"] == "snakepit_bridge.hammer.UnawaitedCoroutineError"
 
@@ -661,3 +670,15 @@ def test_inspect_agrees_with_the_registry() -> None:
         assert spec.is_async == (
             inspect.iscoroutinefunction(raw) or inspect.isasyncgenfunction(raw)
         ), name
+
+
+def test_the_server_runs_on_its_loop_exactly_the_tools_the_registry_calls_async() -> None:
+    from snakepit_bridge.server.tools import build_catalog
+
+    catalog = build_catalog(Kinds())
+    for spec in Kinds().get_tools():
+        kind = catalog.kind(spec.name)
+        assert kind is not None and kind.spec == spec
+        assert kind.on_loop == spec.is_async and kind.tracked
+    own = build_catalog(OwnAsync(listed_async=True))
+    assert own.tools["fetch"].on_loop and not own.tools["fetch"].tracked
