@@ -2,8 +2,9 @@
 
 Exit status: 0 all good; 1 request errors, checker warnings with ``--strict``, or an adapter that
 fails (or raises ``SystemExit``) while being constructed; 2 usage errors (unknown adapter or tool,
-an adapter module that fails or exits while being imported, bad ``--args`` JSON, bad option values,
-more ``--threads`` than can be started), always reported as one line on stderr; 130 when a hammer
+an adapter module that fails or exits while being imported, constructor arguments that do not fit
+the adapter's signature, bad ``--init-args`` or ``--args`` JSON, bad option values, more
+``--threads`` than can be started), always reported as one line on stderr; 130 when a hammer
 run was interrupted with Ctrl-C (its partial report is still printed). ``--json`` output is always
 standard JSON (never ``NaN``). See ``docs/cli.md``.
 """
@@ -26,7 +27,10 @@ from typing import IO, Any, NoReturn
 
 from snakepit_bridge import environment, hammer, loading
 from snakepit_bridge._json import json_safe
+from snakepit_bridge._options import INIT_ARGS_HELP, init_args, positive_int, positive_number
 from snakepit_bridge.base_adapter import ParameterSpec, tool_specs
+from snakepit_bridge.checker.report import advice
+from snakepit_bridge.loading import InitArgs
 
 PROG = "snakepit-bridge"
 EXIT_OK = 0
@@ -49,6 +53,13 @@ def _add_adapter_argument(parser: argparse.ArgumentParser) -> None:
         default=loading.DEFAULT_ADAPTER,
         metavar="ADAPTER",
         help="adapter class as module:Class or module.Class (default: the built-in showcase)",
+    )
+    parser.add_argument(
+        "--init-args",
+        type=init_args,
+        default=InitArgs(),
+        metavar="JSON",
+        help=INIT_ARGS_HELP,
     )
 
 
@@ -90,21 +101,21 @@ def _build_parser() -> argparse.ArgumentParser:
     amount = run.add_mutually_exclusive_group()
     amount.add_argument(
         "--requests",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="M",
         help=f"total requests over all threads (default {hammer.DEFAULT_REQUESTS:,})",
     )
     amount.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_number,
         default=None,
         metavar="SECONDS",
         help="run for this long instead of a number of requests",
     )
     run.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=hammer.DEFAULT_THREADS,
         metavar="N",
         help=f"worker threads (default {hammer.DEFAULT_THREADS})",
@@ -156,29 +167,54 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def tolerate_unencodable_output() -> None:
+    """Write what the terminal's encoding cannot hold as backslash escapes, never raise.
+
+    The report carries text from the adapter (names, messages, statistics, tracebacks) that a
+    terminal's encoding (``cp1252``, ``ascii``) may not have; Python's stdout is strict and would
+    end the command with a ``UnicodeEncodeError`` in the middle of the report. stderr already
+    escapes by default; the encoding itself is left as it is.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or detached stream: nothing to protect
+                pass
 
 
-def _positive_float(text: str) -> float:
+# The commands that import a user's adapter module.
+ADAPTER_COMMANDS = frozenset({"hammer", "tools", "serve"})
+
+
+def import_from_working_directory() -> None:
+    """Put the working directory first on ``sys.path``, as ``python -m snakepit_bridge`` does.
+
+    A console script's ``sys.path`` starts with the script's own directory (the venv's ``bin``),
+    not the working directory, so ``snakepit-bridge hammer proj.adapters:Adapter`` run from the
+    project's folder would not find ``proj``. Nothing changes when the directory is already on
+    the path, or when the interpreter runs isolated (``-I``) or with ``-P`` /
+    ``PYTHONSAFEPATH``, which ask Python not to add it. The Snakepit launcher never comes here:
+    it runs the server in isolated mode (docs/server.md).
+    """
+    if sys.flags.isolated or sys.flags.safe_path:
+        return
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+        cwd = os.getcwd()
+    except OSError:  # the directory was removed under us: nothing to import from
+        return
+    if any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        return
+    sys.path.insert(0, cwd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    tolerate_unencodable_output()
+    if args[:1] and args[0] in ADAPTER_COMMANDS:
+        import_from_working_directory()
     if args[:1] == ["serve"]:
         # The server parses its own arguments (Snakepit's, unknown ones included).
         from snakepit_bridge.server.__main__ import run
@@ -251,6 +287,9 @@ def _parse_tool_arguments(text: str | None) -> dict[str, dict[str, Any]]:
 def _cmd_hammer(options: argparse.Namespace) -> int:
     arguments = _parse_tool_arguments(options.args_json)
     adapter_class = loading.load_adapter_class(options.adapter)
+    if not options.tool:
+        _require_numpy_for_the_showcase_mix(adapter_class)
+    build_adapter = loading.adapter_factory(adapter_class, options.init_args)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     requests = options.requests if options.duration is None else None
     if requests is None and options.duration is None:
@@ -274,7 +313,7 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
             )
 
     result = hammer.run_hammer(
-        adapter_class,
+        build_adapter,
         lambda adapter: hammer.build_mix(adapter, options.tool, arguments, seed),
         threads=options.threads,
         requests=requests,
@@ -291,9 +330,30 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
     if options.json:
         _print_json(result.to_dict())
     else:
-        sys.stdout.write(render_report(result))
+        sys.stdout.write(render_report(result, options.init_args))
     sys.stdout.flush()
     return result.exit_code
+
+
+SHOWCASE_MODULE = "snakepit_bridge.adapters.threaded_showcase"
+
+
+def _require_numpy_for_the_showcase_mix(adapter_class: type) -> None:
+    """The showcase's default mix calls its NumPy tools: without NumPy, say so before the run
+    (a usage error) instead of reporting most requests as failed.
+
+    The showcase module is only looked at when it is already imported, which it is when the
+    adapter is the showcase or a subclass: another adapter's run never imports NumPy for this.
+    """
+    showcase = sys.modules.get(SHOWCASE_MODULE)
+    if showcase is None or showcase.NUMPY_AVAILABLE:
+        return
+    if issubclass(adapter_class, showcase.ThreadedShowcaseAdapter):
+        raise hammer.UsageError(
+            "the showcase adapter's default mix needs NumPy, which is not installed: "
+            "pip install 'snakepit-bridge[numpy]' (or hammer tools that do not need it, "
+            "e.g. --tool ping)"
+        )
 
 
 def _interrupt_on_sigint() -> None:
@@ -357,8 +417,8 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def render_report(result: hammer.HammerResult) -> str:
-    """The human-readable hammer report."""
+def render_report(result: hammer.HammerResult, init: InitArgs | None = None) -> str:
+    """The human-readable hammer report (``init``: the adapter's constructor arguments)."""
     data = result.to_dict()
     lines: list[str] = []
     add = lines.append
@@ -368,7 +428,7 @@ def render_report(result: hammer.HammerResult) -> str:
     env = data["environment"]
     gil = "enabled" if env["gil_enabled"] else "disabled"
     build = "free-threaded build" if env["free_threaded_build"] else "GIL build"
-    add(f"adapter     {data['adapter']}")
+    add(f"adapter     {data['adapter']}" + (f", init args {init}" if init else ""))
     add(f"python      {env['implementation']} {env['python']} ({build}), GIL {gil}")
     amount = (
         f"{result.target_requests:,} requests"
@@ -421,29 +481,59 @@ def render_report(result: hammer.HammerResult) -> str:
     if result.thread_safety is not None:
         add("")
         findings = result.checker_warnings
+        undeclared = list((result.thread_safety.get("undeclared_adapters") or {}).values())
         add(
             f"thread-safety checker: {len(findings)} warning(s)"
+            + (
+                f", {len(undeclared)} adapter class(es) not declared thread-safe"
+                if undeclared
+                else ""
+            )
             + (" (--strict)" if result.strict else "")
         )
-        for finding in findings:
+        for finding in [*findings, *undeclared]:
             add(f"  - {finding}")
-        for problem in (result.thread_safety.get("undeclared_adapters") or {}).values():
-            add(f"  note: {problem}")
-        for recommendation in result.thread_safety.get("recommendations", []) or []:
-            add(f"  {recommendation}")
+        # The checker's recommendations, with their level as a word rather than an emoji.
+        for level, text in advice(result.thread_safety):
+            add(f"  {level}: {text}")
     add("")
-    verdict = {
-        EXIT_OK: "OK",
-        EXIT_FAILED: "FAILED: "
-        + (
-            f"{result.failed:,} request(s) raised"
-            if result.failed
-            else f"{len(result.checker_warnings)} checker warning(s) with --strict"
-        ),
-        EXIT_INTERRUPTED: "INTERRUPTED",
-    }[result.exit_code]
-    add(f"result: {verdict}")
+    add(f"result: {verdict(result)}")
     return "\n".join(lines) + "\n"
+
+
+def verdict(result: hammer.HammerResult) -> str:
+    """The report's last line, after ``result:``: agrees with the exit status and with every
+    finding above it.
+
+    ``OK`` only when nothing was found; ``WARNING`` when the checker warned (without
+    ``--strict``) or found adapter classes not declared thread-safe, and the exit status stays
+    0; ``FAILED`` for exit status 1, ``INTERRUPTED`` for 130. Each names what it counts.
+    """
+    findings = []
+    if result.failed:
+        findings.append(f"{result.failed:,} request(s) raised")
+    warned = len(result.checker_warnings)
+    if warned:
+        findings.append(
+            f"{warned} checker warning(s)" + (" with --strict" if result.strict else "")
+        )
+    undeclared = len((result.thread_safety or {}).get("undeclared_adapters") or {})
+    if undeclared:
+        findings.append(f"{undeclared} adapter class(es) not declared thread-safe")
+    code = result.exit_code
+    if code == EXIT_INTERRUPTED:
+        head = "INTERRUPTED"
+    elif code == EXIT_FAILED:
+        head = "FAILED"
+    elif findings:
+        head = "WARNING"
+    else:
+        return "OK"
+    text = head + (": " + "; ".join(findings) if findings else "")
+    if head == "WARNING":
+        # Not a failure of this run; say whether --strict would make it one.
+        text += " (exit status 0" + ("; --strict fails on them" if warned else "") + ")"
+    return text
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,7 +543,7 @@ def render_report(result: hammer.HammerResult) -> str:
 
 def _cmd_tools(options: argparse.Namespace) -> int:
     adapter_class = loading.load_adapter_class(options.adapter)
-    adapter = loading.construct_adapter(adapter_class)
+    adapter = loading.construct_adapter(loading.adapter_factory(adapter_class, options.init_args))
     specs = tool_specs(adapter)
     if options.json:
         payload = {

@@ -896,3 +896,55 @@ def test_value_stored_by_a_destructor_during_thread_end_is_released():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["ALIVE", "0"]
     assert "Exception ignored" not in proc.stderr, proc.stderr
+
+
+def test_locks_created_and_freed_from_many_threads_keep_the_registry_whole():
+    """Every native lock sits in one registry list (the fork hook walks it). Locks created and
+    freed from many threads at once splice neighbours in that list; a lock that looked at its
+    own link without the registry lock raced with a neighbour being removed (ThreadSanitizer
+    reported it). After the churn the list must be whole: a forked child's hook walks every
+    lock and every lock still works there."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    out = run_script("""
+        import os, threading
+        from snakepit_bridge import RLock, ThreadSafeAdapter
+
+        THREADS, ROUNDS = 8, 2000
+        barrier = threading.Barrier(THREADS)
+        kept = [[] for _ in range(THREADS)]
+        errors = []
+
+        def churn(index):
+            try:
+                barrier.wait()
+                for i in range(ROUNDS):
+                    lock = RLock()
+                    with lock:
+                        pass
+                    adapter = ThreadSafeAdapter()
+                    with adapter.acquire_lock():
+                        pass
+                    if i % 97 == 0:
+                        kept[index].append(lock)  # survivors between freed neighbours
+                    del lock, adapter
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=churn, args=(n,)) for n in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        survivors = [lock for row in kept for lock in row]
+        pid = os.fork()
+        if pid == 0:
+            ok = all(lock.acquire(timeout=5) for lock in survivors)
+            for lock in survivors:
+                lock.release()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        print("CHILD", os.waitstatus_to_exitcode(status), len(survivors))
+    """)
+    assert out.split() == ["CHILD", "0", str(8 * len(range(0, 2000, 97)))]
