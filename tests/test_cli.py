@@ -343,6 +343,8 @@ def test_json_report_has_the_documented_schema_and_consistent_counts(env: dict[s
         "get_adapter_stats",
         "get_history",
         "clear_caches",
+        "async_batch_process",
+        "stream_batch",
     }
     assert report["adapter_stats"]["tracker"]["total_requests"] == 300
     gil = report["environment"]["gil_enabled"]
@@ -726,10 +728,11 @@ def test_tools_lists_the_showcase_as_a_table(env: dict[str, str]) -> None:
     proc = run_cli(env, "tools")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == f"{SHOWCASE}: 8 tool(s)"
+    assert lines[0] == f"{SHOWCASE}: 10 tool(s)"
     assert lines[1].split() == ["TOOL", "STREAMING", "PARAMETERS", "DESCRIPTION"]
     rows = {line.split()[0]: line for line in lines[2:]}
     assert set(rows) == {
+        "async_batch_process",
         "batch_process",
         "clear_caches",
         "compute_intensive",
@@ -737,6 +740,7 @@ def test_tools_lists_the_showcase_as_a_table(env: dict[str, str]) -> None:
         "get_history",
         "matrix_multiply",
         "ping",
+        "stream_batch",
         "stress_test",
     }
     assert "data: list, iterations: int = 1000" in rows["compute_intensive"]
@@ -778,6 +782,7 @@ def test_an_adapter_that_is_not_a_base_adapter_is_listed_and_hammered(
         "name": "greet",
         "description": "Say hello",
         "supports_streaming": False,
+        "is_async": False,
         "parameters": [
             {"name": "who", "type": "str", "required": False,
              "kind": "positional_or_keyword", "default": "world"},
