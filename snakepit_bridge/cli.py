@@ -28,7 +28,7 @@ from typing import IO, Any, NoReturn
 from snakepit_bridge import environment, hammer, loading
 from snakepit_bridge._json import json_safe
 from snakepit_bridge._options import INIT_ARGS_HELP, init_args, positive_int, positive_number
-from snakepit_bridge.base_adapter import ParameterSpec, tool_specs
+from snakepit_bridge.base_adapter import ParameterSpec, ToolSpec, tool_specs
 from snakepit_bridge.checker.report import advice
 from snakepit_bridge.loading import InitArgs
 
@@ -312,9 +312,19 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
                 f"{amount}, seed {seed}; tools: {tools}"
             )
 
+    left_out: list[ToolSpec] = []
+
+    def make_mix(adapter: Any) -> list[hammer.ToolCall]:
+        mix = hammer.build_mix(adapter, options.tool, arguments, seed)
+        if not options.tool:
+            # The default mix takes only the tools it can call: say which it left out.
+            chosen = {call.tool for call in mix}
+            left_out.extend(spec for spec in tool_specs(adapter) if spec.name not in chosen)
+        return mix
+
     result = hammer.run_hammer(
         build_adapter,
-        lambda adapter: hammer.build_mix(adapter, options.tool, arguments, seed),
+        make_mix,
         threads=options.threads,
         requests=requests,
         duration=options.duration,
@@ -330,7 +340,7 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
     if options.json:
         _print_json(result.to_dict())
     else:
-        sys.stdout.write(render_report(result, options.init_args))
+        sys.stdout.write(render_report(result, options.init_args, left_out))
     sys.stdout.flush()
     return result.exit_code
 
@@ -417,8 +427,13 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def render_report(result: hammer.HammerResult, init: InitArgs | None = None) -> str:
-    """The human-readable hammer report (``init``: the adapter's constructor arguments)."""
+def render_report(
+    result: hammer.HammerResult,
+    init: InitArgs | None = None,
+    left_out: Sequence[ToolSpec] = (),
+) -> str:
+    """The human-readable hammer report (``init``: the adapter's constructor arguments;
+    ``left_out``: the tools the default mix did not take)."""
     data = result.to_dict()
     lines: list[str] = []
     add = lines.append
@@ -436,6 +451,15 @@ def render_report(result: hammer.HammerResult, init: InitArgs | None = None) -> 
         else f"{result.target_duration:g} s"
     )
     add(f"run         {result.threads} threads, {amount}, seed {result.seed}")
+    if left_out:
+        needs = ", ".join(
+            f"{spec.name} (needs {', '.join(p.name for p in spec.required_parameters)})"
+            for spec in left_out
+        )
+        add(
+            f"left out    {needs}: the default mix calls only tools it has arguments for; "
+            "give theirs with --args"
+        )
     if result.unfinished_workers:
         add(f"            {result.unfinished_workers} worker(s) stuck in a request are not counted")
     req = data["requests"]
