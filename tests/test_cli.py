@@ -366,7 +366,7 @@ def test_default_run_on_the_showcase_prints_a_full_report(env: dict[str, str]) -
         "p50 ms     p90 ms     p99 ms     max ms",  # the per-tool table has every percentile
         "requests per thread",
         "adapter get_stats()",
-        '"adapter_class": "ThreadedShowcaseAdapter"',
+        "  adapter_class: ThreadedShowcaseAdapter",
         "result: OK",
     ):
         assert expected in out, f"{expected!r} missing from:\n{out}"
