@@ -27,7 +27,10 @@ slot_alloc(shard_set *set, thread_record *rec)
     memset(slot, 0, sizeof(*slot));
     slot->allocation = raw;
     slot->set_id = set->id;
-    slot->serial = atomic_fetch_add_explicit(&set->state->next_slot_serial, 1, SNAKEPIT_RELAXED);
+    /* Serials start at 1: 0 means "started on no slot" to a request object. */
+    slot->serial =
+        atomic_fetch_add_explicit(&set->state->next_slot_serial, 1, SNAKEPIT_RELAXED) + 1;
+    assert(slot->serial != 0);
     slot->record = rec;
     slot->set = set;
     return slot;

@@ -343,3 +343,61 @@ def test_on_something_not_an_adapter_they_call_through() -> None:
     coro = NotAnAdapter().coro()
     assert inspect.iscoroutine(coro)  # the plain coroutine, untracked
     assert asyncio.run(coro) == 7
+
+
+_FIRST_SLOT_SCRIPTS = {
+    "generator left early and dropped": """
+import gc
+from snakepit_bridge import ThreadSafeAdapter, thread_safe_method
+
+class A(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    @thread_safe_method
+    def gen(self):
+        yield 1
+        yield 2
+
+a = A()                      # its tracker's first slot is the process's first slot
+for _ in a.gen():
+    break                    # left early, then dropped
+g = a.gen(); next(g); del g  # dropped mid-way
+gc.collect()
+s = a.get_stats()["tracker"]
+print(s["total_requests"], s["completed_requests"], s["active_requests"])
+""",
+    "track_request ended on another thread": """
+import threading
+from snakepit_bridge import RequestTracker
+
+t = RequestTracker()
+r = t.track_request()
+r.__enter__()
+other = threading.Thread(target=r.__exit__, args=(None, None, None))
+other.start()
+other.join()
+s = t.get_stats()
+print(s["total_requests"], s["completed_requests"], s["active_requests"])
+""",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_FIRST_SLOT_SCRIPTS))
+def test_requests_on_the_first_slot_of_a_process_end_when_dropped_or_moved(case):
+    """The first per-thread slot a process makes carries serial 1, not 0 (0 means "started on
+    no slot" to a request): a request started there and ended by the drop or other-thread path
+    must still leave active_requests at 0. Earlier tests of a suite have always used that first
+    slot already, so each case runs in a fresh interpreter where nothing else did."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _FIRST_SLOT_SCRIPTS[case]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    total, completed, active = out.split()
+    assert total == completed != "0"
+    assert active == "0"
