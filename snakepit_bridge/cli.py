@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import random
+import re
 import signal
 import sys
 import textwrap
@@ -28,7 +30,7 @@ from typing import IO, Any, NoReturn
 from snakepit_bridge import environment, hammer, loading
 from snakepit_bridge._json import json_safe
 from snakepit_bridge._options import INIT_ARGS_HELP, init_args, positive_int, positive_number
-from snakepit_bridge.base_adapter import ParameterSpec, tool_specs
+from snakepit_bridge.base_adapter import ParameterSpec, ToolSpec, tool_specs
 from snakepit_bridge.checker.report import advice
 from snakepit_bridge.loading import InitArgs
 
@@ -324,9 +326,19 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
                 f"hammer: {label}, {options.threads} threads, {amount}, seed {seed}; tools: {tools}"
             )
 
+    left_out: list[ToolSpec] = []
+
+    def make_mix(adapter: Any) -> list[hammer.ToolCall]:
+        mix = hammer.build_mix(adapter, options.tool, arguments, seed)
+        if not options.tool:
+            # The default mix takes only the tools it can call: say which it left out.
+            chosen = {call.tool for call in mix}
+            left_out.extend(spec for spec in tool_specs(adapter) if spec.name not in chosen)
+        return mix
+
     result = hammer.run_hammer(
         build_adapter,
-        lambda adapter: hammer.build_mix(adapter, options.tool, arguments, seed),
+        make_mix,
         threads=options.threads,
         requests=requests,
         duration=options.duration,
@@ -342,7 +354,7 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
     if options.json:
         _print_json(result.to_dict())
     else:
-        sys.stdout.write(render_report(result, options.init_args))
+        sys.stdout.write(render_report(result, options.init_args, left_out))
     sys.stdout.flush()
     return result.exit_code
 
@@ -451,8 +463,13 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def render_report(result: hammer.HammerResult, init: InitArgs | None = None) -> str:
-    """The human-readable hammer report (``init``: the adapter's constructor arguments)."""
+def render_report(
+    result: hammer.HammerResult,
+    init: InitArgs | None = None,
+    left_out: Sequence[ToolSpec] = (),
+) -> str:
+    """The human-readable hammer report (``init``: the adapter's constructor arguments;
+    ``left_out``: the tools the default mix did not take)."""
     data = result.to_dict()
     lines: list[str] = []
     add = lines.append
@@ -464,12 +481,26 @@ def render_report(result: hammer.HammerResult, init: InitArgs | None = None) -> 
     build = "free-threaded build" if env["free_threaded_build"] else "GIL build"
     add(f"adapter     {data['adapter']}" + (f", init args {init}" if init else ""))
     add(f"python      {env['implementation']} {env['python']} ({build}), GIL {gil}")
+    if env["free_threaded_build"] and env["gil_enabled"]:
+        add(
+            f"warning     the GIL is enabled on this free-threaded build ({_gil_cause()}): the "
+            "threads took turns, so this run measures nothing about free threading"
+        )
     amount = (
         f"{result.target_requests:,} requests"
         if result.target_requests
         else f"{result.target_duration:g} s"
     )
     add(f"run         {result.threads} threads, {amount}, seed {result.seed}")
+    if left_out:
+        needs = ", ".join(
+            f"{spec.name} (needs {', '.join(p.name for p in spec.required_parameters)})"
+            for spec in left_out
+        )
+        add(
+            f"left out    {needs}: the default mix calls only tools it has arguments for; "
+            "give theirs with --args"
+        )
     if result.unfinished_workers:
         add(f"            {result.unfinished_workers} worker(s) stuck in a request are not counted")
     req = data["requests"]
@@ -511,7 +542,7 @@ def render_report(result: hammer.HammerResult, init: InitArgs | None = None) -> 
             add(textwrap.indent(group.traceback.rstrip("\n"), "      | "))
     add("")
     add("adapter get_stats()")
-    add(textwrap.indent(json.dumps(data["adapter_stats"], indent=2, default=repr), "  "))
+    lines.extend(render_stats(data["adapter_stats"], "  "))
     if result.thread_safety is not None:
         add("")
         findings = result.checker_warnings
@@ -533,6 +564,100 @@ def render_report(result: hammer.HammerResult, init: InitArgs | None = None) -> 
     add("")
     add(f"result: {verdict(result)}")
     return "\n".join(lines) + "\n"
+
+
+def _gil_cause() -> str:
+    """Why a free-threaded build runs with the GIL, as far as the process can tell."""
+    if sys._xoptions.get("gil") == "1":
+        return "-X gil=1"
+    if os.environ.get("PYTHON_GIL") == "1":
+        return "PYTHON_GIL=1"
+    return "an imported extension module does not declare free-threading support"
+
+
+def render_stats(value: Any, indent: str = "") -> list[str]:
+    """An adapter's ``get_stats()`` (made JSON-safe) as indented ``key: value`` lines.
+
+    Readable at a glance rather than exact (``--json`` keeps every digit): numbers that are not
+    integers are shown with three significant digits, never in exponent notation down to a
+    microsecond; a table of counts (every value a number, such as requests per thread) is
+    sorted naturally by key, so ``worker-2`` comes before ``worker-10``; other mappings keep
+    the adapter's order; values are aligned within each mapping.
+    """
+    if isinstance(value, dict):
+        if not value:
+            return [f"{indent}{{}}"]
+        items = list(value.items())
+        counts = all(_is_number(v) for v in value.values())
+        if counts:
+            items.sort(key=lambda item: _natural_key(str(item[0])))
+        texts = {key: _stat_text(item) for key, item in items if not _is_nested(item)}
+        width = max((len(str(key)) for key in texts), default=0) + 1
+        numbers = max(len(text) for text in texts.values()) if counts else 0
+        out: list[str] = []
+        for key, item in items:
+            if key in texts:
+                out.append(f"{indent}{f'{key}:':<{width}} {texts[key]:>{numbers}}".rstrip())
+            else:
+                out.append(f"{indent}{key}:")
+                out.extend(render_stats(item, indent + "  "))
+        return out
+    if _is_nested(value):  # a list holding mappings or lists
+        out = []
+        for item in value:
+            nested = render_stats(item, indent + "  ")
+            out.append(f"{indent}- {nested[0].lstrip()}")
+            out.extend(nested[1:])
+        return out
+    return [f"{indent}{_stat_text(value)}"]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_nested(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value)
+    return isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)
+
+
+def _natural_key(text: str) -> tuple[Any, ...]:
+    """``worker-2`` before ``worker-10``; a bucket such as ``(other threads)`` last."""
+    parts = re.split(r"(\d+)", text)
+    return (text.startswith("("), *((0, int(p)) if p.isdigit() else (1, p) for p in parts))
+
+
+def _stat_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _round_float(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_stat_text(v) for v in value) + "]"
+    if isinstance(value, str):
+        return (
+            value
+            if value.isprintable() and value.strip() == value and value
+            else json.dumps(value, ensure_ascii=False)
+        )
+    return str(value)
+
+
+def _round_float(value: float) -> str:
+    """Three significant digits in plain notation (``0.000818``, ``0.245``, ``12.3``, ``1235``)."""
+    if value == 0:
+        return "0"
+    if not math.isfinite(value):
+        return repr(value)
+    magnitude = math.floor(math.log10(abs(value)))
+    if magnitude < -6:
+        return f"{value:.2e}"
+    decimals = max(0, 2 - magnitude)
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def verdict(result: hammer.HammerResult) -> str:

@@ -167,7 +167,11 @@ def build_mix(
     parameters, missing required arguments, or an empty mix.
     """
     specs = {spec.name: spec for spec in tool_specs(adapter)}
-    available = ", ".join(sorted(specs)) or "(none)"
+    if not specs:
+        raise UsageError(
+            f"{type(adapter).__qualname__} declares no tools (decorate methods with @tool)"
+        )
+    available = ", ".join(sorted(specs))
     arguments = dict(arguments or {})
     for name in arguments:
         if name not in specs:
@@ -197,8 +201,12 @@ def build_mix(
             elif not spec.required_parameters or name in arguments:
                 weights[name] = 1
     if not weights:
+        needs = "; ".join(
+            f"{name} needs {', '.join(p.name for p in spec.required_parameters)}"
+            for name, spec in specs.items()
+        )
         raise UsageError(
-            f"no tool of {type(adapter).__qualname__} can be called without arguments; "
+            f"no tool of {type(adapter).__qualname__} can be called without arguments ({needs}); "
             "choose tools with --tool and give their arguments with --args"
         )
 

@@ -11,8 +11,10 @@ status 1, the original exception chained as ``__cause__``).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,15 +58,66 @@ def load_adapter_class(spec: str) -> type:
     """Import the adapter class named by ``module:Class`` or ``module.Class``.
 
     Raises :class:`AdapterLoadError` with a one-line reason when the module or class cannot be
-    found, the module fails to import, or the object is not an adapter class.
+    found, the module fails to import, or the object is not an adapter class. A spec that names
+    a module (``pkg.module``) is answered with the ``module:Class`` spelling and the adapter
+    classes the module defines.
     """
     module_name, sep, qualname = spec.partition(":")
+    names_a_module = bool(sep)  # "pkg.module:" names the module, as "pkg.module" may
     if not sep:
         module_name, _, qualname = spec.rpartition(".")
-    if not module_name or not qualname:
+        if not module_name and qualname and _module_exists(qualname):
+            # A bare module name: answered with how to name the class.
+            module_name, qualname, names_a_module = qualname, "", True
+    if not module_name or not (qualname or names_a_module):
         raise AdapterLoadError(f"adapter must be 'module:Class' or 'module.Class', got {spec!r}")
+    module = _import_adapter_module(module_name, spec)
+    if not qualname:
+        raise AdapterLoadError(_name_the_class(module))
+    target: Any = module
+    for part in qualname.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            if not sep and target is module and _module_exists(f"{module_name}.{part}"):
+                # "pkg.module": a submodule the package does not import itself.
+                submodule = _import_adapter_module(f"{module_name}.{part}", spec)
+                raise AdapterLoadError(_name_the_class(submodule)) from None
+            raise AdapterLoadError(
+                f"unknown adapter {spec!r}: module {module_name!r} has no attribute {qualname!r}"
+            ) from None
+    if isinstance(target, types.ModuleType):
+        raise AdapterLoadError(_name_the_class(target))
+    if not isinstance(target, type):
+        if callable(target):
+            # A factory function: the server decides how many threads may share the adapter
+            # from its class before building it, so the class is what a command names.
+            raise AdapterLoadError(
+                f"{spec!r} is a {type(target).__name__}, not an adapter class: name the class, "
+                "and give its constructor arguments with --init-args"
+            )
+        raise AdapterLoadError(f"{spec!r} is not a class")
+    if not _is_adapter_class(target):
+        raise AdapterLoadError(f"{spec!r} is not an adapter: it has no get_tools() and call_tool()")
+    return target
+
+
+def _is_adapter_class(cls: type) -> bool:
+    return callable(getattr(cls, "get_tools", None)) and callable(getattr(cls, "call_tool", None))
+
+
+def _module_exists(name: str) -> bool:
+    """Whether ``name`` can be imported as a module (its parent packages are imported to tell,
+    the module itself is not)."""
     try:
-        module = importlib.import_module(module_name)
+        return importlib.util.find_spec(name) is not None
+    except (Exception, SystemExit):  # noqa: BLE001 - not a module name, or a broken parent
+        return False
+
+
+def _import_adapter_module(module_name: str, spec: str) -> types.ModuleType:
+    try:
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
@@ -79,28 +132,22 @@ def load_adapter_class(spec: str) -> type:
         raise AdapterLoadError(
             f"cannot import adapter module {module_name!r}: {exception_summary(exc)}"
         ) from None
-    target: Any = module
-    for part in qualname.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise AdapterLoadError(
-                f"unknown adapter {spec!r}: module {module_name!r} has no attribute {qualname!r}"
-            ) from None
-    if not isinstance(target, type):
-        if callable(target):
-            # A factory function: the server decides how many threads may share the adapter
-            # from its class before building it, so the class is what a command names.
-            raise AdapterLoadError(
-                f"{spec!r} is a {type(target).__name__}, not an adapter class: name the class, "
-                "and give its constructor arguments with --init-args"
-            )
-        raise AdapterLoadError(f"{spec!r} is not a class")
-    if not callable(getattr(target, "get_tools", None)) or not callable(
-        getattr(target, "call_tool", None)
-    ):
-        raise AdapterLoadError(f"{spec!r} is not an adapter: it has no get_tools() and call_tool()")
-    return target
+
+
+def _name_the_class(module: types.ModuleType) -> str:
+    """The answer to a spec naming a module: how to name a class, and the candidates."""
+    name = module.__name__
+    candidates = sorted(
+        f"{name}:{obj.__qualname__}"
+        for obj in vars(module).values()
+        if isinstance(obj, type) and obj.__module__ == name and _is_adapter_class(obj)
+    )
+    found = (
+        f"adapter classes in it: {', '.join(candidates)}"
+        if candidates
+        else "it defines no adapter class"
+    )
+    return f"{name} is a module; name the adapter class: {name}:ClassName ({found})"
 
 
 @dataclass(frozen=True)

@@ -247,3 +247,122 @@ def test_a_race_without_strict_is_a_warning_verdict_in_the_real_report(tmp_path:
     assert proc.stdout.splitlines()[-1] == (
         "result: WARNING: 1 checker warning(s) (exit status 0; --strict fails on them)"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The adapter's get_stats(), readable
+# --------------------------------------------------------------------------------------------
+
+STATS = {
+    "adapter_class": "ShowAdapter",
+    "thread_safe": True,
+    "tracker": {
+        "total_requests": 21,
+        "requests_by_thread": {
+            "worker-10": 1,
+            "(other threads)": 3,
+            "worker-2": 15,
+            "worker-1": 2,
+        },
+        "total_duration": 0.24539055170908,
+        "mean_duration": 8.60466142698981e-05,
+        "max_duration": 12.3456,
+        "slowest": 1234.5678,
+    },
+    "empty": {},
+    "label": "",
+    "model": None,
+    "shape": [3, 4.56789],
+    "runs": [{"a": 1, "b": 0.0}],
+}
+
+
+def test_stats_are_readable_sorted_naturally_and_rounded() -> None:
+    from snakepit_bridge.cli import render_stats
+
+    assert render_stats(STATS, "  ") == [
+        "  adapter_class: ShowAdapter",
+        "  thread_safe:   true",
+        "  tracker:",
+        "    total_requests: 21",
+        "    requests_by_thread:",
+        "      worker-1:         2",
+        "      worker-2:        15",
+        "      worker-10:        1",
+        "      (other threads):  3",
+        "    total_duration: 0.245",
+        "    mean_duration:  0.000086",
+        "    max_duration:   12.3",
+        "    slowest:        1235",
+        "  empty:         {}",
+        '  label:         ""',
+        "  model:         null",
+        "  shape:         [3, 4.57]",
+        "  runs:",
+        "    - a: 1",
+        "      b: 0",
+    ]
+
+
+def test_the_text_report_rounds_while_json_keeps_every_digit() -> None:
+    result = make_result(adapter_stats=STATS)
+    text = render_report(result)
+    stats_section = text[text.index("adapter get_stats()") :]
+    assert "    total_duration: 0.245\n" in stats_section
+    assert stats_section.index("worker-2:") < stats_section.index("worker-10:")
+    assert result.to_dict()["adapter_stats"]["tracker"]["total_duration"] == 0.24539055170908
+
+
+# --------------------------------------------------------------------------------------------
+# The GIL on a free-threaded build
+# --------------------------------------------------------------------------------------------
+
+FREE_THREADED_WITH_GIL = {
+    "package_version": "0",
+    "python": "3.13.5",
+    "implementation": "CPython",
+    "executable": "python",
+    "free_threaded_build": True,
+    "gil_enabled": True,
+    "cpu_count": 2,
+}
+
+
+def test_a_free_threaded_build_running_with_the_gil_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYTHON_GIL", "1")
+    lines = render_report(make_result(environment=FREE_THREADED_WITH_GIL)).splitlines()
+    assert lines[4] == (
+        "warning     the GIL is enabled on this free-threaded build (PYTHON_GIL=1): the threads "
+        "took turns, so this run measures nothing about free threading"
+    )
+    monkeypatch.delenv("PYTHON_GIL")
+    assert "(an imported extension module does not declare free-threading support)" in (
+        render_report(make_result(environment=FREE_THREADED_WITH_GIL))
+    )
+    gil_build = {**FREE_THREADED_WITH_GIL, "free_threaded_build": False}
+    no_gil = {**FREE_THREADED_WITH_GIL, "gil_enabled": False}
+    for environment in (gil_build, no_gil):
+        assert "warning     " not in render_report(make_result(environment=environment))
+
+
+def test_python_gil_1_is_warned_about_in_the_real_report() -> None:
+    import sysconfig
+
+    env = {**os.environ, "PYTHON_GIL": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakepit_bridge", "hammer", "--tool", "ping", "--requests", "50",
+         "--threads", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=RUN_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    warned = "warning     the GIL is enabled on this free-threaded build (PYTHON_GIL=1)"
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        assert warned in proc.stdout
+    else:  # a GIL build ignores PYTHON_GIL and has nothing to warn about
+        assert "warning     " not in proc.stdout
