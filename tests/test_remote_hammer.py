@@ -228,3 +228,56 @@ def test_the_demo_reaps_the_server_when_the_hammer_fails() -> None:
     assert stopped is not None, proc.stderr
     with pytest.raises(ProcessLookupError):
         os.kill(int(stopped.group(1)), 0)
+
+
+# --------------------------------------------------------------------------------------------
+# The client's pieces, without a server
+# --------------------------------------------------------------------------------------------
+
+
+def test_targets_are_parsed_strictly() -> None:
+    from snakepit_bridge.server.client import parse_target
+
+    assert parse_target("127.0.0.1:50051") == ("127.0.0.1", 50051)
+    assert parse_target("[::1]:8080") == ("::1", 8080)
+    for bad in ("localhost", ":80", "host:", "host:0", "host:65536", "host:http"):
+        with pytest.raises(ValueError, match="HOST:PORT"):
+            parse_target(bad)
+
+
+def test_the_servers_tool_specs_come_back_as_they_were_apart_from_being_async() -> None:
+    """What InitializeSession sends (server/tools.py) read back by the client: the same
+    ToolSpec, parameter kinds and defaults included, marked async (a remote call is)."""
+    import dataclasses
+
+    from server_adapters import ServerTestAdapter
+    from snakepit_bridge.server.client import _tool_spec
+    from snakepit_bridge.server.tools import build_catalog
+
+    adapter = ServerTestAdapter()
+    messages = build_catalog(adapter).proto_specs()
+    for spec in adapter.get_tools():
+        back = _tool_spec(messages[spec.name])
+        assert back == dataclasses.replace(spec, is_async=True), spec.name
+
+
+def test_error_json_that_is_not_the_servers_is_kept_as_text() -> None:
+    from snakepit_bridge.server.client import RemoteToolError, _remote_error
+
+    assert RemoteToolError.from_error_json("t", "not json") is None
+    assert RemoteToolError.from_error_json("t", '{"message": "no type"}') is None
+    kept = _remote_error("t", "plain failure text")
+    assert (kept.remote_type, str(kept), kept.remote_location) == (
+        "RemoteError",
+        "plain failure text",
+        "?",
+    )
+    parsed = RemoteToolError.from_error_json(
+        "t", json.dumps({"type": "KeyError", "message": "'k'", "stacktrace": ["/a.py:3 in f"]})
+    )
+    assert parsed is not None
+    assert (parsed.remote_type, str(parsed), parsed.remote_location) == (
+        "KeyError",
+        "'k'",
+        "/a.py:3",
+    )
