@@ -314,7 +314,7 @@ def test_async_test_bodies_and_fixture_coroutines_run_in_threads(project: pytest
             assert threading.current_thread() is threading.main_thread()
         """
     )
-    result = project.runpytest("-W", "error")
+    result = project.runpytest("-W", "error::RuntimeWarning")  # no coroutine left unawaited
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*test_failing_async_body*", "*raised in worker * of 3*"])
 
