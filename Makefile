@@ -57,8 +57,10 @@ tsan: setup
 valgrind: setup
 	scripts/valgrind.sh
 
+# The showcase served by the real worker server (a subprocess on the loopback interface),
+# hammered over gRPC from 16 concurrent streams; SNAKEPIT_DEMO_REQUESTS sets the request count.
 demo: setup
-	$(FT_VENV)/bin/snakepit-bridge hammer
+	$(FT_VENV)/bin/python scripts/demo.py
 
 bench: setup
 	$(FT_VENV)/bin/python -m benchmarks

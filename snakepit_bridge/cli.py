@@ -140,6 +140,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seed of the request schedule and generated arguments (default: random, reported)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    run.add_argument(
+        "--target",
+        metavar="HOST:PORT",
+        default=None,
+        help="hammer a running worker server (snakepit-bridge serve) over gRPC instead of an "
+        "adapter in this process; ADAPTER then only lends its default mix",
+    )
     run.set_defaults(handler=_cmd_hammer)
 
     tools = commands.add_parser(
@@ -289,9 +296,15 @@ def _parse_tool_arguments(text: str | None) -> dict[str, dict[str, Any]]:
 def _cmd_hammer(options: argparse.Namespace) -> int:
     arguments = _parse_tool_arguments(options.args_json)
     adapter_class = loading.load_adapter_class(options.adapter)
-    if not options.tool:
-        _require_numpy_for_the_showcase_mix(adapter_class)
-    build_adapter = loading.adapter_factory(adapter_class, options.init_args)
+    build_adapter: Any
+    if options.target is not None:
+        build_adapter = _remote_target(options, adapter_class)
+        label = repr(build_adapter)
+    else:
+        if not options.tool:
+            _require_numpy_for_the_showcase_mix(adapter_class)
+        build_adapter = loading.adapter_factory(adapter_class, options.init_args)
+        label = loading.adapter_spec(adapter_class)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     requests = options.requests if options.duration is None else None
     if requests is None and options.duration is None:
@@ -310,8 +323,7 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
             amount = f"{requests:,} requests" if requests else f"{options.duration:g} s"
             tools = ", ".join(call.tool for call in mix)
             progress.line(
-                f"hammer: {loading.adapter_spec(adapter_class)}, {options.threads} threads, "
-                f"{amount}, seed {seed}; tools: {tools}"
+                f"hammer: {label}, {options.threads} threads, {amount}, seed {seed}; tools: {tools}"
             )
 
     left_out: list[ToolSpec] = []
@@ -345,6 +357,28 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
         sys.stdout.write(render_report(result, options.init_args, left_out))
     sys.stdout.flush()
     return result.exit_code
+
+
+def _remote_target(options: argparse.Namespace, adapter_class: type) -> Any:
+    """``--target``: the running server's tools, reached before the run (ADAPTER, imported but
+    never constructed, only lends its default mix). See ``snakepit_bridge.server.client``."""
+    if options.thread_safety_check or options.strict:
+        raise hammer.UsageError(
+            "--thread-safety-check and --strict watch adapters in this process; with --target, "
+            "start the server with --thread-safety-check (it logs its findings)"
+        )
+    if options.init_args.args or options.init_args.kwargs:
+        raise hammer.UsageError(
+            "--init-args builds an adapter in this process; with --target, give them to the "
+            "server (snakepit-bridge serve --init-args)"
+        )
+    try:
+        from snakepit_bridge.server.client import connect_target
+    except ImportError as exc:
+        raise hammer.UsageError(
+            f"--target needs the 'server' extra ({exc}): pip install 'snakepit-bridge[server]'"
+        ) from None
+    return connect_target(options.target, mix_from=adapter_class)
 
 
 SHOWCASE_MODULE = "snakepit_bridge.adapters.threaded_showcase"

@@ -121,19 +121,23 @@ class ToolCall:
         return {"tool": self.tool, "args": json_safe(dict(self.arguments)), "weight": self.weight}
 
 
-def default_mix_table(adapter_class: type) -> MixTable:
+def default_mix_table(adapter_class: Any) -> MixTable:
     """The default mix an adapter class declares, or an empty table.
 
     A class declares one with a classmethod ``default_hammer_mix()`` returning a
-    :data:`MixTable`; subclasses inherit it. The engine itself names no tool.
+    :data:`MixTable`; subclasses inherit it. The engine itself names no tool. Given an adapter
+    instead of a class, its ``default_hammer_mix()`` is asked (the class's classmethod, or a
+    method of its own: an adapter whose tools depend on the instance, such as the remote one of
+    ``--target``, gives its mix that way).
     """
     declare = getattr(adapter_class, DEFAULT_MIX_METHOD, None)
     if declare is None:
         return {}
     table = declare()
     if not isinstance(table, Mapping):
+        owner = adapter_class if isinstance(adapter_class, type) else type(adapter_class)
         raise TypeError(
-            f"{adapter_class.__qualname__}.{DEFAULT_MIX_METHOD}() must return a mapping of tool "
+            f"{owner.__qualname__}.{DEFAULT_MIX_METHOD}() must return a mapping of tool "
             f"name to (weight, argument factory), not {type(table).__name__}"
         )
     for name, entry in table.items():
@@ -183,7 +187,7 @@ def build_mix(
             raise UsageError(f"--args names tool {not_selected[0]!r}, which no --tool selects")
 
     rng = random.Random(seed)
-    table = default_mix_table(type(adapter))
+    table = default_mix_table(adapter)
     weights: dict[str, int] = {}
     if tools:
         for name in tools:
@@ -354,7 +358,15 @@ class ErrorGroup:
 
 
 def _error_key(tool: str, exc: BaseException) -> tuple[str, str, str]:
-    """Group key: the tool, the exception's qualified type and where it was raised."""
+    """Group key: the tool, the exception's qualified type and where it was raised.
+
+    An error raised in another process and reported here (it has a ``remote_type``, such as the
+    ``RemoteToolError`` of a ``--target`` run) is grouped under that type and its
+    ``remote_location``.
+    """
+    remote_type = getattr(exc, "remote_type", None)
+    if isinstance(remote_type, str):
+        return tool, remote_type, str(getattr(exc, "remote_location", "?"))
     tb = exc.__traceback__
     location = "?"
     while tb is not None:
@@ -365,6 +377,9 @@ def _error_key(tool: str, exc: BaseException) -> tuple[str, str, str]:
 
 
 def _format_traceback(exc: BaseException) -> str:
+    remote = getattr(exc, "remote_traceback", None)
+    if isinstance(remote, str) and isinstance(getattr(exc, "remote_type", None), str):
+        return remote or f"{exc.remote_type}: {exc}\n"  # type: ignore[attr-defined]
     # Drop the worker frame of this module: the traceback starts at the adapter's call_tool.
     tb = exc.__traceback__
     if tb is not None and tb.tb_frame.f_code.co_filename == __file__ and tb.tb_next is not None:
