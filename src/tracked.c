@@ -416,13 +416,14 @@ tracked_repr(PyObject *op)
 
 /* ---------------------------------------------------------------- lifetime */
 
-/* Dropped (or collected) before the body ended: a generator was closed early (not an error:
- * the consumer stopped); a coroutine or async generator never finished (an error). */
+/* Dropped (or collected) before the body ended: a generator or async generator was left
+ * early (not an error: the consumer stopped, e.g. `break` out of a `for` or `async for`,
+ * which does not close an async generator); a coroutine never finished (an error). */
 static void
 tracked_abandon(tracked_object *self)
 {
     if (self->owner == NULL && self->request != NULL) {
-        int error = self->kind != TRACKED_GENERATOR;
+        int error = self->kind == TRACKED_COROUTINE;
         tracked_end(self, error, 0);
     }
 }

@@ -235,6 +235,13 @@ def test_async_generators_end_when_exhausted_closed_or_raising() -> None:
         with pytest.raises(OSError):
             await agen.athrow(OSError("thrown in"))
         assert counts(a) == (4, 4, 2, 0)
+        async for _ in a.agen(10):
+            break  # left early (`async for` does not close it), then dropped: not an error
+        agen = a.agen(10)
+        assert await agen.__anext__() == 0
+        del agen  # dropped mid-stream
+        gc.collect()
+        assert counts(a) == (6, 6, 2, 0)
 
     asyncio.run(main())
 
