@@ -932,29 +932,14 @@ def test_lock_registry_is_whole_in_a_child_forked_after_churn():
     """After that churn, the fork hook walks every lock in a child, and each still works there."""
     if not hasattr(os, "fork"):
         pytest.skip("no fork")
-    out = run_script("""
-        import os, threading
-        from snakepit_bridge import RLock, ThreadSafeAdapter
+    out = run_script(f"""
+        import os, sys
+        sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+        from _threads import run_threads
+        from test_faults import _churn_locks
 
-        def churn(kept):
-            for i in range(2000):
-                lock = RLock()
-                with lock:
-                    pass
-                adapter = ThreadSafeAdapter()
-                with adapter.acquire_lock():
-                    pass
-                if i % 97 == 0:
-                    kept.append(lock)
-                del lock, adapter
-
-        rows = [[] for _ in range(8)]
-        threads = [threading.Thread(target=churn, args=(row,)) for row in rows]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        survivors = [lock for row in rows for lock in row]
+        kept = run_threads(lambda _: _churn_locks(2000, 97), 8)
+        survivors = [lock for row in kept for lock in row]
         pid = os.fork()
         if pid == 0:
             ok = all(lock.acquire(timeout=5) for lock in survivors)

@@ -116,6 +116,11 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
 
 
+def _digest(item: Any) -> str:
+    """The batch tools' work on one item."""
+    return hashlib.sha256(repr(item).encode()).hexdigest()[:16]
+
+
 class ThreadedShowcaseAdapter(ThreadSafeAdapter):
     """Demonstrates the three thread-safety patterns with NumPy work tools."""
 
@@ -296,32 +301,22 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
             "model": self.model_config.name,
         }
 
-    @thread_safe_method
-    @tool(description="Hash each item of a batch, pausing delay_ms per item")
-    def batch_process(self, items: list[Any], delay_ms: int = 10) -> dict[str, Any]:
-        started = time.perf_counter()
-        if not isinstance(items, (list, tuple)):
-            raise TypeError("batch_process: items must be a list")
-        delay_ms = _int_arg("batch_process", "delay_ms", delay_ms, 0, MAX_DELAY_MS)
-        with self.acquire_lock():
+    def _next_batch_id(self) -> str:
+        with self.acquire_lock():  # Pattern 3: a shared counter, updated under the lock
             self.batches_started += 1
-            batch_id = f"batch_{self.batches_started}"
-        thread = threading.current_thread().name
-        self.set_thread_local("current_batch_id", batch_id)  # Pattern 2
-        try:
-            results = []
-            for index, item in enumerate(items):
-                if delay_ms:
-                    time.sleep(delay_ms / 1000.0)
-                digest = hashlib.sha256(repr(item).encode()).hexdigest()[:16]
-                results.append(
-                    {"item_id": index, "input": item, "output": digest, "thread": thread}
-                )
-        finally:
-            self.clear_thread_local("current_batch_id")
+            return f"batch_{self.batches_started}"
+
+    def _finish_batch(
+        self,
+        tool_name: str,
+        started: float,
+        batch_id: str,
+        results: list[dict[str, Any]],
+        thread: str,
+    ) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         self._record(
-            "batch_process",
+            tool_name,
             seconds,
             batch_id=batch_id,
             items_processed=len(results),
@@ -334,6 +329,29 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
             "execution_time_ms": _elapsed_ms(started),
             "thread": thread,
         }
+
+    @thread_safe_method
+    @tool(description="Hash each item of a batch, pausing delay_ms per item")
+    def batch_process(self, items: list[Any], delay_ms: int = 10) -> dict[str, Any]:
+        started = time.perf_counter()
+        if not isinstance(items, (list, tuple)):
+            raise TypeError("batch_process: items must be a list")
+        delay_ms = _int_arg("batch_process", "delay_ms", delay_ms, 0, MAX_DELAY_MS)
+        batch_id = self._next_batch_id()
+        thread = threading.current_thread().name
+        self.set_thread_local("current_batch_id", batch_id)  # Pattern 2
+        try:
+            results = []
+            for index, item in enumerate(items):
+                if delay_ms:
+                    time.sleep(delay_ms / 1000.0)
+                digest = _digest(item)
+                results.append(
+                    {"item_id": index, "input": item, "output": digest, "thread": thread}
+                )
+        finally:
+            self.clear_thread_local("current_batch_id")
+        return self._finish_batch("batch_process", started, batch_id, results, thread)
 
     @thread_safe_method
     @tool(description="Async batch: wait delay_ms per item, all items at once, then hash each")
@@ -342,9 +360,7 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
         if not isinstance(items, (list, tuple)):
             raise TypeError("async_batch_process: items must be a list")
         delay_ms = _int_arg("async_batch_process", "delay_ms", delay_ms, 0, MAX_DELAY_MS)
-        with self.acquire_lock():  # Pattern 3, never held across an await
-            self.batches_started += 1
-            batch_id = f"batch_{self.batches_started}"
+        batch_id = self._next_batch_id()  # the lock is never held across an await
         thread = threading.current_thread().name
 
         # Per-request state in local variables, not thread-local storage: other tasks run on
@@ -352,25 +368,11 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
         async def one(index: int, item: Any) -> dict[str, Any]:
             if delay_ms:
                 await asyncio.sleep(delay_ms / 1000.0)  # stands for I/O: no thread is held
-            digest = hashlib.sha256(repr(item).encode()).hexdigest()[:16]
+            digest = _digest(item)
             return {"item_id": index, "input": item, "output": digest, "thread": thread}
 
         results = list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
-        seconds = time.perf_counter() - started
-        self._record(
-            "async_batch_process",
-            seconds,
-            batch_id=batch_id,
-            items_processed=len(results),
-            execution_time=seconds,
-        )
-        return {
-            "batch_id": batch_id,
-            "items_processed": len(results),
-            "results": results,
-            "execution_time_ms": _elapsed_ms(started),
-            "thread": thread,
-        }
+        return self._finish_batch("async_batch_process", started, batch_id, results, thread)
 
     @thread_safe_method
     @tool(description="Hash each item of a batch, streaming each result as soon as it is made")
@@ -381,9 +383,7 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
         if not isinstance(items, (list, tuple)):
             raise TypeError("stream_batch: items must be a list")
         delay_ms = _int_arg("stream_batch", "delay_ms", delay_ms, 0, MAX_DELAY_MS)
-        with self.acquire_lock():  # released before the first yield
-            self.batches_started += 1
-            batch_id = f"batch_{self.batches_started}"
+        batch_id = self._next_batch_id()  # the lock is released before the first yield
         for index, item in enumerate(items):
             if delay_ms:
                 time.sleep(delay_ms / 1000.0)
@@ -391,7 +391,7 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
                 "batch_id": batch_id,
                 "item_id": index,
                 "input": item,
-                "output": hashlib.sha256(repr(item).encode()).hexdigest()[:16],
+                "output": _digest(item),
                 "thread": threading.current_thread().name,
             }
         seconds = time.perf_counter() - started  # counted once the whole stream was taken
