@@ -314,9 +314,70 @@ def test_async_test_bodies_and_fixture_coroutines_run_in_threads(project: pytest
             assert threading.current_thread() is threading.main_thread()
         """
     )
-    result = project.runpytest("-W", "error")
+    result = project.runpytest("-W", "error::RuntimeWarning")  # no coroutine left unawaited
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*test_failing_async_body*", "*raised in worker * of 3*"])
+
+
+PYTEST_ASYNCIO_TESTS = """
+    import asyncio
+    import threading
+    import pytest
+    from adapters import LockedCounter
+
+    ADAPTER = LockedCounter()
+    LOOPS = []  # (thread, loop): the loops kept alive, so they are compared, not their ids
+
+    @pytest.mark.asyncio
+    @pytest.mark.hammer(threads=4, iterations=3)
+    async def test_hammered():
+        await asyncio.sleep(0)
+        LOOPS.append((threading.get_ident(), asyncio.get_running_loop()))
+        ADAPTER.increment()
+
+    def test_each_thread_ran_the_body_on_its_own_loop():
+        assert ADAPTER.count == 12
+        threads = {thread for thread, _ in LOOPS}
+        assert len(threads) == 4 and threading.get_ident() not in threads
+        loops = []
+        for loop in (loop for _, loop in LOOPS):
+            if not any(loop is seen for seen in loops):
+                loops.append(loop)
+        assert len(loops) == 4  # one per thread, none shared
+
+    @pytest.mark.asyncio
+    async def test_not_hammered_still_runs_on_pytest_asyncio_loop():
+        await asyncio.sleep(0)
+        assert threading.current_thread() is threading.main_thread()
+
+    @pytest.mark.asyncio
+    @pytest.mark.hammer(threads=3)
+    async def test_failing_hammered():
+        await asyncio.sleep(0)
+        assert threading.current_thread() is threading.main_thread()
+    """
+
+
+@pytest.mark.parametrize("mode", ["auto", "strict"])
+def test_async_bodies_under_pytest_asyncio_run_on_a_loop_per_thread(
+    project: pytest.Pytester, mode: str
+) -> None:
+    """pytest-asyncio swaps an ``async def`` test for a sync wrapper bound to its one loop; the
+    hammer still runs the body's coroutine on an event loop of each thread (with the wrapper the
+    threads failed with "This event loop is already running")."""
+    pytest.importorskip("pytest_asyncio")
+    project.makepyfile(PYTEST_ASYNCIO_TESTS)
+    result = project.runpytest(
+        "-p",
+        "asyncio",
+        "-o",
+        f"asyncio_mode={mode}",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+    )
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*test_failing_hammered*", "*raised in worker * of 3*"])
+    assert "already running" not in result.stdout.str()
 
 
 def test_hammer_marker_rejects_bad_options(project: pytest.Pytester) -> None:
