@@ -530,9 +530,10 @@ class Scoped(ThreadSafeAdapter):
     def __init__(self, fail_on_enter: bool = False) -> None:
         super().__init__()
         self.fail_on_enter = fail_on_enter
-        self.entered: list[int] = []  # id of the running loop, per scope
-        self.exited: list[int] = []
-        self.loops_seen: set[int] = set()
+        # The running loop of each scope and call, kept alive so that no two share an id.
+        self.entered: list[asyncio.AbstractEventLoop] = []
+        self.exited: list[asyncio.AbstractEventLoop] = []
+        self.loops_seen: list[asyncio.AbstractEventLoop] = []
 
     class _Scope:
         def __init__(self, adapter: Scoped) -> None:
@@ -542,11 +543,11 @@ class Scoped(ThreadSafeAdapter):
             if self.adapter.fail_on_enter:
                 raise ConnectionRefusedError("no server")
             with self.adapter.acquire_lock():
-                self.adapter.entered.append(id(asyncio.get_running_loop()))
+                self.adapter.entered.append(asyncio.get_running_loop())
 
         async def __aexit__(self, *exc: object) -> None:
             with self.adapter.acquire_lock():
-                self.adapter.exited.append(id(asyncio.get_running_loop()))
+                self.adapter.exited.append(asyncio.get_running_loop())
 
     def hammer_worker_scope(self) -> Scoped._Scope:
         return Scoped._Scope(self)
@@ -554,18 +555,19 @@ class Scoped(ThreadSafeAdapter):
     @thread_safe_method
     @tool
     async def where(self) -> None:
-        loop = id(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         with self.acquire_lock():
-            self.loops_seen.add(loop)
+            self.loops_seen.append(loop)
 
 
 def test_each_worker_enters_and_leaves_the_adapters_scope_on_its_own_loop() -> None:
     adapter = Scoped()
     result = run_hammer(lambda: adapter, lambda a: build_mix(a), threads=4, requests=400)
     assert result.failed == 0 and result.completed == 400
-    assert len(adapter.entered) == 4 and len(set(adapter.entered)) == 4
-    assert sorted(adapter.exited) == sorted(adapter.entered)
-    assert adapter.loops_seen <= set(adapter.entered)
+    entered = {id(loop) for loop in adapter.entered}
+    assert len(adapter.entered) == 4 and len(entered) == 4
+    assert sorted(map(id, adapter.exited)) == sorted(entered)  # each left on its own loop
+    assert {id(loop) for loop in adapter.loops_seen} <= entered and len(adapter.loops_seen) == 400
 
 
 def test_a_scope_that_cannot_be_entered_stops_the_run() -> None:

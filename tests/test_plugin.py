@@ -167,16 +167,17 @@ def test_a_stuck_worker_times_out_with_its_stack() -> None:
 def test_coroutine_functions_run_on_one_event_loop_per_thread() -> None:
     import asyncio
 
-    async def where(index: int, step: int) -> tuple[int, int, str, int]:
+    async def where(index: int, step: int) -> tuple[int, int, str, asyncio.AbstractEventLoop]:
         await asyncio.sleep(0)  # really suspended on the loop, and resumed
-        loop = asyncio.get_running_loop()
-        return index, step, threading.current_thread().name, id(loop)
+        return index, step, threading.current_thread().name, asyncio.get_running_loop()
 
+    # The loops themselves come back (alive, so no two can share an id).
     results = run_concurrently(where, threads=4, iterations=3, args=(7,), with_index=True)
     assert [(i, step) for i, step, _, _ in results] == [(i, 7) for i in range(4) for _ in range(3)]
-    loops = {index: {loop for i, _, _, loop in results if i == index} for index in range(4)}
+    loops = {index: {id(loop) for i, _, _, loop in results if i == index} for index in range(4)}
     assert all(len(ids) == 1 for ids in loops.values())  # one loop per thread, reused
     assert len({ids.pop() for ids in loops.values()}) == 4  # and not shared between threads
+    assert all(loop.is_closed() for _, _, _, loop in results)  # closed when the thread ended
     assert all(name.startswith("run_concurrently-") for _, _, name, _ in results)
 
 
@@ -286,17 +287,18 @@ def test_async_test_bodies_and_fixture_coroutines_run_in_threads(project: pytest
         from adapters import LockedCounter
 
         ADAPTER = LockedCounter()
-        LOOPS = set()
+        LOOPS = []  # the loop of every call, kept alive so that no two share an id
 
         @pytest.mark.hammer(threads=4, iterations=5)
         async def test_async_body():
             await asyncio.sleep(0)
-            LOOPS.add((threading.get_ident(), id(asyncio.get_running_loop())))
+            LOOPS.append(asyncio.get_running_loop())
             ADAPTER.increment()
 
         def test_after():
             assert ADAPTER.count == 20
-            assert len(LOOPS) == 4 and len({loop for _, loop in LOOPS}) == 4
+            loops = {id(loop): loop for loop in LOOPS}
+            assert sorted(LOOPS.count(loop) for loop in loops.values()) == [5, 5, 5, 5]
 
         def test_fixture_runs_coroutine_functions(hammer):
             adapter = LockedCounter()
