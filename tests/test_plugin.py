@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -199,6 +200,102 @@ def test_a_returned_coroutine_is_run_and_its_failure_reraised() -> None:
         run_concurrently(body, threads=3, with_index=True)
     assert "raised in worker 2 of 3" in failure.value.__notes__[0]
     assert sorted(ran) == [0, 0, 1, 1]
+
+
+def test_generators_are_drained_in_the_worker_and_their_items_are_the_result() -> None:
+    """A generator that comes back is drained in its worker, an async generator on the worker's
+    loop; before, it was the result and its body never ran, with no error."""
+    import asyncio
+
+    ran: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def numbers(index: int) -> Iterator[int]:
+        with lock:
+            ran.append((index, threading.current_thread().name))
+        yield index
+        yield index * 10
+
+    async def anumbers(index: int) -> AsyncIterator[tuple[int, asyncio.AbstractEventLoop]]:
+        await asyncio.sleep(0)
+        with lock:
+            ran.append((index, threading.current_thread().name))
+        yield index, asyncio.get_running_loop()
+
+    assert run_concurrently(numbers, threads=3, iterations=2, with_index=True) == [
+        [i, i * 10] for i in range(3) for _ in range(2)
+    ]
+    assert sorted(i for i, _ in ran) == [0, 0, 1, 1, 2, 2]
+    assert all(name.startswith("run_concurrently-") for _, name in ran)  # in the workers
+
+    ran.clear()
+    results = run_concurrently(lambda i: anumbers(i), threads=3, iterations=2, with_index=True)
+    assert [[i for i, _ in items] for items in results] == [[i] for i in range(3) for _ in range(2)]
+    loops = [items[0][1] for items in results]  # alive, so compared as objects
+    assert loops[0] is loops[1] and loops[2] is loops[3] and loops[4] is loops[5]
+    assert loops[0] is not loops[2] and loops[2] is not loops[4] and loops[0] is not loops[4]
+    assert sorted(i for i, _ in ran) == [0, 0, 1, 1, 2, 2]
+
+
+def test_a_generator_failure_is_a_worker_failure() -> None:
+    def broken(index: int) -> Iterator[int]:
+        yield index
+        raise LookupError(f"stream {index} broke")
+
+    async def abroken() -> AsyncIterator[int]:
+        yield 1
+        raise KeyError("async stream broke")
+
+    with pytest.raises(LookupError, match="stream 1 broke") as failure:
+        run_concurrently(lambda i: broken(i) if i == 1 else iter(()), threads=2, with_index=True)
+    assert "raised in worker 1 of 2" in failure.value.__notes__[0]
+    with pytest.raises(KeyError, match="async stream broke"):
+        run_concurrently(abroken, threads=2)
+
+
+def test_streaming_tools_are_drained_and_their_requests_end() -> None:
+    """Streaming tools through call_tool / acall_tool: the tracked generators are drained in the
+    workers, so every request runs and ends (none left active)."""
+    import asyncio
+
+    from snakepit_bridge import ThreadSafeAdapter, thread_safe_method, tool
+
+    class Streams(ThreadSafeAdapter):
+        __thread_safe__ = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.items = 0
+
+        @thread_safe_method
+        @tool
+        def stream(self, count: int = 3) -> Iterator[int]:
+            for i in range(count):
+                with self.acquire_lock():
+                    self.items += 1
+                yield i
+
+        @thread_safe_method
+        @tool
+        async def astream(self, count: int = 3) -> AsyncIterator[int]:
+            for i in range(count):
+                await asyncio.sleep(0)
+                with self.acquire_lock():
+                    self.items += 1
+                yield i
+
+    adapter = Streams()
+    assert (
+        run_concurrently(lambda: adapter.call_tool("stream"), threads=4, iterations=5)
+        == [[0, 1, 2]] * 20
+    )
+    assert (
+        run_concurrently(lambda: adapter.acall_tool("astream", count=2), threads=4) == [[0, 1]] * 4
+    )
+    assert adapter.items == 20 * 3 + 4 * 2
+    tracker = adapter.get_stats()["tracker"]
+    assert tracker["total_requests"] == 24
+    assert tracker["active_requests"] == 0
 
 
 def test_invalid_arguments_are_rejected() -> None:
