@@ -718,16 +718,17 @@ def _cmd_tools(options: argparse.Namespace) -> int:
         (
             spec.name,
             "yes" if spec.supports_streaming else "no",
+            "yes" if spec.is_async else "no",
             ", ".join(_describe_parameter(p) for p in spec.parameters) or "-",
             spec.description.strip().splitlines()[0] if spec.description.strip() else "",
         )
         for spec in specs
     ]
-    headers = ("TOOL", "STREAMING", "PARAMETERS", "DESCRIPTION")
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(3)]
+    headers = ("TOOL", "STREAMING", "ASYNC", "PARAMETERS", "DESCRIPTION")
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers) - 1)]
     for row in [headers, *rows]:
-        line = f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
-        print(line.rstrip())
+        cells = [f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
     return EXIT_OK
 
 

@@ -15,7 +15,11 @@ needs nothing but the standard library (importable without pytest):
   ``lambda: adapter.acall_tool("name")``), is run to its end on an event loop of the calling
   worker thread: each thread has its own loop, made on first use and closed when the thread is
   done, so the coroutines of different threads really run at once and a result is never a
-  coroutine that nothing ran.
+  coroutine that nothing ran;
+* a generator function, or any function that returns a generator or an async generator (such as
+  a streaming tool, ``lambda: adapter.call_tool("stream")``), is drained in the worker thread
+  (an async generator on that thread's event loop), and the result is the list of its items:
+  the body runs, inside the call, instead of coming back as a generator that nothing iterated.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any, TypeVar
 
 __all__ = [
@@ -64,7 +76,9 @@ def run_concurrently(
     thread's index (0 to ``threads - 1``) is passed as the first positional argument. When
     ``fn`` is a coroutine function, or returns a coroutine, each call's coroutine is run to its
     end on the worker thread's own event loop (one per thread, reused by its iterations) and its
-    value is the result.
+    value is the result. When a call returns a generator or an async generator (a generator
+    function, a streaming tool; also as a coroutine's value), it is drained in the worker, an
+    async generator on that loop, and the list of its items is the result.
 
     A worker stops at its first exception; the others carry on. Exceptions are then grouped by
     type and raising line: one group is re-raised as the exception itself, several as an
@@ -103,11 +117,17 @@ def run_concurrently(
             for iteration in range(iterations):  # noqa: B007 - read in the handler below
                 if stop.is_set():
                     return
-                result = fn(*call_args, **call_kwargs)
+                result: Any = fn(*call_args, **call_kwargs)
                 if isinstance(result, Coroutine):
                     if runner is None:
                         runner = asyncio.Runner()
                     result = runner.run(result)
+                if isinstance(result, AsyncGenerator):
+                    if runner is None:
+                        runner = asyncio.Runner()
+                    result = runner.run(_drain_async(result))
+                elif isinstance(result, Generator):
+                    result = list(result)
                 out.append(result)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
             failures[index] = (iteration, exc)
@@ -154,6 +174,10 @@ def run_concurrently(
         )
     _raise_failures(failures, threads, name)
     return [item for per_thread in results for item in per_thread]
+
+
+async def _drain_async(items: AsyncGenerator[Any, Any]) -> list[Any]:
+    return [item async for item in items]
 
 
 def _describe(fn: Callable[..., Any]) -> str:

@@ -57,6 +57,7 @@ _CHECKER_KEY = pytest.StashKey[Any]()
 _LATE_FINDINGS_KEY = pytest.StashKey[int]()  # findings that failed the test at teardown
 RUN_PARALLEL_UNSAFE_MARKER = "thread_unsafe"
 _REPORTED_KEY = pytest.StashKey[int]()  # warnings already judged by the test body
+_BODY_KEY = pytest.StashKey[Any]()  # a hammered test's function as collected
 
 
 class Hammer:
@@ -238,6 +239,11 @@ def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    # A hammered test's function as collected, before item.runtest() runs: pytest-asyncio's
+    # runtest replaces an ``async def`` body with a sync wrapper bound to its one event loop, which
+    # the threads must not share (see pytest_pyfunc_call).
+    if item.get_closest_marker(HAMMER_MARKER) is not None and isinstance(item, pytest.Function):
+        item.stash[_BODY_KEY] = item.obj
     # After the body passed, a test that uses the checker fails on its warnings: the test itself
     # fails, with the warnings as the reason (a fixture teardown could only add an error).
     outcome = yield
@@ -256,7 +262,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     if marker is None:
         return (yield)
     original = pyfuncitem.obj
-    if inspect.isasyncgenfunction(original):
+    body = _hammered_body(pyfuncitem)
+    if inspect.isasyncgenfunction(body):
         pytest.fail(
             f"@pytest.mark.{HAMMER_MARKER} cannot run the async generator {pyfuncitem.nodeid} "
             "as a test body (a test yields nothing)",
@@ -266,10 +273,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
 
     # A plain function even for an `async def` body (which pytest alone refuses as "not natively
     # supported"): each thread runs the body's coroutine on its own event loop.
-    @functools.wraps(original)
+    @functools.wraps(body)
     def in_threads(**funcargs: Any) -> None:
         __tracebackhide__ = True
-        run_concurrently(functools.partial(original, **funcargs), **options)
+        run_concurrently(functools.partial(body, **funcargs), **options)
 
     # pytest's own pytest_pyfunc_call calls ``pyfuncitem.obj`` with the fixture values; swap in
     # the threaded runner for that one call.
@@ -278,6 +285,22 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         return (yield)
     finally:
         pyfuncitem.obj = original
+
+
+def _hammered_body(pyfuncitem: pytest.Function) -> Callable[..., Any]:
+    """The function each thread calls: the test as collected when it is an ``async def``.
+
+    Another plugin may have put a sync runner in place of an ``async def`` test before this hook
+    runs: pytest-asyncio (auto mode, or ``@pytest.mark.asyncio``) swaps in a wrapper that runs the
+    coroutine on its single event loop, which N threads cannot all run at once ("This event loop
+    is already running"). The hammer runs the coroutine itself, on an event loop of each thread,
+    so it calls the collected coroutine function instead of such a wrapper.
+    """
+    current = pyfuncitem.obj
+    collected = pyfuncitem.stash.get(_BODY_KEY, current)
+    if collected is not current and inspect.iscoroutinefunction(collected):
+        return collected  # type: ignore[no-any-return]
+    return current  # type: ignore[no-any-return]
 
 
 def _marker_options(marker: pytest.Mark, config: pytest.Config) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class ServerTestAdapter(ThreadSafeAdapter):
         self.plain_counter = 0
         self.initialized = 0
         self.closed_streams = 0
+        self.stream_bodies = 0
         self.started: set[str] = set()  # labels of tool calls that began (see wait_started)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -265,6 +266,57 @@ class ServerTestAdapter(ThreadSafeAdapter):
         for i in range(n):
             await asyncio.sleep(0)
             yield {"i": i}
+
+    # Generator tools of every kind, tracked by @thread_safe_method or not: each counts the
+    # bodies that started, so a test can tell a refused call from one that ran.
+    def _stream_body_started(self) -> None:
+        with self.acquire_lock():
+            self.stream_bodies += 1
+
+    @tool
+    def plain_gen(self, n: int = 2) -> Iterator[int]:
+        self._stream_body_started()
+        yield from range(n)
+
+    @thread_safe_method
+    @tool
+    def tracked_gen(self, n: int = 2) -> Iterator[int]:
+        self._stream_body_started()
+        yield from range(n)
+
+    @tool
+    async def plain_agen(self, n: int = 2) -> AsyncIterator[int]:
+        self._stream_body_started()
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield i
+
+    @thread_safe_method
+    @tool
+    async def tracked_agen(self, n: int = 2) -> AsyncIterator[int]:
+        self._stream_body_started()
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield i
+
+    @tool
+    def hidden_gen(self, n: int = 2) -> Any:
+        """A plain function that returns a generator: the catalog cannot know it streams."""
+        return self._numbers(n)
+
+    def _numbers(self, n: int) -> Iterator[int]:
+        self._stream_body_started()
+        yield from range(n)
+
+    @tool(supports_streaming=True)
+    def declared_streaming_list(self, n: int = 2) -> list[int]:
+        """Declared streaming, but returns one value: served by both RPCs."""
+        return list(range(n))
+
+    @tool
+    def stream_bodies_started(self) -> int:
+        with self.acquire_lock():
+            return self.stream_bodies
 
 
 class RacyAdapter(ThreadSafeAdapter):

@@ -522,6 +522,38 @@ def test_a_hidden_coroutine_of_a_base_adapter_is_an_error_too() -> None:
     assert (group.type, group.count) == ("snakepit_bridge.base_adapter.AsyncToolError", 20)
 
 
+def test_the_docs_say_which_error_each_kind_of_adapter_gets_for_a_hidden_coroutine() -> None:
+    """docs/cli.md and the hammer section of docs/api.md name the error that a run really
+    reports for each kind of adapter: AsyncToolError from a BaseAdapter's call_tool,
+    UnawaitedCoroutineError from the hammer for an adapter of one's own."""
+    own = OwnAsync(listed_async=False)
+    reported = {
+        "BaseAdapter": run_hammer(Others, [ToolCall("hidden", {})], threads=1, requests=2),
+        "own": run_hammer(lambda: own, [ToolCall("fetch", {})], threads=1, requests=2),
+    }
+    types = {kind: result.error_groups[0].type for kind, result in reported.items()}
+    assert types == {
+        "BaseAdapter": "snakepit_bridge.base_adapter.AsyncToolError",
+        "own": "snakepit_bridge.hammer.UnawaitedCoroutineError",
+    }
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    cli = (docs / "cli.md").read_text(encoding="utf-8")
+    bullet = cli[cli.index("* a coroutine returned by a tool that is not marked async") :]
+    bullet = bullet[: bullet.index("\n\n| option |")]
+    api = (docs / "api.md").read_text(encoding="utf-8")
+    hammer = api[api.index("## `snakepit_bridge.hammer`") :]
+    hammer = hammer[: hammer.index("\n## ", 1)]
+    paragraph = next(p for p in hammer.split("\n\n") if "returns a coroutine" in p)
+    for text in (bullet, paragraph):
+        flat = " ".join(text.split())
+        base_adapter = flat.index("`BaseAdapter`")  # the first kind named
+        own_adapter = flat.index("not a `BaseAdapter`")
+        assert base_adapter < flat.index("AsyncToolError") < own_adapter, flat
+        assert own_adapter < flat.index("UnawaitedCoroutineError"), flat
+        for full in types.values():
+            assert full.rsplit(".", 1)[1] in flat
+
+
 class Scoped(ThreadSafeAdapter):
     """Counts the worker scopes the hammer opens and closes, and where."""
 

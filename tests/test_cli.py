@@ -852,7 +852,7 @@ def test_tools_lists_the_showcase_as_a_table(env: dict[str, str]) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"{SHOWCASE}: 10 tool(s)"
-    assert lines[1].split() == ["TOOL", "STREAMING", "PARAMETERS", "DESCRIPTION"]
+    assert lines[1].split() == ["TOOL", "STREAMING", "ASYNC", "PARAMETERS", "DESCRIPTION"]
     rows = {line.split()[0]: line for line in lines[2:]}
     assert set(rows) == {
         "async_batch_process",
@@ -868,6 +868,11 @@ def test_tools_lists_the_showcase_as_a_table(env: dict[str, str]) -> None:
     }
     assert "data: list, iterations: int = 1000" in rows["compute_intensive"]
     assert 'message: str = "pong"' in rows["ping"]
+    flags = {name: tuple(row.split()[1:3]) for name, row in rows.items()}  # STREAMING, ASYNC
+    assert flags["async_batch_process"] == ("no", "yes")
+    assert flags["stream_batch"] == ("yes", "no")
+    assert flags["batch_process"] == ("no", "no")
+    assert sum(flag == ("no", "no") for flag in flags.values()) == 8
 
 
 def test_tools_json_gives_the_parameter_schemas(env: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ PandasAdapter, pitfall 3's pandas and polars parts).
 
 from __future__ import annotations
 
+import ast
 import re
 import threading
 import time
@@ -16,11 +17,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Queue
+from typing import Any
 
 import pytest
 
 from _checking import no_global_checking
 from _threads import hammer, run_threads
+from snakepit_bridge.base_adapter import BaseAdapter
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method, tool
 from snakepit_bridge.thread_safety_checker import (
     ThreadSafetyChecker,
@@ -72,6 +75,56 @@ def test_guide_block(index: int) -> None:
         for start, code, skip in BLOCKS[: index + 1]:
             if skip is None:
                 exec(compile("\n" * (start - 1) + code, str(GUIDE), "exec"), namespace)
+
+
+def _imported_modules(code: str) -> set[str]:
+    """The names that ``import x`` / ``import x as y`` statements of ``code`` bind."""
+    names = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+def test_each_block_imports_the_modules_it_uses() -> None:
+    """A block may use classes and objects of the blocks before it, but imports every module it
+    uses itself: a reader who copies one block gets no NameError for `asyncio`."""
+    modules = set().union(*(_imported_modules(code) for _line, code, _skip in BLOCKS))
+    missing = []
+    for line, code, _skip in BLOCKS:
+        used = {
+            node.id
+            for node in ast.walk(ast.parse(code))
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+        }
+        missing += [(line, name) for name in sorted((used & modules) - _imported_modules(code))]
+    assert not missing, f"blocks (first line) using a module they do not import: {missing}"
+
+
+def test_the_async_example_fails_if_call_tool_stops_refusing_async_tools(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The guide's check that call_tool refuses an async tool must fail when nothing is raised,
+    not pass silently."""
+    index = next(i for i, (_l, code, _s) in enumerate(BLOCKS) if "class Prices" in code)
+
+    refusing = BaseAdapter.call_tool  # ThreadSafeAdapter's (a native type: set it here)
+
+    def not_refusing(self: Any, tool_name: str, /, **kwargs: Any) -> Any:
+        if tool_name == "quote":  # the async tool: what a call_tool that refuses nothing does
+            return None
+        return refusing(self, tool_name, **kwargs)
+
+    monkeypatch.setattr(BaseAdapter, "call_tool", not_refusing)
+    namespace: dict[str, object] = {"__name__": "guide"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThreadSafetyWarning)
+        for start, code, skip in BLOCKS[:index]:
+            if skip is None:
+                exec(compile("\n" * (start - 1) + code, str(GUIDE), "exec"), namespace)
+        start, code, _skip = BLOCKS[index]
+        with pytest.raises(AssertionError, match="instead of refusing it"):
+            exec(compile("\n" * (start - 1) + code, str(GUIDE), "exec"), namespace)
 
 
 # --------------------------------------------------------------------------------------------

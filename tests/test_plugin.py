@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -201,6 +202,102 @@ def test_a_returned_coroutine_is_run_and_its_failure_reraised() -> None:
     assert sorted(ran) == [0, 0, 1, 1]
 
 
+def test_generators_are_drained_in_the_worker_and_their_items_are_the_result() -> None:
+    """A generator that comes back is drained in its worker, an async generator on the worker's
+    loop; before, it was the result and its body never ran, with no error."""
+    import asyncio
+
+    ran: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def numbers(index: int) -> Iterator[int]:
+        with lock:
+            ran.append((index, threading.current_thread().name))
+        yield index
+        yield index * 10
+
+    async def anumbers(index: int) -> AsyncIterator[tuple[int, asyncio.AbstractEventLoop]]:
+        await asyncio.sleep(0)
+        with lock:
+            ran.append((index, threading.current_thread().name))
+        yield index, asyncio.get_running_loop()
+
+    assert run_concurrently(numbers, threads=3, iterations=2, with_index=True) == [
+        [i, i * 10] for i in range(3) for _ in range(2)
+    ]
+    assert sorted(i for i, _ in ran) == [0, 0, 1, 1, 2, 2]
+    assert all(name.startswith("run_concurrently-") for _, name in ran)  # in the workers
+
+    ran.clear()
+    results = run_concurrently(lambda i: anumbers(i), threads=3, iterations=2, with_index=True)
+    assert [[i for i, _ in items] for items in results] == [[i] for i in range(3) for _ in range(2)]
+    loops = [items[0][1] for items in results]  # alive, so compared as objects
+    assert loops[0] is loops[1] and loops[2] is loops[3] and loops[4] is loops[5]
+    assert loops[0] is not loops[2] and loops[2] is not loops[4] and loops[0] is not loops[4]
+    assert sorted(i for i, _ in ran) == [0, 0, 1, 1, 2, 2]
+
+
+def test_a_generator_failure_is_a_worker_failure() -> None:
+    def broken(index: int) -> Iterator[int]:
+        yield index
+        raise LookupError(f"stream {index} broke")
+
+    async def abroken() -> AsyncIterator[int]:
+        yield 1
+        raise KeyError("async stream broke")
+
+    with pytest.raises(LookupError, match="stream 1 broke") as failure:
+        run_concurrently(lambda i: broken(i) if i == 1 else iter(()), threads=2, with_index=True)
+    assert "raised in worker 1 of 2" in failure.value.__notes__[0]
+    with pytest.raises(KeyError, match="async stream broke"):
+        run_concurrently(abroken, threads=2)
+
+
+def test_streaming_tools_are_drained_and_their_requests_end() -> None:
+    """Streaming tools through call_tool / acall_tool: the tracked generators are drained in the
+    workers, so every request runs and ends (none left active)."""
+    import asyncio
+
+    from snakepit_bridge import ThreadSafeAdapter, thread_safe_method, tool
+
+    class Streams(ThreadSafeAdapter):
+        __thread_safe__ = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.items = 0
+
+        @thread_safe_method
+        @tool
+        def stream(self, count: int = 3) -> Iterator[int]:
+            for i in range(count):
+                with self.acquire_lock():
+                    self.items += 1
+                yield i
+
+        @thread_safe_method
+        @tool
+        async def astream(self, count: int = 3) -> AsyncIterator[int]:
+            for i in range(count):
+                await asyncio.sleep(0)
+                with self.acquire_lock():
+                    self.items += 1
+                yield i
+
+    adapter = Streams()
+    assert (
+        run_concurrently(lambda: adapter.call_tool("stream"), threads=4, iterations=5)
+        == [[0, 1, 2]] * 20
+    )
+    assert (
+        run_concurrently(lambda: adapter.acall_tool("astream", count=2), threads=4) == [[0, 1]] * 4
+    )
+    assert adapter.items == 20 * 3 + 4 * 2
+    tracker = adapter.get_stats()["tracker"]
+    assert tracker["total_requests"] == 24
+    assert tracker["active_requests"] == 0
+
+
 def test_invalid_arguments_are_rejected() -> None:
     with pytest.raises(ValueError):
         run_concurrently(lambda: None, threads=0)
@@ -319,6 +416,67 @@ def test_async_test_bodies_and_fixture_coroutines_run_in_threads(project: pytest
     result = project.runpytest("-W", "error::RuntimeWarning")  # no coroutine left unawaited
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*test_failing_async_body*", "*raised in worker * of 3*"])
+
+
+PYTEST_ASYNCIO_TESTS = """
+    import asyncio
+    import threading
+    import pytest
+    from adapters import LockedCounter
+
+    ADAPTER = LockedCounter()
+    LOOPS = []  # (thread, loop): the loops kept alive, so they are compared, not their ids
+
+    @pytest.mark.asyncio
+    @pytest.mark.hammer(threads=4, iterations=3)
+    async def test_hammered():
+        await asyncio.sleep(0)
+        LOOPS.append((threading.get_ident(), asyncio.get_running_loop()))
+        ADAPTER.increment()
+
+    def test_each_thread_ran_the_body_on_its_own_loop():
+        assert ADAPTER.count == 12
+        threads = {thread for thread, _ in LOOPS}
+        assert len(threads) == 4 and threading.get_ident() not in threads
+        loops = []
+        for loop in (loop for _, loop in LOOPS):
+            if not any(loop is seen for seen in loops):
+                loops.append(loop)
+        assert len(loops) == 4  # one per thread, none shared
+
+    @pytest.mark.asyncio
+    async def test_not_hammered_still_runs_on_pytest_asyncio_loop():
+        await asyncio.sleep(0)
+        assert threading.current_thread() is threading.main_thread()
+
+    @pytest.mark.asyncio
+    @pytest.mark.hammer(threads=3)
+    async def test_failing_hammered():
+        await asyncio.sleep(0)
+        assert threading.current_thread() is threading.main_thread()
+    """
+
+
+@pytest.mark.parametrize("mode", ["auto", "strict"])
+def test_async_bodies_under_pytest_asyncio_run_on_a_loop_per_thread(
+    project: pytest.Pytester, mode: str
+) -> None:
+    """pytest-asyncio swaps an ``async def`` test for a sync wrapper bound to its one loop; the
+    hammer still runs the body's coroutine on an event loop of each thread (with the wrapper the
+    threads failed with "This event loop is already running")."""
+    pytest.importorskip("pytest_asyncio")
+    project.makepyfile(PYTEST_ASYNCIO_TESTS)
+    result = project.runpytest(
+        "-p",
+        "asyncio",
+        "-o",
+        f"asyncio_mode={mode}",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+    )
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*test_failing_hammered*", "*raised in worker * of 3*"])
+    assert "already running" not in result.stdout.str()
 
 
 def test_hammer_marker_rejects_bad_options(project: pytest.Pytester) -> None:

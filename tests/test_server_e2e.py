@@ -287,9 +287,52 @@ def test_sys_exit_inside_a_tool_is_an_error_response(client: Client) -> None:
     assert result_of(execute(client, "echo", {"value": 1})) == 1
 
 
-def test_a_streaming_tool_called_unary_is_an_error(client: Client) -> None:
-    error = error_of(execute(client, "count_up", {"n": 2}))
-    assert error["type"] == "TypeError" and "generator" in error["message"]
+GENERATOR_TOOLS = ["count_up", "plain_gen", "tracked_gen", "plain_agen", "tracked_agen"]
+
+
+@pytest.mark.parametrize("tool", GENERATOR_TOOLS)
+def test_a_generator_tool_called_unary_is_refused_before_it_runs(client: Client, tool: str) -> None:
+    """Generator and async generator tools, tracked or not: ExecuteTool refuses them before
+    calling them, with an error that points at ExecuteStreamingTool, and counts each refused
+    request once, as an error, the same way for every kind."""
+    bodies = result_of(execute(client, "stream_bodies_started"))
+    before = result_of(execute(client, "counts"))["tracker"]
+    replies = execute_many(client, [(tool, {"n": 2})] * 3)
+    after = result_of(execute(client, "counts"))["tracker"]
+    for reply in replies:
+        error = error_of(reply)
+        assert error["type"] == "StreamingToolError", error
+        assert error["message"] == (
+            f"tool {tool!r} streams (a generator function): call it with ExecuteStreamingTool, "
+            "which sends its items as chunks; ExecuteTool returns one result"
+        )
+        assert error["context"]["tool_name"] == tool
+    # The 3 refusals and the first `counts` call: each once, the refusals as errors.
+    assert after["total_requests"] - before["total_requests"] == 3 + 1
+    assert after["errors"] - before["errors"] == 3
+    assert after["active_requests"] == 1  # only the `counts` call reading it
+    if tool != "count_up":  # count_up does not count its bodies
+        assert result_of(execute(client, "stream_bodies_started")) == bodies  # none ran
+    # The same tool streams as usual.
+    chunks = client.stream(tool_request(tool, {"n": 2}))
+    assert len(chunks) == 3 and chunks[-1].is_final
+
+
+def test_a_generator_returned_by_a_plain_function_is_the_same_error(client: Client) -> None:
+    bodies = result_of(execute(client, "stream_bodies_started"))
+    error = error_of(execute(client, "hidden_gen"))
+    assert error["type"] == "StreamingToolError"
+    assert error["message"].startswith("tool 'hidden_gen' streams (it returned a generator): ")
+    assert result_of(execute(client, "stream_bodies_started")) == bodies  # closed unstarted
+    assert len(client.stream(tool_request("hidden_gen", {"n": 2}))) == 3
+
+
+def test_a_tool_declared_streaming_that_returns_a_value_is_served_by_both_rpcs(
+    client: Client,
+) -> None:
+    assert result_of(execute(client, "declared_streaming_list", {"n": 3})) == [0, 1, 2]
+    chunks = client.stream(tool_request("declared_streaming_list", {"n": 3}))
+    assert [json.loads(c.data) for c in chunks[:-1]] == [0, 1, 2]
 
 
 def test_unknown_rpc_is_unimplemented(client: Client) -> None:

@@ -21,7 +21,7 @@ import json
 import traceback
 from typing import Any
 
-__all__ = ["HEADER_SAFE_LIMIT", "error_json"]
+__all__ = ["HEADER_SAFE_LIMIT", "StreamingToolError", "error_json", "streaming_tool_error"]
 
 # Keep the parts of an error bounded: a traceback of a deep recursion, or an exception whose
 # message embeds a huge value, must not make an error response larger than a message may be.
@@ -31,6 +31,18 @@ _MAX_FRAMES = 100
 # gRPC clients commonly cap the header block at 8 KiB (grpcio's default); the status message of a
 # streaming error is one header, percent-encoded, so its JSON stays well below that.
 HEADER_SAFE_LIMIT = 2048
+
+
+class StreamingToolError(TypeError):
+    """``ExecuteTool`` was asked to run a tool that streams (a generator or async generator):
+    such a tool answers ``ExecuteStreamingTool``, which sends its items as chunks."""
+
+
+def streaming_tool_error(tool_name: str, what: str = "a generator function") -> StreamingToolError:
+    return StreamingToolError(
+        f"tool {tool_name!r} streams ({what}): call it with ExecuteStreamingTool, which sends "
+        "its items as chunks; ExecuteTool returns one result"
+    )
 
 
 def error_json(

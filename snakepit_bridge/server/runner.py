@@ -18,6 +18,12 @@ generators run on the event loop. Either way:
   event loop's thread and interleave there, which a per-thread tracker cannot time: they are
   counted once when they complete (with their error flag and no duration), unless the tool is a
   ``@thread_safe_method``, whose call already counted;
+* ``ExecuteTool`` of a generator or async generator tool is refused before the tool is called
+  (:class:`~.errors.StreamingToolError`, pointing at ``ExecuteStreamingTool``); the refused
+  request is counted once, as an error, inside ``adapter.track_request()`` on the event loop's
+  thread, the same way for every kind of generator tool (sync or async, ``@thread_safe_method``
+  or not). A result that turns out to be a generator anyway (an adapter of one's own, a wrapper
+  that hides the generator function) gets the same error, counted as that request's failure;
 * any failure becomes the in-band error response (:mod:`.errors`); the server keeps serving.
 """
 
@@ -30,9 +36,11 @@ import inspect
 import logging
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -48,7 +56,12 @@ from grpclib.exceptions import GRPCError
 from snakepit_bridge.base_adapter import acall
 from snakepit_bridge.context import RequestContext, request_scope
 from snakepit_bridge.server.codec import JSON_TYPE_URL, decode_arguments, encode_json
-from snakepit_bridge.server.errors import HEADER_SAFE_LIMIT, error_json
+from snakepit_bridge.server.errors import (
+    HEADER_SAFE_LIMIT,
+    StreamingToolError,
+    error_json,
+    streaming_tool_error,
+)
 from snakepit_bridge.server.proto import bridge_pb2 as pb
 from snakepit_bridge.server.pump import ChunkPump
 from snakepit_bridge.server.tools import ToolCatalog, ToolKind
@@ -105,6 +118,25 @@ class ToolRunner:
     def kind(self, request: pb.ExecuteToolRequest) -> ToolKind | None:
         return self._catalog.kind(request.tool_name)
 
+    # -- unary, generator tool: refused without calling it --------------------------------------
+    def refuse_stream(self, request: pb.ExecuteToolRequest, info: CallInfo) -> bytes:
+        """The reply to ``ExecuteTool`` of a tool that can only stream; the tool is not called.
+        Counted once as an error, as any request that fails (cheap: done on the loop)."""
+        started = time.perf_counter()
+        context = _request_context(request, info)
+        response: pb.ExecuteToolResponse = contextvars.Context().run(
+            self._refuse_stream_scoped, context
+        )
+        return self._finish(response, context, started)
+
+    def _refuse_stream_scoped(self, context: RequestContext) -> pb.ExecuteToolResponse:
+        with request_scope(context):
+            try:
+                with self._track():
+                    raise streaming_tool_error(context.tool_name)
+            except StreamingToolError as exc:
+                return self._failure(exc, context)
+
     # -- unary, sync tool: the whole request on the calling pool thread -------------------------
     def run_sync(self, request: pb.ExecuteToolRequest, info: CallInfo) -> bytes:
         started = time.perf_counter()
@@ -124,7 +156,7 @@ class ToolRunner:
                     result = self._adapter.call_tool(request.tool_name, **arguments)
                     if inspect.isawaitable(result):  # an adapter of its own that returned one
                         result = self._await_on_loop(result, context)
-                    return _success(result)
+                    return _success(result, context.tool_name)
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure is a reply; sys.exit() in a tool must not stop the server
                 return self._failure(exc, context)
 
@@ -152,7 +184,7 @@ class ToolRunner:
                 try:
                     arguments = decode_arguments(request.parameters, request.binary_parameters)
                     result = await acall(self._adapter, request.tool_name, **arguments)
-                    response = _success(result)
+                    response = _success(result, context.tool_name)
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - as in _run_sync_scoped
                     self._count_async(kind, error=True)
                     return self._failure(exc, context)
@@ -289,7 +321,12 @@ def _request_context(request: pb.ExecuteToolRequest, info: CallInfo) -> RequestC
     )
 
 
-def _success(result: Any) -> pb.ExecuteToolResponse:
+def _success(result: Any, tool_name: str) -> pb.ExecuteToolResponse:
+    if isinstance(result, (Generator, AsyncGenerator)):  # not seen by the catalog: say what it is
+        if isinstance(result, Generator):
+            result.close()  # never started; no request of a tracked generator left open
+        kind = "an async generator" if isinstance(result, AsyncGenerator) else "a generator"
+        raise streaming_tool_error(tool_name, f"it returned {kind}")
     response = pb.ExecuteToolResponse(success=True)
     if result is None:
         return response  # `result` stays unset: Snakepit reads nil

@@ -206,7 +206,9 @@ class BridgeService(BridgeServiceBase):
             info = _call_info(stream)
             request = await self._read_tool_request(stream)
             kind = self._runner.kind(request)
-            if kind is not None and kind.on_loop:
+            if kind is not None and kind.generates:
+                data = self._runner.refuse_stream(request, info)  # never called: it can only stream
+            elif kind is not None and kind.on_loop:
                 data = await self._runner.run_async(request, info, kind)
             else:
                 data = await self._gateway.run(self._runner.run_sync, request, info)
