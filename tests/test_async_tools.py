@@ -713,6 +713,6 @@ def test_the_server_runs_on_its_loop_exactly_the_tools_the_registry_calls_async(
     for spec in Kinds().get_tools():
         kind = catalog.kind(spec.name)
         assert kind is not None and kind.spec == spec
-        assert kind.on_loop == spec.is_async and kind.tracked
+        assert kind.on_loop == spec.is_async
     own = build_catalog(OwnAsync(listed_async=True))
-    assert own.tools["fetch"].on_loop and not own.tools["fetch"].tracked
+    assert own.tools["fetch"].on_loop

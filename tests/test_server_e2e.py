@@ -443,11 +443,32 @@ def test_async_requests_are_counted_once(client: Client) -> None:
 
 
 def test_async_tools_overlap_without_blocking_the_loop(client: Client) -> None:
+    before = result_of(execute(client, "counts"))["tracker"]
     started = time.perf_counter()
     replies = execute_many(client, [("async_sleep", {"seconds": 0.5})] * 6)
     elapsed = time.perf_counter() - started
     assert all(result_of(r) == "MainThread" for r in replies)
     assert elapsed < 2.0, elapsed  # serial would be 3 s
+    after = result_of(execute(client, "counts"))["tracker"]
+    # Six requests interleaved on the loop's thread, each its own request, timed from its start
+    # to its end: together at least their six sleeps (a lower bound, not a timing assertion).
+    assert after["total_requests"] - before["total_requests"] == 6 + 1
+    assert after["total_duration"] - before["total_duration"] >= 6 * 0.5
+
+
+def test_an_async_request_past_its_deadline_is_counted_as_an_error(client: Client) -> None:
+    before = result_of(execute(client, "counts"))["tracker"]
+    with pytest.raises(RpcFailure) as info:
+        execute(client, "async_sleep", {"seconds": 30}, timeout=0.3)
+    assert info.value.code == "DEADLINE_EXCEEDED"
+    deadline = time.monotonic() + 15  # the server cancels it as the client gives up: no wait
+    while True:
+        after = result_of(execute(client, "counts"))["tracker"]
+        if after["errors"] > before["errors"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert after["errors"] - before["errors"] == 1
+    assert after["active_requests"] == 1  # only the `counts` call reading it
 
 
 # -- streaming ----------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ generators run on the event loop. Either way:
 * every request is counted by the adapter's native request tracker (when it has one). A sync
   request runs inside ``adapter.track_request()``; nested tracked calls count once per thread,
   so a ``@thread_safe_method`` tool is not counted twice, and a request that fails anywhere
-  (bad JSON, unknown tool, the tool, the encoding) counts as an error. Async requests share the
-  event loop's thread and interleave there, which a per-thread tracker cannot time: they are
-  counted once when they complete (with their error flag and no duration), unless the tool is a
-  ``@thread_safe_method``, whose call already counted;
+  (bad JSON, unknown tool, the tool, the encoding) counts as an error. An async request runs
+  in a task of its own with a fresh context, inside ``adapter.track_request()`` too: the
+  tracker's requests are per context, so tasks interleaving on the loop's thread are separate
+  requests, each timed from start to end, and one cancelled at its deadline counts as an error;
 * ``ExecuteTool`` of a generator or async generator tool is refused before the tool is called
   (:class:`~.errors.StreamingToolError`, pointing at ``ExecuteStreamingTool``); the refused
   request is counted once, as an error, inside ``adapter.track_request()`` on the event loop's
@@ -101,7 +101,6 @@ class ToolRunner:
         self._track: Callable[[], AbstractContextManager[Any]] = (
             track if callable(track) else contextlib.nullcontext
         )
-        self._tracker = getattr(adapter, "tracker", None)
 
     # -- parsing --------------------------------------------------------------------------------
     @staticmethod
@@ -173,23 +172,19 @@ class ToolRunner:
             raise
 
     # -- unary, async tool: on the event loop ---------------------------------------------------
-    async def run_async(
-        self, request: pb.ExecuteToolRequest, info: CallInfo, kind: ToolKind
-    ) -> bytes:
+    async def run_async(self, request: pb.ExecuteToolRequest, info: CallInfo) -> bytes:
         started = time.perf_counter()
         context = _request_context(request, info)
 
         async def call() -> pb.ExecuteToolResponse:
             with request_scope(context):
                 try:
-                    arguments = decode_arguments(request.parameters, request.binary_parameters)
-                    result = await acall(self._adapter, request.tool_name, **arguments)
-                    response = _success(result, context.tool_name)
+                    with self._track():  # this task's context: its own request, timed
+                        arguments = decode_arguments(request.parameters, request.binary_parameters)
+                        result = await acall(self._adapter, request.tool_name, **arguments)
+                        return _success(result, context.tool_name)
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - as in _run_sync_scoped
-                    self._count_async(kind, error=True)
                     return self._failure(exc, context)
-                self._count_async(kind, error=False)
-                return response
 
         # A task of its own, in a fresh context: cancelling this handler (deadline, client gone)
         # cancels the tool at its current await.
@@ -203,12 +198,6 @@ class ToolRunner:
         if context.correlation_id:
             response.metadata["correlation_id"] = context.correlation_id
         return self._serialize(response, "reply")
-
-    def _count_async(self, kind: ToolKind, *, error: bool) -> None:
-        if self._tracker is None or kind.tracked:
-            return
-        self._tracker.start_request()
-        self._tracker.end_request(error=error)
 
     # -- streaming, sync tool: drained on the calling pool thread -------------------------------
     def stream_sync(
@@ -244,7 +233,6 @@ class ToolRunner:
         self,
         request: pb.ExecuteToolRequest,
         info: CallInfo,
-        kind: ToolKind,
         send: Callable[[bytes], Awaitable[None]],
     ) -> int:
         context = _request_context(request, info)
@@ -253,15 +241,14 @@ class ToolRunner:
             count = 0
             with request_scope(context):
                 try:
-                    arguments = decode_arguments(request.parameters, request.binary_parameters)
-                    result = await acall(self._adapter, request.tool_name, **arguments)
-                    async for item in _async_items(result):
-                        await send(self._chunk(count, item))
-                        count += 1
+                    with self._track():
+                        arguments = decode_arguments(request.parameters, request.binary_parameters)
+                        result = await acall(self._adapter, request.tool_name, **arguments)
+                        async for item in _async_items(result):
+                            await send(self._chunk(count, item))
+                            count += 1
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - as in _run_sync_scoped
-                    self._count_async(kind, error=True)
                     raise self._stream_failure(exc, context) from None
-                self._count_async(kind, error=False)
                 return count
 
         return await asyncio.create_task(body(), context=contextvars.Context())

@@ -209,7 +209,7 @@ class BridgeService(BridgeServiceBase):
             if kind is not None and kind.generates:
                 data = self._runner.refuse_stream(request, info)  # never called: it can only stream
             elif kind is not None and kind.on_loop:
-                data = await self._runner.run_async(request, info, kind)
+                data = await self._runner.run_async(request, info)
             else:
                 data = await self._gateway.run(self._runner.run_sync, request, info)
             await send_encoded(stream, data)
@@ -226,7 +226,7 @@ class BridgeService(BridgeServiceBase):
                 async def send(data: bytes) -> None:
                     await send_encoded(stream, data)
 
-                count = await self._runner.stream_async(request, info, kind, send)
+                count = await self._runner.stream_async(request, info, send)
             else:
                 count = await self._pump_stream(stream, request, info)
             await send_encoded(stream, self._runner.final_chunk(count))

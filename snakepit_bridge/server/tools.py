@@ -8,8 +8,6 @@ module only adds:
 
 * where each one runs: async tools (``async def`` and async generators) on the event loop,
   sync tools in the pool;
-* whether the tool is already tracked by the adapter's native request tracker
-  (``@thread_safe_method`` anywhere in its wrapper chain);
 * whether it is a generator or async generator function (read through the same wrapper chain
   as ``is_async``), which only ``ExecuteStreamingTool`` can serve: ``ExecuteTool`` refuses it
   before calling it. A tool merely declared ``supports_streaming`` that returns a value is served
@@ -28,8 +26,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from snakepit_bridge import _native
-from snakepit_bridge.base_adapter import ToolSpec, _function_kind, _wrapper_chain, tool_specs
+from snakepit_bridge.base_adapter import ToolSpec, _function_kind, tool_specs
 from snakepit_bridge.server.codec import JSON_TYPE_URL
 from snakepit_bridge.server.proto import bridge_pb2 as pb
 
@@ -41,7 +38,6 @@ class ToolKind:
     """How one declared tool runs."""
 
     spec: ToolSpec
-    tracked: bool  # a @thread_safe_method: each call is already counted by the adapter's tracker
     generates: bool = False  # a generator or async generator function: it can only stream
 
     @property
@@ -75,8 +71,6 @@ def build_catalog(adapter: Any) -> ToolCatalog:
             raw = None
         tools[spec.name] = ToolKind(
             spec=spec,
-            tracked=raw is not None
-            and any(isinstance(obj, _native.thread_safe_method) for obj in _wrapper_chain(raw)),
             generates=raw is not None and _function_kind(raw)[1],
         )
     return ToolCatalog(MappingProxyType(tools))
