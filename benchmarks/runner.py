@@ -130,7 +130,7 @@ def run_worker(
     if selected:
         cmd += ["--cases", ",".join(sorted(selected))]
     timeout = WORKER_TIMEOUT_S
-    if scaling_reps is not None and group == "scaling":
+    if scaling_reps is not None and group in ("scaling", "peers"):
         cmd += ["--scaling-reps", str(scaling_reps)]
         timeout = max(timeout, 60 * scaling_reps)
     env = dict(os.environ)
@@ -203,10 +203,18 @@ def main(argv: list[str] | None = None) -> int:
         help=f"cases or groups to run (groups: {', '.join(C.GROUPS)}; default: all)",
     )
     parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        metavar="GROUP",
+        help="groups to leave out (e.g. --skip server peers)",
+    )
+    parser.add_argument(
         "--scaling-reps",
         type=int,
         metavar="N",
-        help="repetitions of every scaling case (default: 7; 1 with --quick); more narrows the "
+        help="repetitions of every scaling case (default: 7, peers 5; 1 with --quick); more "
+        "narrows the "
         "medians",
     )
     ns = parser.parse_args(argv)
@@ -217,12 +225,17 @@ def main(argv: list[str] | None = None) -> int:
         if impl not in C.IMPLS:
             parser.error(f"unknown implementation {impl!r}; expected {', '.join(C.IMPLS)}")
     selection = resolve_cases(ns.cases)
+    for group in (g for arg in ns.skip for g in arg.replace(",", " ").split() if g):
+        if group not in C.GROUPS:
+            parser.error(f"unknown group {group!r} to skip; groups: {', '.join(C.GROUPS)}")
+        selection.pop(group, None)
 
     data: dict[str, Any] = {
         "schema": 1,
         "meta": collect_meta(ns.quick),
         "impls": {},
         "expected_cases": {g: list(C.CASES_BY_GROUP[g]) for g in selection},
+        "skipped_groups": sorted(set(C.GROUPS) - set(selection)),
         "selection": {g: (None if s is None else sorted(s)) for g, s in selection.items()},
     }
     status = 0
@@ -237,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         (impl, group)
         for impl in impls
         for group in C.GROUPS
-        if group in selection and group != "single"
+        if group in selection and group != "single" and C.group_applies(impl, group)
     ]
     single_outs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
     for impl in impls:
