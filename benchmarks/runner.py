@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -135,6 +136,7 @@ def run_worker(
         timeout = max(timeout, 60 * scaling_reps)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    busy_before, ours_before = machine_busy_s(), own_cpu_s()
     started = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -173,7 +175,33 @@ def run_worker(
         except OSError:
             pass
     out["wall_s"] = time.perf_counter() - started
+    busy_after, ours_after = machine_busy_s(), own_cpu_s()
+    if busy_before is not None and busy_after is not None and out["wall_s"] > 0:
+        # CPU time the rest of the machine used meanwhile, in cores: on a shared machine this
+        # says how disturbed a group's figures are (0 = it had the machine to itself).
+        others = (busy_after - busy_before) - (ours_after - ours_before)
+        out["others_cores"] = round(max(0.0, others) / out["wall_s"], 2)
     return out
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds all processes of the machine have used since boot (Linux), else None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()[1:]
+        values = [int(x) for x in fields]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    guest = sum(values[8:10]) if len(values) > 9 else 0  # counted in user/nice already
+    return (sum(values) - idle - guest) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds this process and its waited-for children have used."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         metavar="N",
         help="repetitions of every scaling case (default: 7, peers 5; 1 with --quick); more "
-        "narrows the "
-        "medians",
+        "narrows the medians",
     )
     ns = parser.parse_args(argv)
     if ns.scaling_reps is not None and ns.scaling_reps < 1:
@@ -276,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
             if out.get("traceback") or out.get("stderr"):
                 print(out.get("traceback") or out.get("stderr"), file=sys.stderr)
         else:
-            print(f" {out['wall_s']:.1f} s", file=sys.stderr)
+            busy = out.get("others_cores")
+            note = "" if busy is None else f" (other work on the machine: {busy:.2f} cores)"
+            print(f" {out['wall_s']:.1f} s{note}", file=sys.stderr)
         if out.get("info"):
             data["meta"].setdefault(impl, out["info"])
         if "gil_enabled" in out:  # enabled in any process: say so (the table header shows it)
