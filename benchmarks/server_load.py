@@ -6,9 +6,9 @@ last line of stdout.
 
 A phase with ``streams`` N runs N concurrent streams on one channel (one HTTP/2 connection,
 as Snakepit's one connection per worker), each sending its next ``ExecuteTool`` request as
-soon as the previous reply arrived. After ``warmup_s`` seconds, requests that start and end
+soon as the previous reply arrived. After ``warmup_s`` seconds, the requests that complete
 within the next ``duration_s`` seconds are counted: throughput is their number over that
-window, p50/p99 their latencies. A phase with ``pings`` also sends that many Pings one after
+window, p50/p99 their latencies (the streams are in a steady state by then). A phase with ``pings`` also sends that many Pings one after
 another, on the same channel, while its streams keep the server busy.
 
 The client is grpcio's asyncio API (``grpc.aio``: the C core does the HTTP/2 work) where
@@ -149,7 +149,7 @@ async def run_phase(client: Client, phase: dict[str, Any]) -> dict[str, Any]:
             ended = time.perf_counter()
             if not response.success:
                 failures.append(response.error_message[:200])
-            elif started >= window_start and ended <= window_end:
+            elif window_start <= ended <= window_end:
                 latencies.append(ended - started)
 
     cpu0 = time.process_time()
