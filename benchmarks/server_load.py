@@ -8,8 +8,9 @@ A phase with ``streams`` N runs N concurrent streams on one channel (one HTTP/2 
 as Snakepit's one connection per worker), each sending its next ``ExecuteTool`` request as
 soon as the previous reply arrived. After ``warmup_s`` seconds, the requests that complete
 within the next ``duration_s`` seconds are counted: throughput is their number over that
-window, p50/p99 their latencies (the streams are in a steady state by then). A phase with ``pings`` also sends that many Pings one after
-another, on the same channel, while its streams keep the server busy.
+window, p50/p99 their latencies (the streams are in a steady state by then). A phase with
+``pings`` also sends that many Pings one after another, on the same channel, while its
+streams keep the server busy.
 
 The client is grpcio's asyncio API (``grpc.aio``: the C core does the HTTP/2 work) where
 grpcio is importable, else grpclib's client (pure Python, slower: the run says which). The
