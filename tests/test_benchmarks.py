@@ -357,3 +357,24 @@ def test_load_client_percentiles_and_rounds() -> None:
     assert point["requests_per_s"] == 20.0  # the median round
     assert point["requests"] == 6
     assert point["p50_ms"] == 3.5 and point["p99_ms"] == 6.0  # over all rounds' requests
+
+
+def test_server_profile_splits_cpu_by_thread() -> None:
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks.server_profile", "--json"),
+            *("--tool", "echo", "--streams", "2", "--seconds", "0.3"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["server_exit_status"] == 0
+    assert result["tool"] == "echo" and result["streams"] == 2
+    _positive(result["requests_per_s"], "requests/s")
+    # Every request is parsed and answered on the event loop, and runs on a pool thread.
+    _positive(result["event_loop_cpu_us_per_request"], "event loop")
+    _positive(result["other_threads_cpu_us_per_request"], "pool")
