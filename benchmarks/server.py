@@ -70,6 +70,7 @@ def settings(quick: bool) -> dict[str, Any]:
             "ping_warmup_s": 0.2,
             "ceiling_calls": 4,
             "ceiling_reps": 1,
+            "min_requests": 5,
         }
     return {
         "rounds": 3,
@@ -389,6 +390,7 @@ def run(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, An
                             "streams": streams,
                             "warmup_s": cfg["warmup_s"],
                             "duration_s": cfg["duration_s"],
+                            "min_requests": cfg["min_requests"],
                         }
                     )
     if "server_cpu" in tools:

@@ -8,7 +8,8 @@ A phase with ``streams`` N runs N concurrent streams on one channel (one HTTP/2 
 as Snakepit's one connection per worker), each sending its next ``ExecuteTool`` request as
 soon as the previous reply arrived. After ``warmup_s`` seconds, the requests that complete
 within the next ``duration_s`` seconds are counted: throughput is their number over that
-window, p50/p99 their latencies (the streams are in a steady state by then). A phase with
+window, p50/p99 their latencies (the streams are in a steady state by then); with
+``min_requests`` the window is extended until that many completed. A phase with
 ``pings`` also sends that many Pings one after another, on the same channel, while its
 streams keep the server busy.
 
@@ -135,6 +136,11 @@ async def run_phase(client: Client, phase: dict[str, Any]) -> dict[str, Any]:
     begin = time.perf_counter()
     window_start = begin + warmup
     window_end = window_start + duration
+    # The window is extended until at least this many requests completed in it (a slow
+    # moment of a shared machine must not leave a point without a figure), up to a bound.
+    min_requests = int(phase.get("min_requests", 0))
+    max_window_end = window_start + max(duration, float(phase.get("max_window_s", 60.0)))
+    completed = 0
 
     async def stream() -> None:
         while not stop.is_set():
@@ -150,7 +156,7 @@ async def run_phase(client: Client, phase: dict[str, Any]) -> dict[str, Any]:
             ended = time.perf_counter()
             if not response.success:
                 failures.append(response.error_message[:200])
-            elif window_start <= ended <= window_end:
+            elif window_start <= ended and not stop.is_set():
                 latencies.append(ended - started)
 
     cpu0 = time.process_time()
@@ -164,10 +170,16 @@ async def run_phase(client: Client, phase: dict[str, Any]) -> dict[str, Any]:
             await client.call("Ping", pb.PingRequest(message="load"), pb.PingResponse, timeout)
             pings.append(time.perf_counter() - started)
         await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
+        while len(latencies) < min_requests and time.perf_counter() < max_window_end:
+            await asyncio.sleep(0.01)
+        stop.set()  # from here on, completions are not counted
+        window_end = time.perf_counter()
+        completed = len(latencies)
         cpu_window = time.process_time() - cpu_start
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+    del latencies[completed:]
     elapsed = window_end - window_start
     out: dict[str, Any] = {
         "tool": phase["tool"],

@@ -92,15 +92,17 @@ def profile(
             phase = {"address": address, "tool": tool, "params": PARAMS[tool], "streams": streams}
             S.run_client([{**phase, "warmup_s": 0.2, "duration_s": 0.3}], directory, 300)  # warm
             before = thread_cpu(proc.pid)
-            out = S.run_client(
-                [{**phase, "warmup_s": 0.0, "duration_s": seconds}], directory, 300 + 4 * seconds
-            )
+            measured = {**phase, "warmup_s": 0.0, "duration_s": seconds, "min_requests": 20}
+            out = S.run_client([measured], directory, 300 + 4 * seconds)
             after = thread_cpu(proc.pid)
         finally:
             status = server.stop()
     result = out["phases"][0]
     result.pop("latencies_ms", None)
     requests = max(1, result["requests"])
+    # CPU over the whole measured phase (all its requests, counted or not), per counted
+    # request: the phase's window is nearly all of it.
+    seconds = result["window_s"]
     loop = after.get(proc.pid, 0.0) - before.get(proc.pid, 0.0)
     others = sum(cpu - before.get(tid, 0.0) for tid, cpu in after.items() if tid != proc.pid)
     return {

@@ -252,7 +252,6 @@ def test_server_complete(run: dict[str, Any]) -> None:
     for name, reason in group["skipped_servers"].items():
         assert name == "grpcio" and reason
     assert set(group["cases"]) == set(server.TOOLS)
-    completed = 0
     for case, by_server in group["cases"].items():
         if case == "server_numpy":
             runnable = {s for s in servers if group["info"]["numpy_available"][s]}
@@ -264,11 +263,10 @@ def test_server_complete(run: dict[str, Any]) -> None:
             for streams, entry in by_streams.items():
                 where = f"{case} {name} {streams}"
                 assert entry["failures"] == 0, (where, entry["failure_examples"])
-                completed += entry["requests"]
-                if entry["requests"]:
-                    _positive(entry["requests_per_s"], where)
-                    assert 0 < entry["p50_ms"] <= entry["p99_ms"], where
-    assert completed > 0
+                # The window is extended until a few requests completed (min_requests).
+                assert entry["requests"] >= 1, where
+                _positive(entry["requests_per_s"], where)
+                assert 0 < entry["p50_ms"] <= entry["p99_ms"], where
     assert set(group["ping"]) == servers
     for name, ping in group["ping"].items():
         assert ping["pings"] == 20, name  # quick mode
