@@ -114,7 +114,13 @@ plugin=()
 # --- 3. the tests under TSan ------------------------------------------------------------------
 [ -f "$SUPP" ] || die "missing $SUPP"
 export SNAKEPIT_HANG_SCALE=${SNAKEPIT_HANG_SCALE:-0.2}
-export TSAN_OPTIONS="suppressions=$SUPP halt_on_error=0 exitcode=0 second_deadlock_stack=1 history_size=4 ${TSAN_OPTIONS:-}"
+# Every process writes its reports to a file of its own (log_path), so a race in a
+# subprocess a test starts (forks, exits, the server) is judged too, not lost in the captured
+# stderr of that subprocess.
+REPORTS="$VENV/tsan-reports"
+rm -rf "$REPORTS"
+mkdir -p "$REPORTS"
+export TSAN_OPTIONS="suppressions=$SUPP halt_on_error=0 exitcode=0 second_deadlock_stack=1 history_size=4 log_path=$REPORTS/report ${TSAN_OPTIONS:-}"
 if [ -n "${SNAKEPIT_TSAN_TESTS:-}" ]; then
   read -r -a tests <<< "$SNAKEPIT_TSAN_TESTS"
 else
@@ -136,6 +142,13 @@ if [ "$stress_s" != 0 ] && [ -f tests/stress_runner.py ]; then
 fi
 
 # --- 4. verdict -------------------------------------------------------------------------------
+for report in "$REPORTS"/report.*; do
+  [ -f "$report" ] || continue
+  { printf '\ntsan: reports of process %s:\n' "${report##*.}"; cat "$report"; } >> "$LOG"
+  if awk '/_native\./ || /[ \/]src\/[A-Za-z0-9_]+\.[ch]:/ { found = 1 } END { exit !found }' "$report"; then
+    cat "$report" >&2
+  fi
+done
 # One report = the lines from "WARNING: ThreadSanitizer:" to its "SUMMARY:" line. It is
 # ours when any frame or location in it is in the extension or its sources.
 read -r n_all n_ours < <(awk '

@@ -1,9 +1,12 @@
 """Adapter base class, the ``tool`` decorator and the tool registry.
 
 An adapter exposes *tools*: methods declared with :func:`tool`. The registry finds them on the
-adapter's class, describes them (:meth:`BaseAdapter.get_tools`) and dispatches calls by name
-(:meth:`BaseAdapter.call_tool`, :meth:`BaseAdapter.execute_tool`), refusing anything that was not
-declared as a tool.
+adapter's class, describes them (:meth:`BaseAdapter.get_tools`: among other things whether a tool
+is ``async`` and whether it streams) and dispatches calls by name, refusing anything that was not
+declared as a tool: :meth:`BaseAdapter.call_tool` / :meth:`BaseAdapter.execute_tool` for sync
+tools, :meth:`BaseAdapter.acall_tool` / :meth:`BaseAdapter.aexecute_tool` (awaitable) for every
+tool. A sync form given an async tool raises ``TypeError`` instead of returning a coroutine that
+nobody would run (see :class:`AsyncToolError`).
 
 Constraints the native core relies on: :class:`BaseAdapter` keeps ``__slots__ = ()``, the plain
 ``type`` metaclass and an ``__init__`` that needs no instance state, because
@@ -21,19 +24,22 @@ import json
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Self, TypeVar, overload
 
 from snakepit_bridge import context as _context
 from snakepit_bridge._json import json_safe
 
 __all__ = [
+    "AsyncToolError",
     "BaseAdapter",
     "ParameterSpec",
     "ToolMetadata",
     "ToolSpec",
     "UnknownToolError",
+    "acall",
+    "is_coroutine",
     "tool",
     "tool_specs",
 ]
@@ -81,6 +87,11 @@ def tool(
     combined with ``@thread_safe_method`` in either order, and with ``@staticmethod`` /
     ``@classmethod`` in either order. A property (or anything else that is not called) cannot
     be a tool: ``TypeError``.
+
+    The function may be ``async def``, a generator or an async generator: the registry reads
+    that from the function under any wrappers (:attr:`ToolSpec.is_async`), and a generator or
+    async generator tool streams (:attr:`ToolSpec.supports_streaming`) whether or not
+    ``supports_streaming=True`` is given.
     """
     if _is_declarable(description) or isinstance(description, property):
         # Bare ``@tool``: the decorated object arrives in place of the description.
@@ -218,7 +229,15 @@ class ParameterSpec:
 
 @dataclass(frozen=True)
 class ToolSpec:
-    """A declared tool as :meth:`BaseAdapter.get_tools` lists it."""
+    """A declared tool as :meth:`BaseAdapter.get_tools` lists it.
+
+    ``is_async``: the tool is an ``async def`` function or an async generator function (read
+    from the function under any wrappers: ``@thread_safe_method`` in either order,
+    ``staticmethod``, ``classmethod``, ``functools.wraps`` chains). Such a tool is called with
+    :meth:`BaseAdapter.acall_tool`; :meth:`BaseAdapter.call_tool` refuses it.
+    ``supports_streaming``: declared with ``@tool(supports_streaming=True)``, or the tool is a
+    generator or async generator function (then true even when not declared).
+    """
 
     name: str
     description: str
@@ -227,6 +246,7 @@ class ToolSpec:
     required_variables: tuple[str, ...]
     adapter_class: str
     module: str
+    is_async: bool = False
 
     @property
     def required_parameters(self) -> tuple[ParameterSpec, ...]:
@@ -251,6 +271,7 @@ class ToolSpec:
             "name": self.name,
             "description": self.description,
             "supports_streaming": self.supports_streaming,
+            "is_async": self.is_async,
             "parameters": [p.to_dict() for p in self.parameters],
             "required_variables": list(self.required_variables),
             "adapter_class": self.adapter_class,
@@ -283,19 +304,45 @@ class ToolSpec:
             required_variables=tuple(str(v) for v in variables or ()),
             adapter_class=str(fields.get("adapter_class", metadata.get("adapter_class", ""))),
             module=str(fields.get("module", metadata.get("module", ""))),
+            is_async=bool(fields.get("is_async", False)),
         )
 
 
 def tool_specs(adapter: Any) -> list[ToolSpec]:
     """The tools of any adapter, from its ``get_tools()``, as :class:`ToolSpec`\\ s (see
-    :meth:`ToolSpec.from_mapping` for what an adapter that is not a BaseAdapter may list)."""
-    return [ToolSpec.from_mapping(entry) for entry in adapter.get_tools()]
+    :meth:`ToolSpec.from_mapping` for what an adapter that is not a BaseAdapter may list).
+
+    The registry's specifications come back as they are. An entry of another shape (a mapping,
+    an object) says whether the tool is async or streams if it likes; when the adapter's class
+    has an attribute of the tool's name, what its function is (``async def``, generator, async
+    generator: see :attr:`ToolSpec.is_async`) is added to what the entry says.
+    """
+    cls = type(adapter)
+    specs = []
+    for entry in adapter.get_tools():
+        spec = ToolSpec.from_mapping(entry)
+        if not isinstance(entry, ToolSpec):
+            try:
+                raw = inspect.getattr_static(cls, spec.name)
+            except AttributeError:
+                raw = None
+            if raw is not None:
+                is_async, generates = _function_kind(raw)
+                if (is_async and not spec.is_async) or (generates and not spec.supports_streaming):
+                    spec = replace(
+                        spec,
+                        is_async=spec.is_async or is_async,
+                        supports_streaming=spec.supports_streaming or generates,
+                    )
+        specs.append(spec)
+    return specs
 
 
 _ENTRY_FIELDS = (
     "name",
     "description",
     "supports_streaming",
+    "is_async",
     "parameters",
     "required_variables",
     "adapter_class",
@@ -364,6 +411,61 @@ class UnknownToolError(AttributeError):
         super().__init__(message)
         self.tool_name = tool_name
         self.available = available
+
+
+class AsyncToolError(TypeError):
+    """A sync form (``call_tool``, ``execute_tool``) was asked to run an async tool.
+
+    Raised before anything runs when the tool is async (:attr:`ToolSpec.is_async`), and after
+    the call when a tool the registry sees as sync returned a coroutine anyway (a wrapper that
+    hides an ``async def`` without ``functools.wraps``): that coroutine is closed unrun. Either
+    way the caller never holds a coroutine that nothing awaits. The message points at
+    :meth:`BaseAdapter.acall_tool`. It is a ``TypeError``: the call was of the wrong kind.
+    """
+
+    def __init__(self, message: str, *, tool_name: str) -> None:
+        super().__init__(message)
+        self.tool_name = tool_name
+
+
+# Result types seen by call_tool that are not coroutines, so the check costs one set lookup
+# (an isinstance against collections.abc.Coroutine costs a few hundred nanoseconds). Bounded:
+# past the limit, new types are checked with isinstance every time.
+_NOT_COROUTINE_LIMIT = 1024
+_not_coroutine_types: set[type] = {type(None), int, float, str, bytes, dict, list, tuple, bool}
+
+
+def is_coroutine(result: Any) -> bool:
+    """Whether ``result`` is a coroutine (the interpreter's, or the native core's tracked one,
+    which registers as ``collections.abc.Coroutine``): a tool's result that must be awaited."""
+    if type(result) in _not_coroutine_types:
+        return False
+    if isinstance(result, Coroutine):
+        return True
+    if len(_not_coroutine_types) < _NOT_COROUTINE_LIMIT:
+        _not_coroutine_types.add(type(result))
+    return False
+
+
+def _function_kind(raw: Any) -> tuple[bool, bool]:
+    """``(is_async, generates)`` of a tool's class attribute.
+
+    Every layer of its wrapper chain is asked (:func:`_wrapper_chain`): ``is_async`` when one of
+    them is an ``async def`` or async generator function (or is marked with
+    ``inspect.markcoroutinefunction``), ``generates`` when one of them is a generator or async
+    generator function. ``thread_safe_method`` objects answer for the function they decorate.
+    """
+    is_async = generates = False
+    for obj in _wrapper_chain(raw):
+        try:
+            coroutine = inspect.iscoroutinefunction(obj)
+            async_generator = inspect.isasyncgenfunction(obj)
+            generator = inspect.isgeneratorfunction(obj)
+        except Exception:  # noqa: BLE001 - an object whose attributes fail to read is no function
+            continue
+        is_async = is_async or coroutine or async_generator
+        generates = generates or generator or async_generator
+    return is_async, generates
 
 
 # How call_tool invokes a tool's class attribute (``_Entry.target``).
@@ -482,14 +584,16 @@ def _build_entry(cls: type, name: str, raw: Any, metadata: ToolMetadata) -> _Ent
     if binding != _CALL_AS_IS and not isinstance(raw, staticmethod) and params:
         params = params[1:]  # self (or cls), supplied by binding
     signature = signature.replace(parameters=params)
+    is_async, generates = _function_kind(raw)
     spec = ToolSpec(
         name=name,
         description=metadata.description,
-        supports_streaming=metadata.supports_streaming,
+        supports_streaming=metadata.supports_streaming or generates,
         parameters=tuple(_parameter_spec(p) for p in params),
         required_variables=tuple(metadata.required_variables),
         adapter_class=cls.__name__,
         module=cls.__module__,
+        is_async=is_async,
     )
     keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return _Entry(
@@ -579,60 +683,82 @@ class BaseAdapter:
         return list(_registry_for(type(self)).specs)
 
     def call_tool(self, tool_name: str, /, **kwargs: Any) -> Any:
-        """Call the declared tool ``tool_name`` with keyword arguments.
+        """Call the declared sync tool ``tool_name`` with keyword arguments.
 
         Raises :class:`UnknownToolError` (an ``AttributeError``) for a name that is not a declared
         tool, listing the tools that exist, and ``TypeError`` naming the tool when the arguments
         do not fit its signature. Exceptions raised by the tool itself propagate unchanged.
         The tool the class declares is called, never an instance attribute of the same name.
+        A generator tool returns its generator (the caller drains it).
+
+        An async tool (:attr:`ToolSpec.is_async`) is refused with :class:`AsyncToolError` (a
+        ``TypeError``) before anything runs: use :meth:`acall_tool`. A tool the registry sees as
+        sync that returns a coroutine anyway has it closed unrun, and the same error is raised.
         """
-        registry = _registry_for(type(self))
-        entry = registry.entries.get(tool_name) if isinstance(tool_name, str) else None
-        if entry is None:
-            available = ", ".join(registry.names) or "(none)"
-            raise UnknownToolError(
-                f"{type(self).__name__} has no tool {tool_name!r}; available tools: {available}",
-                tool_name=str(tool_name),
-                available=registry.names,
+        entry = _entry_for_call(self, tool_name, kwargs)
+        if entry.spec.is_async:
+            raise AsyncToolError(
+                f"tool {tool_name!r} of {type(self).__name__} is async (an async def function "
+                f"or async generator): call it with `await adapter.acall_tool({tool_name!r}, "
+                "...)` or `aexecute_tool`, which await a coroutine and return an async "
+                "generator to iterate; call_tool would return a coroutine that nothing runs",
+                tool_name=tool_name,
             )
-        try:
-            entry.check_arguments(kwargs)
-        except TypeError as exc:
-            raise TypeError(
-                f"bad arguments for tool {tool_name!r} of {type(self).__name__}: {exc} "
-                f"(expected {entry.signature})"
-            ) from None
-        # Bound the way attribute lookup on the class would bind it.
-        target = entry.target
-        if entry.binding == _CALL_WITH_SELF:
-            return target(self, **kwargs)
-        if entry.binding == _CALL_THROUGH_DESCRIPTOR:
-            return type(target).__get__(target, self, type(self))(**kwargs)
-        return target(**kwargs)
+        result = _invoke(self, entry, kwargs)
+        if type(result) not in _not_coroutine_types and is_coroutine(result):
+            result.close()  # never run, and no "never awaited" warning later
+            raise AsyncToolError(
+                f"tool {tool_name!r} of {type(self).__name__} returned a coroutine, but the "
+                "registry sees a sync function (a wrapper that hides an async def: give it "
+                "functools.wraps, or mark it with inspect.markcoroutinefunction); the coroutine "
+                f"was closed unrun. Call it with `await adapter.acall_tool({tool_name!r}, ...)`, "
+                "which awaits what a tool returns",
+                tool_name=tool_name,
+            )
+        return result
+
+    async def acall_tool(self, tool_name: str, /, **kwargs: Any) -> Any:
+        """Call any declared tool ``tool_name`` with keyword arguments, awaitably.
+
+        The same checks as :meth:`call_tool` (:class:`UnknownToolError`, ``TypeError`` for
+        arguments that do not fit), raised when awaited. What the tool returns is awaited when it
+        is awaitable (an ``async def`` tool's coroutine), so the result is the tool's value; an
+        async generator tool gives its async generator, to iterate with ``async for``, and a
+        generator tool its generator. A sync tool runs in the calling thread, on the event loop:
+        it holds the loop up for as long as it runs (offload long sync work with
+        ``asyncio.to_thread``).
+        """
+        entry = _entry_for_call(self, tool_name, kwargs)
+        result = _invoke(self, entry, kwargs)
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
     def execute_tool(
         self, tool_name: str, arguments: Mapping[str, Any] | None = None, context: Any = None
     ) -> Any:
-        """Run a declared tool the way the bridge server does.
+        """Run a declared sync tool the way the bridge server does.
 
         ``arguments`` maps parameter names to values (``None`` means no arguments). A non-None
-        ``context`` becomes the session context (see :meth:`set_session_context`).
+        ``context`` becomes the session context (see :meth:`set_session_context`). An async tool
+        is refused as :meth:`call_tool` refuses it: use :meth:`aexecute_tool`.
         """
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, Mapping):
-            raise TypeError(
-                f"execute_tool({tool_name!r}): arguments must be a mapping, "
-                f"not {type(arguments).__name__}"
-            )
-        bad_keys = [k for k in arguments if not isinstance(k, str)]
-        if bad_keys:
-            raise TypeError(
-                f"execute_tool({tool_name!r}): argument names must be str, got {bad_keys!r}"
-            )
+        arguments = _checked_arguments(tool_name, arguments)
         if context is not None:
             self.set_session_context(context)
         return self.call_tool(tool_name, **arguments)
+
+    async def aexecute_tool(
+        self, tool_name: str, arguments: Mapping[str, Any] | None = None, context: Any = None
+    ) -> Any:
+        """:meth:`execute_tool` for any tool, awaitably (dispatched with :meth:`acall_tool`).
+
+        A non-None ``context`` becomes the session context of the calling task's context.
+        """
+        arguments = _checked_arguments(tool_name, arguments)
+        if context is not None:
+            self.set_session_context(context)
+        return await self.acall_tool(tool_name, **arguments)
 
     # -- session -----------------------------------------------------------------------------
     def set_session_context(self, context: Any) -> None:
@@ -681,6 +807,69 @@ class BaseAdapter:
     def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         """Like :meth:`__copy__`, with the attribute values deep-copied."""
         return _copy_adapter(self, memo)
+
+
+def _entry_for_call(adapter: BaseAdapter, tool_name: str, kwargs: Mapping[str, Any]) -> _Entry:
+    """The registry entry of ``tool_name``, with ``kwargs`` checked against its signature."""
+    registry = _registry_for(type(adapter))
+    entry = registry.entries.get(tool_name) if isinstance(tool_name, str) else None
+    if entry is None:
+        available = ", ".join(registry.names) or "(none)"
+        raise UnknownToolError(
+            f"{type(adapter).__name__} has no tool {tool_name!r}; available tools: {available}",
+            tool_name=str(tool_name),
+            available=registry.names,
+        )
+    try:
+        entry.check_arguments(kwargs)
+    except TypeError as exc:
+        raise TypeError(
+            f"bad arguments for tool {tool_name!r} of {type(adapter).__name__}: {exc} "
+            f"(expected {entry.signature})"
+        ) from None
+    return entry
+
+
+def _invoke(adapter: BaseAdapter, entry: _Entry, kwargs: Mapping[str, Any]) -> Any:
+    """Call the tool, bound the way attribute lookup on the class would bind it."""
+    target = entry.target
+    if entry.binding == _CALL_WITH_SELF:
+        return target(adapter, **kwargs)
+    if entry.binding == _CALL_THROUGH_DESCRIPTOR:
+        return type(target).__get__(target, adapter, type(adapter))(**kwargs)
+    return target(**kwargs)
+
+
+def _checked_arguments(tool_name: str, arguments: Any) -> Mapping[str, Any]:
+    if arguments is None:
+        return {}
+    if not isinstance(arguments, Mapping):
+        raise TypeError(
+            f"execute_tool({tool_name!r}): arguments must be a mapping, "
+            f"not {type(arguments).__name__}"
+        )
+    bad_keys = [k for k in arguments if not isinstance(k, str)]
+    if bad_keys:
+        raise TypeError(
+            f"execute_tool({tool_name!r}): argument names must be str, got {bad_keys!r}"
+        )
+    return arguments
+
+
+async def acall(adapter: Any, tool_name: str, /, **kwargs: Any) -> Any:
+    """Await a tool of any adapter: its ``acall_tool`` when it has one (every
+    :class:`BaseAdapter`), else its ``call_tool``, whose result is awaited when awaitable.
+
+    What the server and the hammer run async tools with, so adapters that are not BaseAdapters
+    (and implement only ``call_tool``) are served too.
+    """
+    acall_tool = getattr(adapter, "acall_tool", None)
+    if acall_tool is not None:
+        return await acall_tool(tool_name, **kwargs)
+    result = adapter.call_tool(tool_name, **kwargs)
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 def _copy_adapter(adapter: _A, memo: dict[int, Any] | None) -> _A:

@@ -2,8 +2,9 @@
 
 Exit status: 0 all good; 1 request errors, checker warnings with ``--strict``, or an adapter that
 fails (or raises ``SystemExit``) while being constructed; 2 usage errors (unknown adapter or tool,
-an adapter module that fails or exits while being imported, bad ``--args`` JSON, bad option values,
-more ``--threads`` than can be started), always reported as one line on stderr; 130 when a hammer
+an adapter module that fails or exits while being imported, constructor arguments that do not fit
+the adapter's signature, bad ``--init-args`` or ``--args`` JSON, bad option values, more
+``--threads`` than can be started), always reported as one line on stderr; 130 when a hammer
 run was interrupted with Ctrl-C (its partial report is still printed). ``--json`` output is always
 standard JSON (never ``NaN``). See ``docs/cli.md``.
 """
@@ -13,8 +14,10 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import random
+import re
 import signal
 import sys
 import textwrap
@@ -26,7 +29,10 @@ from typing import IO, Any, NoReturn
 
 from snakepit_bridge import environment, hammer, loading
 from snakepit_bridge._json import json_safe
-from snakepit_bridge.base_adapter import ParameterSpec, tool_specs
+from snakepit_bridge._options import INIT_ARGS_HELP, init_args, positive_int, positive_number
+from snakepit_bridge.base_adapter import ParameterSpec, ToolSpec, tool_specs
+from snakepit_bridge.checker.report import advice
+from snakepit_bridge.loading import InitArgs
 
 PROG = "snakepit-bridge"
 EXIT_OK = 0
@@ -49,6 +55,13 @@ def _add_adapter_argument(parser: argparse.ArgumentParser) -> None:
         default=loading.DEFAULT_ADAPTER,
         metavar="ADAPTER",
         help="adapter class as module:Class or module.Class (default: the built-in showcase)",
+    )
+    parser.add_argument(
+        "--init-args",
+        type=init_args,
+        default=InitArgs(),
+        metavar="JSON",
+        help=INIT_ARGS_HELP,
     )
 
 
@@ -90,21 +103,21 @@ def _build_parser() -> argparse.ArgumentParser:
     amount = run.add_mutually_exclusive_group()
     amount.add_argument(
         "--requests",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="M",
         help=f"total requests over all threads (default {hammer.DEFAULT_REQUESTS:,})",
     )
     amount.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_number,
         default=None,
         metavar="SECONDS",
         help="run for this long instead of a number of requests",
     )
     run.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=hammer.DEFAULT_THREADS,
         metavar="N",
         help=f"worker threads (default {hammer.DEFAULT_THREADS})",
@@ -156,29 +169,54 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def tolerate_unencodable_output() -> None:
+    """Write what the terminal's encoding cannot hold as backslash escapes, never raise.
+
+    The report carries text from the adapter (names, messages, statistics, tracebacks) that a
+    terminal's encoding (``cp1252``, ``ascii``) may not have; Python's stdout is strict and would
+    end the command with a ``UnicodeEncodeError`` in the middle of the report. stderr already
+    escapes by default; the encoding itself is left as it is.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or detached stream: nothing to protect
+                pass
 
 
-def _positive_float(text: str) -> float:
+# The commands that import a user's adapter module.
+ADAPTER_COMMANDS = frozenset({"hammer", "tools", "serve"})
+
+
+def import_from_working_directory() -> None:
+    """Put the working directory first on ``sys.path``, as ``python -m snakepit_bridge`` does.
+
+    A console script's ``sys.path`` starts with the script's own directory (the venv's ``bin``),
+    not the working directory, so ``snakepit-bridge hammer proj.adapters:Adapter`` run from the
+    project's folder would not find ``proj``. Nothing changes when the directory is already on
+    the path, or when the interpreter runs isolated (``-I``) or with ``-P`` /
+    ``PYTHONSAFEPATH``, which ask Python not to add it. The Snakepit launcher never comes here:
+    it runs the server in isolated mode (docs/server.md).
+    """
+    if sys.flags.isolated or sys.flags.safe_path:
+        return
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+        cwd = os.getcwd()
+    except OSError:  # the directory was removed under us: nothing to import from
+        return
+    if any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        return
+    sys.path.insert(0, cwd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    tolerate_unencodable_output()
+    if args[:1] and args[0] in ADAPTER_COMMANDS:
+        import_from_working_directory()
     if args[:1] == ["serve"]:
         # The server parses its own arguments (Snakepit's, unknown ones included).
         from snakepit_bridge.server.__main__ import run
@@ -251,6 +289,9 @@ def _parse_tool_arguments(text: str | None) -> dict[str, dict[str, Any]]:
 def _cmd_hammer(options: argparse.Namespace) -> int:
     arguments = _parse_tool_arguments(options.args_json)
     adapter_class = loading.load_adapter_class(options.adapter)
+    if not options.tool:
+        _require_numpy_for_the_showcase_mix(adapter_class)
+    build_adapter = loading.adapter_factory(adapter_class, options.init_args)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     requests = options.requests if options.duration is None else None
     if requests is None and options.duration is None:
@@ -273,9 +314,19 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
                 f"{amount}, seed {seed}; tools: {tools}"
             )
 
+    left_out: list[ToolSpec] = []
+
+    def make_mix(adapter: Any) -> list[hammer.ToolCall]:
+        mix = hammer.build_mix(adapter, options.tool, arguments, seed)
+        if not options.tool:
+            # The default mix takes only the tools it can call: say which it left out.
+            chosen = {call.tool for call in mix}
+            left_out.extend(spec for spec in tool_specs(adapter) if spec.name not in chosen)
+        return mix
+
     result = hammer.run_hammer(
-        adapter_class,
-        lambda adapter: hammer.build_mix(adapter, options.tool, arguments, seed),
+        build_adapter,
+        make_mix,
         threads=options.threads,
         requests=requests,
         duration=options.duration,
@@ -291,9 +342,30 @@ def _cmd_hammer(options: argparse.Namespace) -> int:
     if options.json:
         _print_json(result.to_dict())
     else:
-        sys.stdout.write(render_report(result))
+        sys.stdout.write(render_report(result, options.init_args, left_out))
     sys.stdout.flush()
     return result.exit_code
+
+
+SHOWCASE_MODULE = "snakepit_bridge.adapters.threaded_showcase"
+
+
+def _require_numpy_for_the_showcase_mix(adapter_class: type) -> None:
+    """The showcase's default mix calls its NumPy tools: without NumPy, say so before the run
+    (a usage error) instead of reporting most requests as failed.
+
+    The showcase module is only looked at when it is already imported, which it is when the
+    adapter is the showcase or a subclass: another adapter's run never imports NumPy for this.
+    """
+    showcase = sys.modules.get(SHOWCASE_MODULE)
+    if showcase is None or showcase.NUMPY_AVAILABLE:
+        return
+    if issubclass(adapter_class, showcase.ThreadedShowcaseAdapter):
+        raise hammer.UsageError(
+            "the showcase adapter's default mix needs NumPy, which is not installed: "
+            "pip install 'snakepit-bridge[numpy]' (or hammer tools that do not need it, "
+            "e.g. --tool ping)"
+        )
 
 
 def _interrupt_on_sigint() -> None:
@@ -357,8 +429,13 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def render_report(result: hammer.HammerResult) -> str:
-    """The human-readable hammer report."""
+def render_report(
+    result: hammer.HammerResult,
+    init: InitArgs | None = None,
+    left_out: Sequence[ToolSpec] = (),
+) -> str:
+    """The human-readable hammer report (``init``: the adapter's constructor arguments;
+    ``left_out``: the tools the default mix did not take)."""
     data = result.to_dict()
     lines: list[str] = []
     add = lines.append
@@ -368,14 +445,28 @@ def render_report(result: hammer.HammerResult) -> str:
     env = data["environment"]
     gil = "enabled" if env["gil_enabled"] else "disabled"
     build = "free-threaded build" if env["free_threaded_build"] else "GIL build"
-    add(f"adapter     {data['adapter']}")
+    add(f"adapter     {data['adapter']}" + (f", init args {init}" if init else ""))
     add(f"python      {env['implementation']} {env['python']} ({build}), GIL {gil}")
+    if env["free_threaded_build"] and env["gil_enabled"]:
+        add(
+            f"warning     the GIL is enabled on this free-threaded build ({_gil_cause()}): the "
+            "threads took turns, so this run measures nothing about free threading"
+        )
     amount = (
         f"{result.target_requests:,} requests"
         if result.target_requests
         else f"{result.target_duration:g} s"
     )
     add(f"run         {result.threads} threads, {amount}, seed {result.seed}")
+    if left_out:
+        needs = ", ".join(
+            f"{spec.name} (needs {', '.join(p.name for p in spec.required_parameters)})"
+            for spec in left_out
+        )
+        add(
+            f"left out    {needs}: the default mix calls only tools it has arguments for; "
+            "give theirs with --args"
+        )
     if result.unfinished_workers:
         add(f"            {result.unfinished_workers} worker(s) stuck in a request are not counted")
     req = data["requests"]
@@ -417,33 +508,157 @@ def render_report(result: hammer.HammerResult) -> str:
             add(textwrap.indent(group.traceback.rstrip("\n"), "      | "))
     add("")
     add("adapter get_stats()")
-    add(textwrap.indent(json.dumps(data["adapter_stats"], indent=2, default=repr), "  "))
+    lines.extend(render_stats(data["adapter_stats"], "  "))
     if result.thread_safety is not None:
         add("")
         findings = result.checker_warnings
+        undeclared = list((result.thread_safety.get("undeclared_adapters") or {}).values())
         add(
             f"thread-safety checker: {len(findings)} warning(s)"
+            + (
+                f", {len(undeclared)} adapter class(es) not declared thread-safe"
+                if undeclared
+                else ""
+            )
             + (" (--strict)" if result.strict else "")
         )
-        for finding in findings:
+        for finding in [*findings, *undeclared]:
             add(f"  - {finding}")
-        for problem in (result.thread_safety.get("undeclared_adapters") or {}).values():
-            add(f"  note: {problem}")
-        for recommendation in result.thread_safety.get("recommendations", []) or []:
-            add(f"  {recommendation}")
+        # The checker's recommendations, with their level as a word rather than an emoji.
+        for level, text in advice(result.thread_safety):
+            add(f"  {level}: {text}")
     add("")
-    verdict = {
-        EXIT_OK: "OK",
-        EXIT_FAILED: "FAILED: "
-        + (
-            f"{result.failed:,} request(s) raised"
-            if result.failed
-            else f"{len(result.checker_warnings)} checker warning(s) with --strict"
-        ),
-        EXIT_INTERRUPTED: "INTERRUPTED",
-    }[result.exit_code]
-    add(f"result: {verdict}")
+    add(f"result: {verdict(result)}")
     return "\n".join(lines) + "\n"
+
+
+def _gil_cause() -> str:
+    """Why a free-threaded build runs with the GIL, as far as the process can tell."""
+    if sys._xoptions.get("gil") == "1":
+        return "-X gil=1"
+    if os.environ.get("PYTHON_GIL") == "1":
+        return "PYTHON_GIL=1"
+    return "an imported extension module does not declare free-threading support"
+
+
+def render_stats(value: Any, indent: str = "") -> list[str]:
+    """An adapter's ``get_stats()`` (made JSON-safe) as indented ``key: value`` lines.
+
+    Readable at a glance rather than exact (``--json`` keeps every digit): numbers that are not
+    integers are shown with three significant digits, never in exponent notation down to a
+    microsecond; a table of counts (every value a number, such as requests per thread) is
+    sorted naturally by key, so ``worker-2`` comes before ``worker-10``; other mappings keep
+    the adapter's order; values are aligned within each mapping.
+    """
+    if isinstance(value, dict):
+        if not value:
+            return [f"{indent}{{}}"]
+        items = list(value.items())
+        counts = all(_is_number(v) for v in value.values())
+        if counts:
+            items.sort(key=lambda item: _natural_key(str(item[0])))
+        texts = {key: _stat_text(item) for key, item in items if not _is_nested(item)}
+        width = max((len(str(key)) for key in texts), default=0) + 1
+        numbers = max(len(text) for text in texts.values()) if counts else 0
+        out: list[str] = []
+        for key, item in items:
+            if key in texts:
+                out.append(f"{indent}{f'{key}:':<{width}} {texts[key]:>{numbers}}".rstrip())
+            else:
+                out.append(f"{indent}{key}:")
+                out.extend(render_stats(item, indent + "  "))
+        return out
+    if _is_nested(value):  # a list holding mappings or lists
+        out = []
+        for item in value:
+            nested = render_stats(item, indent + "  ")
+            out.append(f"{indent}- {nested[0].lstrip()}")
+            out.extend(nested[1:])
+        return out
+    return [f"{indent}{_stat_text(value)}"]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_nested(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value)
+    return isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)
+
+
+def _natural_key(text: str) -> tuple[Any, ...]:
+    """``worker-2`` before ``worker-10``; a bucket such as ``(other threads)`` last."""
+    parts = re.split(r"(\d+)", text)
+    return (text.startswith("("), *((0, int(p)) if p.isdigit() else (1, p) for p in parts))
+
+
+def _stat_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _round_float(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_stat_text(v) for v in value) + "]"
+    if isinstance(value, str):
+        return (
+            value
+            if value.isprintable() and value.strip() == value and value
+            else json.dumps(value, ensure_ascii=False)
+        )
+    return str(value)
+
+
+def _round_float(value: float) -> str:
+    """Three significant digits in plain notation (``0.000818``, ``0.245``, ``12.3``, ``1235``)."""
+    if value == 0:
+        return "0"
+    if not math.isfinite(value):
+        return repr(value)
+    magnitude = math.floor(math.log10(abs(value)))
+    if magnitude < -6:
+        return f"{value:.2e}"
+    decimals = max(0, 2 - magnitude)
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def verdict(result: hammer.HammerResult) -> str:
+    """The report's last line, after ``result:``: agrees with the exit status and with every
+    finding above it.
+
+    ``OK`` only when nothing was found; ``WARNING`` when the checker warned (without
+    ``--strict``) or found adapter classes not declared thread-safe, and the exit status stays
+    0; ``FAILED`` for exit status 1, ``INTERRUPTED`` for 130. Each names what it counts.
+    """
+    findings = []
+    if result.failed:
+        findings.append(f"{result.failed:,} request(s) raised")
+    warned = len(result.checker_warnings)
+    if warned:
+        findings.append(
+            f"{warned} checker warning(s)" + (" with --strict" if result.strict else "")
+        )
+    undeclared = len((result.thread_safety or {}).get("undeclared_adapters") or {})
+    if undeclared:
+        findings.append(f"{undeclared} adapter class(es) not declared thread-safe")
+    code = result.exit_code
+    if code == EXIT_INTERRUPTED:
+        head = "INTERRUPTED"
+    elif code == EXIT_FAILED:
+        head = "FAILED"
+    elif findings:
+        head = "WARNING"
+    else:
+        return "OK"
+    text = head + (": " + "; ".join(findings) if findings else "")
+    if head == "WARNING":
+        # Not a failure of this run; say whether --strict would make it one.
+        text += " (exit status 0" + ("; --strict fails on them" if warned else "") + ")"
+    return text
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,7 +668,7 @@ def render_report(result: hammer.HammerResult) -> str:
 
 def _cmd_tools(options: argparse.Namespace) -> int:
     adapter_class = loading.load_adapter_class(options.adapter)
-    adapter = loading.construct_adapter(adapter_class)
+    adapter = loading.construct_adapter(loading.adapter_factory(adapter_class, options.init_args))
     specs = tool_specs(adapter)
     if options.json:
         payload = {

@@ -10,17 +10,23 @@ needs nothing but the standard library (importable without pytest):
   with its worker's traceback and a note naming the workers that raised it (PEP 678 notes; an
   ``ExceptionGroup`` when there are several different ones, PEP 654);
 * workers still running at the timeout are reported with their current stacks
-  (:class:`ConcurrencyTimeoutError`) instead of hanging the caller.
+  (:class:`ConcurrencyTimeoutError`) instead of hanging the caller;
+* a coroutine function (``async def``), or any function that returns a coroutine (such as
+  ``lambda: adapter.acall_tool("name")``), is run to its end on an event loop of the calling
+  worker thread: each thread has its own loop, made on first use and closed when the thread is
+  done, so the coroutines of different threads really run at once and a result is never a
+  coroutine that nothing ran.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 __all__ = [
@@ -55,7 +61,10 @@ def run_concurrently(
 
     The threads wait on a barrier and start together. The results come back as one list ordered
     by thread, then iteration (``threads * iterations`` items). With ``with_index=True`` the
-    thread's index (0 to ``threads - 1``) is passed as the first positional argument.
+    thread's index (0 to ``threads - 1``) is passed as the first positional argument. When
+    ``fn`` is a coroutine function, or returns a coroutine, each call's coroutine is run to its
+    end on the worker thread's own event loop (one per thread, reused by its iterations) and its
+    value is the result.
 
     A worker stops at its first exception; the others carry on. Exceptions are then grouped by
     type and raising line: one group is re-raised as the exception itself, several as an
@@ -88,14 +97,27 @@ def run_concurrently(
             return  # another worker never arrived; the timeout below reports it
         call_args = (index, *args) if with_index else tuple(args)
         out = results[index]
-        for iteration in range(iterations):
-            if stop.is_set():
-                return
-            try:
-                out.append(fn(*call_args, **call_kwargs))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
-                failures[index] = (iteration, exc)
-                return
+        runner: asyncio.Runner | None = None  # this thread's event loop, made on first use
+        iteration = 0
+        try:
+            for iteration in range(iterations):  # noqa: B007 - read in the handler below
+                if stop.is_set():
+                    return
+                result = fn(*call_args, **call_kwargs)
+                if isinstance(result, Coroutine):
+                    if runner is None:
+                        runner = asyncio.Runner()
+                    result = runner.run(result)
+                out.append(result)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            failures[index] = (iteration, exc)
+        finally:
+            if runner is not None:
+                try:
+                    runner.close()
+                except BaseException as exc:  # noqa: BLE001 - as above
+                    if failures[index] is None:
+                        failures[index] = (iteration, exc)
 
     name = _describe(fn)
     workers = [

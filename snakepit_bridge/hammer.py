@@ -18,8 +18,27 @@ What a run does:
   requests really overlap;
 * each request picks a tool from the mix (a seeded, weighted schedule, drawn as requests are
   handed out so its memory does not depend on their number; ``--seed`` reproduces the same
-  multiset of calls), calls ``adapter.call_tool(name, **arguments)`` with a fresh copy of the
-  arguments, and records its latency in a bounded log-linear histogram;
+  multiset of calls), calls it with a fresh copy of the arguments, runs it to its end and records
+  its latency in a bounded log-linear histogram:
+
+  - a sync tool with ``adapter.call_tool(name, **arguments)``;
+  - an async tool (``ToolSpec.is_async``: ``async def`` or an async generator) with
+    ``await adapter.acall_tool(name, **arguments)`` (``call_tool``, awaited, for an adapter that
+    has no ``acall_tool``), on the worker thread's own event loop;
+  - a streaming tool's generator, async generator or iterable is drained, so the request's time is
+    the whole stream's;
+  - a coroutine that a tool returned without being declared async is *never awaited*: it is
+    closed unrun and the request counts as an error (:class:`UnawaitedCoroutineError`), never as a
+    success;
+* one event loop per worker thread, made when the worker starts (only when the mix has an async
+  tool or the adapter asks for a worker scope) and closed when it ends. Not one loop shared by
+  the workers: that would run every async request on the loop's one thread, one step at a time,
+  so the adapter's async tools would never run on two threads at once (the races the hammer is
+  there to find could not happen) and each request would pay a hand-off between threads. Each
+  worker awaits one request at a time, so ``threads`` is the concurrency for async tools too;
+* an adapter may define ``hammer_worker_scope()`` returning an async context manager: each
+  worker enters it on its loop before the run starts and leaves it when the worker stops (a
+  client adapter opens and closes its connection there; see :data:`WORKER_SCOPE_METHOD`);
 * exceptions are grouped by tool, type and raising line, one formatted traceback kept per group;
 * Ctrl-C (``KeyboardInterrupt`` in the main thread) stops the workers after their current request
   and still returns a result, marked ``interrupted``.
@@ -27,20 +46,20 @@ What a run does:
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import itertools
 import math
 import random
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from snakepit_bridge import environment
 from snakepit_bridge._json import json_safe
-from snakepit_bridge.base_adapter import tool_specs
+from snakepit_bridge.base_adapter import acall, is_coroutine, tool_specs
 from snakepit_bridge.checker.runs import start_checker, stop_checker
 from snakepit_bridge.loading import adapter_spec, construct_adapter, exception_summary
 
@@ -50,6 +69,21 @@ REPORT_SCHEMA_VERSION = 1
 
 # How many entries of the tool schedule are drawn at a time (see _Schedule).
 _SCHEDULE_CHUNK = 1024
+
+
+# The method an adapter may define to give each worker thread a scope on its event loop:
+# ``hammer_worker_scope()`` returns an async context manager, entered before the run starts and
+# exited when the worker stops, on the worker's own loop.
+WORKER_SCOPE_METHOD = "hammer_worker_scope"
+
+
+class UnawaitedCoroutineError(TypeError):
+    """A tool returned a coroutine that nothing awaited: its body never ran.
+
+    The hammer awaits the tools the adapter's tool list marks async (``ToolSpec.is_async``). A
+    tool that is not marked so but returns a coroutine is called like a sync tool; its coroutine
+    is closed unrun and the request is counted as this error, never as a success.
+    """
 
 
 class UsageError(Exception):
@@ -81,6 +115,7 @@ class ToolCall:
     arguments: Mapping[str, Any]
     weight: int = 1
     streaming: bool = False
+    is_async: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"tool": self.tool, "args": json_safe(dict(self.arguments)), "weight": self.weight}
@@ -128,7 +163,11 @@ def build_mix(
     parameters, missing required arguments, or an empty mix.
     """
     specs = {spec.name: spec for spec in tool_specs(adapter)}
-    available = ", ".join(sorted(specs)) or "(none)"
+    if not specs:
+        raise UsageError(
+            f"{type(adapter).__qualname__} declares no tools (decorate methods with @tool)"
+        )
+    available = ", ".join(sorted(specs))
     arguments = dict(arguments or {})
     for name in arguments:
         if name not in specs:
@@ -158,8 +197,12 @@ def build_mix(
             elif not spec.required_parameters or name in arguments:
                 weights[name] = 1
     if not weights:
+        needs = "; ".join(
+            f"{name} needs {', '.join(p.name for p in spec.required_parameters)}"
+            for name, spec in specs.items()
+        )
         raise UsageError(
-            f"no tool of {type(adapter).__qualname__} can be called without arguments; "
+            f"no tool of {type(adapter).__qualname__} can be called without arguments ({needs}); "
             "choose tools with --tool and give their arguments with --args"
         )
 
@@ -183,7 +226,7 @@ def build_mix(
                 f"tool {name!r} needs argument(s) {', '.join(missing)}; give them with "
                 f"--args '{{\"{name}\": {{...}}}}'"
             )
-        mix.append(ToolCall(name, args, weight, spec.supports_streaming))
+        mix.append(ToolCall(name, args, weight, spec.supports_streaming, spec.is_async))
     return mix
 
 
@@ -529,10 +572,38 @@ class HammerResult:
 
 
 def _drain(value: Any) -> None:
-    """Consume a streaming tool's iterator so its whole work is inside the measured request."""
-    if isinstance(value, Iterator) or inspect.isgenerator(value):
+    """Consume a streaming tool's items so its whole work is inside the measured request: a
+    generator or iterator, or an iterable other than a single value (a string, bytes, a
+    mapping)."""
+    if isinstance(value, (str, bytes, bytearray, memoryview, Mapping)):
+        return
+    if isinstance(value, Iterator) or hasattr(value, "__iter__"):
         for _ in value:
             pass
+
+
+async def _drain_async(items: AsyncIterator[Any]) -> None:
+    async for _ in items:
+        pass
+
+
+async def _async_request(adapter: Any, call: ToolCall, arguments: Mapping[str, Any]) -> None:
+    """One request of an async tool, on the worker's loop: awaited, then drained."""
+    result = await acall(adapter, call.tool, **arguments)
+    if hasattr(result, "__aiter__"):
+        await _drain_async(result)
+    elif call.streaming or isinstance(result, Iterator):
+        _drain(result)
+
+
+def _unawaited(tool: str, result: Coroutine[Any, Any, Any]) -> UnawaitedCoroutineError:
+    result.close()  # never run, and no "never awaited" warning when it is collected
+    return UnawaitedCoroutineError(
+        f"tool {tool!r} returned a coroutine that nothing awaited (its body never ran): the "
+        "adapter's tool list does not mark the tool async (is_async), so it was called like a "
+        "sync tool. Declare it `async def` (give any wrapper functools.wraps) or list it with "
+        "is_async true"
+    )
 
 
 def run_hammer(
@@ -648,11 +719,25 @@ def _run_workers(
     barrier = threading.Barrier(threads + 1)
     # Written by the calling thread before it reaches the barrier, read by workers after it.
     deadline_box: list[float] = []
+    scope_factory = getattr(adapter, WORKER_SCOPE_METHOD, None)
+    loop_at_start = scope_factory is not None or any(call.is_async for call in calls)
+    scope_errors: list[BaseException] = []  # of entering or leaving a worker scope
 
     def work(worker: _Worker) -> None:
+        loop = _WorkerLoop(scope_factory)
+        try:
+            if loop_at_start:
+                loop.start()  # before the barrier: setting up is not part of the run
+        except BaseException as exc:  # noqa: BLE001 - raised by run_hammer once all are joined
+            scope_errors.append(exc)
+            barrier.abort()  # every other worker, and the calling thread, stop waiting
+            loop.close()
+            worker.finished = True
+            return
         try:
             barrier.wait()
         except threading.BrokenBarrierError:
+            _close_loop(loop, scope_errors)
             worker.finished = True
             return
         deadline = deadline_box[0] if deadline_box else None
@@ -666,14 +751,22 @@ def _run_workers(
                 error: BaseException | None = None
                 started = time.perf_counter_ns()
                 try:
-                    result = adapter.call_tool(call.tool, **arguments)
-                    if call.streaming:
-                        _drain(result)
+                    if call.is_async:
+                        loop.run(_async_request(adapter, call, arguments))
+                    else:
+                        result = adapter.call_tool(call.tool, **arguments)
+                        if is_coroutine(result):
+                            raise _unawaited(call.tool, result)
+                        if hasattr(result, "__aiter__"):
+                            loop.run(_drain_async(result))
+                        elif call.streaming or isinstance(result, Iterator):
+                            _drain(result)
                 except BaseException as exc:  # noqa: BLE001 - every failure of a request is data
                     error = exc
                 worker.record(call.tool, time.perf_counter_ns() - started, error)
                 del error
         finally:
+            _close_loop(loop, scope_errors)
             worker.finished = True
 
     for index in range(threads):
@@ -699,7 +792,14 @@ def _run_workers(
     try:
         if duration is not None:
             deadline_box.append(time.perf_counter() + duration)
-        barrier.wait()
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:  # a worker could not enter its scope
+            for worker in workers:
+                assert worker.thread is not None
+                worker.thread.join()
+            _raise_scope_errors(scope_errors, threads)
+            raise
         started = time.perf_counter()
         next_report = started + progress_interval
         for worker in workers:
@@ -722,9 +822,67 @@ def _run_workers(
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: report without the workers still inside a request
     elapsed = time.perf_counter() - started
+    if not interrupted:
+        _raise_scope_errors(scope_errors, threads)
     if on_progress is not None and not interrupted:
         on_progress(_progress(workers, elapsed, requests, duration))
     return interrupted, elapsed
+
+
+class _WorkerLoop:
+    """The event loop of one worker thread (an :class:`asyncio.Runner`, made on first use) and
+    the adapter's worker scope, entered on it by :meth:`start`."""
+
+    def __init__(self, scope_factory: Callable[[], Any] | None) -> None:
+        self._scope_factory = scope_factory
+        self._runner: asyncio.Runner | None = None
+        self._scope: Any = None
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(coroutine)
+
+    def start(self) -> None:
+        """Make the loop now, and enter the worker scope when the adapter has one."""
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        self._runner.get_loop()
+        if self._scope_factory is not None:
+            scope = self._scope_factory()
+            self.run(_awaited(scope.__aenter__()))
+            self._scope = scope
+
+    def close(self) -> None:
+        """Leave the worker scope (if entered), then close the loop, whatever fails."""
+        try:
+            if self._scope is not None:
+                scope, self._scope = self._scope, None
+                self.run(_awaited(scope.__aexit__(None, None, None)))
+        finally:
+            if self._runner is not None:
+                self._runner.close()
+
+
+def _close_loop(loop: _WorkerLoop, errors: list[BaseException]) -> None:
+    try:
+        loop.close()
+    except BaseException as exc:  # noqa: BLE001 - raised by run_hammer once all are joined
+        errors.append(exc)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _raise_scope_errors(errors: Sequence[BaseException], threads: int) -> None:
+    if errors:
+        first = errors[0]
+        first.add_note(
+            f"raised by the adapter's {WORKER_SCOPE_METHOD}() in {len(errors)} of {threads} "
+            "worker threads"
+        )
+        raise first
 
 
 def _progress(

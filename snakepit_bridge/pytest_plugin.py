@@ -10,7 +10,10 @@ snakepit-bridge installed; disable it with ``-p no:snakepit_bridge``. It provide
   with the stacks of stuck threads instead of hanging;
 * ``@pytest.mark.hammer(threads=N, iterations=1, timeout=None)``: run the test body itself in N
   threads at once (fixtures are set up once and shared by the threads); works under
-  ``pytest -n auto``, where each xdist worker runs its hammered tests on its own;
+  ``pytest -n auto``, where each xdist worker runs its hammered tests on its own. An
+  ``async def`` test body runs on an event loop of each thread (see
+  :func:`~snakepit_bridge.concurrency.run_concurrently`, which also runs the ``hammer`` fixture's
+  coroutine functions that way);
 * the ``thread_safety_checker`` fixture: an enabled ``ThreadSafetyChecker`` for the test; the test
   fails if the checker recorded warnings, unless it is marked
   ``@pytest.mark.allow_thread_safety_warnings``.
@@ -253,14 +256,16 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     if marker is None:
         return (yield)
     original = pyfuncitem.obj
-    if inspect.iscoroutinefunction(original) or inspect.isasyncgenfunction(original):
+    if inspect.isasyncgenfunction(original):
         pytest.fail(
-            f"@pytest.mark.{HAMMER_MARKER} cannot run the async test {pyfuncitem.nodeid} "
-            "in threads",
+            f"@pytest.mark.{HAMMER_MARKER} cannot run the async generator {pyfuncitem.nodeid} "
+            "as a test body (a test yields nothing)",
             pytrace=False,
         )
     options = _marker_options(marker, pyfuncitem.config)
 
+    # A plain function even for an `async def` body (which pytest alone refuses as "not natively
+    # supported"): each thread runs the body's coroutine on its own event loop.
     @functools.wraps(original)
     def in_threads(**funcargs: Any) -> None:
         __tracebackhide__ = True

@@ -1,6 +1,7 @@
 /* An intrusive, circular, doubly linked list: each element embeds a snakepit_link, and a
  * list is a sentinel link (its head).  The registry keeps its shard sets, locks and each
- * set's slots this way; every change happens under the registry lock. */
+ * set's slots this way.  Every change, and every read of a link that is in a list, happens
+ * under the registry lock: removing an element rewrites its neighbours' links. */
 #ifndef SNAKEPIT_LIST_H
 #define SNAKEPIT_LIST_H
 

@@ -42,9 +42,12 @@ rlock_dealloc(PyObject *op)
         PyObject_ClearWeakRefs(op);
     }
     snakepit_state *st = self->state;
-    if (st != NULL && snakepit_list_linked(&self->registry_link)) {
+    if (st != NULL) {
+        /* Read the link under the registry lock too: removing a neighbour rewrites it. */
         registry_lock(st);
-        snakepit_list_remove(&self->registry_link);
+        if (snakepit_list_linked(&self->registry_link)) {
+            snakepit_list_remove(&self->registry_link);
+        }
         registry_unlock(st);
     }
     snakepit_lock_fini(&self->lock);

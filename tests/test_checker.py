@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import io
@@ -15,11 +16,12 @@ from typing import ClassVar
 import pytest
 
 from _checking import live_checker_count, no_global_checking
-from _threads import hammer, run_threads
+from _threads import HANG_TIMEOUT, hammer, run_threads
 from snakepit_bridge import thread_safety_checker as tsc
 from snakepit_bridge.base_adapter import tool
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method
 from snakepit_bridge.checker import hooks
+from snakepit_bridge.concurrency import run_concurrently
 from snakepit_bridge.thread_safety_checker import (
     ThreadSafetyChecker,
     ThreadSafetyError,
@@ -799,3 +801,94 @@ def test_thread_table_is_bounded() -> None:
     assert report["total_threads_seen"] == tsc.MAX_THREAD_ENTRIES + 20 + 1  # and the main thread
     assert len(report["thread_utilization"]) <= tsc.MAX_THREAD_ENTRIES
     assert report["thread_utilization"][tsc.OTHER_THREADS]["calls"] >= 20
+
+
+# --------------------------------------------------------------------------------------------
+# Async tools: writes are observed on the thread that runs the task
+# --------------------------------------------------------------------------------------------
+
+
+class AsyncCounter(ThreadSafeAdapter):
+    """An async tool with an unlocked read-modify-write across an await."""
+
+    __thread_safe__ = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    @thread_safe_method
+    @tool
+    async def bump(self) -> int:
+        value = self.count
+        await asyncio.sleep(0)  # other tasks of this thread run here
+        self.count = value + 1  # the async racy line
+        return self.count
+
+    @thread_safe_method
+    @tool
+    async def locked_bump(self) -> int:
+        await asyncio.sleep(0)
+        with self.acquire_lock():  # never held across an await
+            self.count += 1
+            return self.count
+
+
+ASYNC_BAD_LINE = next(
+    start + i
+    for source, start in [inspect.getsourcelines(AsyncCounter.bump.__wrapped__)]
+    for i, line in enumerate(source)
+    if "the async racy line" in line
+)
+TASKS = 10
+
+
+async def _tasks_of_one_thread(adapter: AsyncCounter, tool_name: str) -> list[int]:
+    return list(await asyncio.gather(*(adapter.acall_tool(tool_name) for _ in range(TASKS))))
+
+
+def test_tasks_of_one_thread_are_not_a_cross_thread_race() -> None:
+    checker = ThreadSafetyChecker(strict_mode=True)  # a race would raise inside the tool
+    adapter = AsyncCounter()
+    writes_before = checker.get_report()["observed_writes"]
+    results = asyncio.run(_tasks_of_one_thread(adapter, "bump"))
+    report = checker.get_report()
+    # The writes were observed (one per task), all on this thread: no race between threads,
+    # although the interleaved tasks lost updates (that is a race between tasks, which locks
+    # for threads do not address).
+    assert report["observed_writes"] - writes_before == TASKS
+    assert report["warnings"] == [] and report["unprotected_writes"] == []
+    assert results == [1] * TASKS and adapter.count == 1
+    assert report["method_calls"]["AsyncCounter.bump"]["calls"] == TASKS
+
+
+def test_an_async_tools_unlocked_write_from_two_threads_is_reported() -> None:
+    checker = ThreadSafetyChecker()
+    adapter = AsyncCounter()
+
+    async def in_thread() -> list[int]:
+        return await _tasks_of_one_thread(adapter, "bump")
+
+    with pytest.warns(ThreadSafetyWarning):
+        run_concurrently(in_thread, threads=4, timeout=HANG_TIMEOUT)
+    report = checker.get_report()
+    (race,) = report["unprotected_writes"]
+    assert (race["class"], race["attribute"], race["line"]) == (
+        "AsyncCounter",
+        "count",
+        ASYNC_BAD_LINE,
+    )
+    assert report["warnings_issued"] == 1
+    assert f"{__file__}:{ASYNC_BAD_LINE}" in report["warnings"][0]
+
+
+def test_an_async_tool_writing_under_the_lock_from_many_threads_is_clean() -> None:
+    checker = ThreadSafetyChecker(strict_mode=True)
+    adapter = AsyncCounter()
+
+    async def in_thread() -> list[int]:
+        return await _tasks_of_one_thread(adapter, "locked_bump")
+
+    results = run_concurrently(in_thread, threads=4, timeout=HANG_TIMEOUT)
+    assert sorted(n for per_thread in results for n in per_thread) == list(range(1, 4 * TASKS + 1))
+    assert checker.get_report()["warnings"] == []

@@ -93,6 +93,31 @@ class NeedsArgumentsAdapter(ThreadSafeAdapter):
         return x * x
 
 
+class NoToolsAdapter(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    def helper(self) -> int:
+        return 1
+
+
+class MixedAdapter(ThreadSafeAdapter):
+    """One tool the default mix can call, two it cannot without --args."""
+
+    __thread_safe__ = True
+
+    @tool
+    def ping(self) -> int:
+        return 1
+
+    @tool
+    def square(self, x: int) -> int:
+        return x * x
+
+    @tool
+    def resize(self, image: str, width: int, height: int = 1) -> str:
+        return image
+
+
 class BrokenAdapter(ThreadSafeAdapter):
     __thread_safe__ = True
 
@@ -176,11 +201,40 @@ sys.exit(3)
 """
 
 
+# A package whose adapters live in a submodule the package does not import.
+PACKAGE_ADAPTERS = """
+from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, tool
+
+
+class Second(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    @tool
+    def ping(self) -> int:
+        return 2
+
+
+class First(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    @tool
+    def ping(self) -> int:
+        return 1
+
+
+class Helper:
+    pass
+"""
+
+
 @pytest.fixture(scope="module")
 def adapters_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cli_adapters")
     (folder / "cli_adapters.py").write_text(ADAPTERS)
     (folder / "cli_exits_on_import.py").write_text(EXITS_ON_IMPORT)
+    (folder / "cli_pkg").mkdir()
+    (folder / "cli_pkg" / "__init__.py").write_text("")
+    (folder / "cli_pkg" / "adapters.py").write_text(PACKAGE_ADAPTERS)
     return folder
 
 
@@ -312,7 +366,7 @@ def test_default_run_on_the_showcase_prints_a_full_report(env: dict[str, str]) -
         "p50 ms     p90 ms     p99 ms     max ms",  # the per-tool table has every percentile
         "requests per thread",
         "adapter get_stats()",
-        '"adapter_class": "ThreadedShowcaseAdapter"',
+        "  adapter_class: ThreadedShowcaseAdapter",
         "result: OK",
     ):
         assert expected in out, f"{expected!r} missing from:\n{out}"
@@ -343,6 +397,8 @@ def test_json_report_has_the_documented_schema_and_consistent_counts(env: dict[s
         "get_adapter_stats",
         "get_history",
         "clear_caches",
+        "async_batch_process",
+        "stream_batch",
     }
     assert report["adapter_stats"]["tracker"]["total_requests"] == 300
     gil = report["environment"]["gil_enabled"]
@@ -560,7 +616,23 @@ USAGE_ERRORS = [
     (["hammer", "--args", '{"ping": {"volume": 11}}'], "has no parameter 'volume'"),
     (["hammer", "--args", '{"nope": {}}'], "--args names unknown tool 'nope'"),
     (["hammer", "--tool", "ping", "--args", '{"get_history": {}}'], "which no --tool selects"),
-    (["hammer", "cli_adapters:NeedsArgumentsAdapter"], "can be called without arguments"),
+    (
+        ["hammer", "cli_adapters:NeedsArgumentsAdapter"],
+        "no tool of NeedsArgumentsAdapter can be called without arguments (square needs x); "
+        "choose tools with --tool and give their arguments with --args",
+    ),
+    (
+        ["hammer", "cli_adapters:NoToolsAdapter"],
+        "NoToolsAdapter declares no tools (decorate methods with @tool)",
+    ),
+    (
+        ["hammer", "cli_adapters:NoToolsAdapter", "--tool", "helper"],
+        "NoToolsAdapter declares no tools (decorate methods with @tool)",
+    ),
+    (
+        ["hammer", "cli_exits_on_import.Adapter"],
+        "cannot import adapter module 'cli_exits_on_import': SystemExit: 3",
+    ),
     (["hammer", "cli_adapters:NeedsArgumentsAdapter", "--tool", "square"], "needs argument(s) x"),
     (["hammer", "--threads", "0"], "must be at least 1"),
     (["hammer", "--requests", "ten"], "invalid integer"),
@@ -570,6 +642,59 @@ USAGE_ERRORS = [
     (["tools", "no_such_module.Adapter"], "unknown adapter"),
     (["frobnicate"], "invalid choice"),
 ]
+
+NAME_THE_CLASS = (
+    "snakepit-bridge: error: cli_pkg.adapters is a module; name the adapter class: "
+    "cli_pkg.adapters:ClassName (adapter classes in it: cli_pkg.adapters:First, "
+    "cli_pkg.adapters:Second)"
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "line"),
+    [
+        ("cli_pkg.adapters", NAME_THE_CLASS),
+        ("cli_pkg.adapters:", NAME_THE_CLASS),
+        (
+            "cli_pkg",
+            "snakepit-bridge: error: cli_pkg is a module; name the adapter class: "
+            "cli_pkg:ClassName (it defines no adapter class)",
+        ),
+        (
+            "cli_pkg.nothing",
+            "snakepit-bridge: error: unknown adapter 'cli_pkg.nothing': module 'cli_pkg' has no "
+            "attribute 'nothing'",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["hammer", "tools"])
+def test_a_module_named_instead_of_a_class_gets_the_spelling_and_the_candidates(
+    env: dict[str, str], command: str, spec: str, line: str
+) -> None:
+    proc = run_cli(env, command, spec)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr == line + "\n"
+
+
+def test_the_report_says_which_tools_the_default_mix_left_out(env: dict[str, str]) -> None:
+    proc = run_cli(env, "hammer", "cli_adapters:MixedAdapter", "--requests", "50", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        "left out    resize (needs image, width), square (needs x): the default mix calls only "
+        "tools it has arguments for; give theirs with --args"
+    ) in proc.stdout.splitlines()
+
+    given = run_cli(
+        env, "hammer", "cli_adapters:MixedAdapter", "--requests", "50", "--quiet",
+        "--args", '{"square": {"x": 3}}',
+    )  # fmt: skip
+    assert given.returncode == 0, given.stdout + given.stderr
+    assert "left out    resize (needs image, width):" in given.stdout
+    chosen = run_cli(
+        env, "hammer", "cli_adapters:MixedAdapter", "--requests", "50", "--quiet", "--tool", "ping"
+    )
+    assert "left out" not in chosen.stdout  # tools named with --tool are the whole mix
 
 
 @pytest.mark.parametrize(("args", "message"), USAGE_ERRORS)
@@ -726,10 +851,11 @@ def test_tools_lists_the_showcase_as_a_table(env: dict[str, str]) -> None:
     proc = run_cli(env, "tools")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == f"{SHOWCASE}: 8 tool(s)"
+    assert lines[0] == f"{SHOWCASE}: 10 tool(s)"
     assert lines[1].split() == ["TOOL", "STREAMING", "PARAMETERS", "DESCRIPTION"]
     rows = {line.split()[0]: line for line in lines[2:]}
     assert set(rows) == {
+        "async_batch_process",
         "batch_process",
         "clear_caches",
         "compute_intensive",
@@ -737,6 +863,7 @@ def test_tools_lists_the_showcase_as_a_table(env: dict[str, str]) -> None:
         "get_history",
         "matrix_multiply",
         "ping",
+        "stream_batch",
         "stress_test",
     }
     assert "data: list, iterations: int = 1000" in rows["compute_intensive"]
@@ -778,6 +905,7 @@ def test_an_adapter_that_is_not_a_base_adapter_is_listed_and_hammered(
         "name": "greet",
         "description": "Say hello",
         "supports_streaming": False,
+        "is_async": False,
         "parameters": [
             {"name": "who", "type": "str", "required": False,
              "kind": "positional_or_keyword", "default": "world"},

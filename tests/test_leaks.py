@@ -11,6 +11,7 @@ runs this file under memcheck with a few thousand).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import threading
@@ -18,7 +19,7 @@ import tracemalloc
 
 import pytest
 
-from snakepit_bridge import RequestTracker, ThreadSafeAdapter, thread_safe_method
+from snakepit_bridge import RequestTracker, ThreadSafeAdapter, thread_safe_method, tool
 
 N = int(os.environ.get("SNAKEPIT_LEAK_ITERATIONS", "1000000"))
 WARMUP = max(N // 20, 1000)
@@ -501,3 +502,64 @@ def test_adapters_handed_to_another_thread_leave_memory_flat():
         raise errors[0]
     assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, f"{objs1 - objs0} more GC-tracked objects"
     assert rss1 - rss0 <= RSS_TOLERANCE, f"RSS grew by {(rss1 - rss0) >> 10} KiB over {n} adapters"
+
+
+class AsyncToolAdapter(ThreadSafeAdapter):
+    __thread_safe__ = True
+
+    @thread_safe_method
+    @tool
+    async def fetch(self, x):
+        await asyncio.sleep(0)  # really suspended and resumed by the event loop
+        return x
+
+
+ACALL_N = max(N // 10, 1000)  # 100,000 awaited calls by default
+
+
+def test_acall_tool_leaves_memory_flat():
+    """``await adapter.acall_tool(...)`` on a tracked async tool: registry dispatch, the tracked
+    coroutine, its request and the awaiting coroutine are all freed."""
+    a = AsyncToolAdapter()
+
+    async def calls(n):
+        for i in range(n):
+            if await a.acall_tool("fetch", x=i) != i:
+                raise AssertionError(f"call {i} returned the wrong value")
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(calls(WARMUP // 10 or 100))
+        objs0 = gc_count()
+        rss0 = rss()
+        loop.run_until_complete(calls(ACALL_N))
+        objs1 = gc_count()
+        rss1 = rss()
+        assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, (
+            f"{objs1 - objs0} more GC-tracked objects after {ACALL_N} acall_tool calls"
+        )
+        assert rss1 - rss0 <= RSS_TOLERANCE, (
+            f"RSS grew by {(rss1 - rss0) >> 10} KiB over {ACALL_N} acall_tool calls"
+        )
+        if TRACEMALLOC:
+            growth = []
+            for _ in range(3):  # see test_memory_flat: delayed frees on 3.13t
+                tracemalloc.start()
+                try:
+                    loop.run_until_complete(calls(1000))
+                    gc.collect()
+                    before = tracemalloc.get_traced_memory()[0]
+                    loop.run_until_complete(calls(ACALL_N // 10))
+                    gc.collect()
+                    after = tracemalloc.get_traced_memory()[0]
+                finally:
+                    tracemalloc.stop()
+                growth.append(after - before)
+                if growth[-1] <= TRACE_TOLERANCE:
+                    break
+            assert min(growth) <= TRACE_TOLERANCE, f"{growth} traced bytes kept"
+    finally:
+        loop.close()
+    t = a.get_stats()["tracker"]
+    assert t["active_requests"] == 0 and t["errors"] == 0
+    assert t["total_requests"] >= ACALL_N

@@ -164,6 +164,42 @@ def test_a_stuck_worker_times_out_with_its_stack() -> None:
     assert "release.wait()" in message
 
 
+def test_coroutine_functions_run_on_one_event_loop_per_thread() -> None:
+    import asyncio
+
+    async def where(index: int, step: int) -> tuple[int, int, str, int]:
+        await asyncio.sleep(0)  # really suspended on the loop, and resumed
+        loop = asyncio.get_running_loop()
+        return index, step, threading.current_thread().name, id(loop)
+
+    results = run_concurrently(where, threads=4, iterations=3, args=(7,), with_index=True)
+    assert [(i, step) for i, step, _, _ in results] == [(i, 7) for i in range(4) for _ in range(3)]
+    loops = {index: {loop for i, _, _, loop in results if i == index} for index in range(4)}
+    assert all(len(ids) == 1 for ids in loops.values())  # one loop per thread, reused
+    assert len({ids.pop() for ids in loops.values()}) == 4  # and not shared between threads
+    assert all(name.startswith("run_concurrently-") for _, _, name, _ in results)
+
+
+def test_a_returned_coroutine_is_run_and_its_failure_reraised() -> None:
+    import asyncio
+
+    ran: list[int] = []
+
+    async def body(index: int) -> int:
+        await asyncio.sleep(0)
+        if index == 2:
+            raise LookupError(f"async worker {index} failed")
+        ran.append(index)
+        return index * 10
+
+    # A plain function that returns a coroutine (as `lambda: adapter.acall_tool(...)` does).
+    assert run_concurrently(lambda i: body(i), threads=2, with_index=True) == [0, 10]
+    with pytest.raises(LookupError, match="async worker 2 failed") as failure:
+        run_concurrently(body, threads=3, with_index=True)
+    assert "raised in worker 2 of 3" in failure.value.__notes__[0]
+    assert sorted(ran) == [0, 0, 1, 1]
+
+
 def test_invalid_arguments_are_rejected() -> None:
     with pytest.raises(ValueError):
         run_concurrently(lambda: None, threads=0)
@@ -241,6 +277,48 @@ def test_hammer_marker_runs_the_body_in_n_threads(project: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["*test_failing_body*", "*raised in worker * of 4*"])
 
 
+def test_async_test_bodies_and_fixture_coroutines_run_in_threads(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import asyncio
+        import threading
+        import pytest
+        from adapters import LockedCounter
+
+        ADAPTER = LockedCounter()
+        LOOPS = set()
+
+        @pytest.mark.hammer(threads=4, iterations=5)
+        async def test_async_body():
+            await asyncio.sleep(0)
+            LOOPS.add((threading.get_ident(), id(asyncio.get_running_loop())))
+            ADAPTER.increment()
+
+        def test_after():
+            assert ADAPTER.count == 20
+            assert len(LOOPS) == 4 and len({loop for _, loop in LOOPS}) == 4
+
+        def test_fixture_runs_coroutine_functions(hammer):
+            adapter = LockedCounter()
+
+            async def bump():
+                await asyncio.sleep(0)
+                return adapter.increment()
+
+            results = hammer(bump, threads=8, iterations=25)
+            assert sorted(results) == list(range(1, 201))
+
+        @pytest.mark.hammer(threads=3)
+        async def test_failing_async_body():
+            await asyncio.sleep(0)
+            assert threading.current_thread() is threading.main_thread()
+        """
+    )
+    result = project.runpytest("-W", "error")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*test_failing_async_body*", "*raised in worker * of 3*"])
+
+
 def test_hammer_marker_rejects_bad_options(project: pytest.Pytester) -> None:
     project.makepyfile(
         """
@@ -255,8 +333,8 @@ def test_hammer_marker_rejects_bad_options(project: pytest.Pytester) -> None:
             pass
 
         @pytest.mark.hammer(threads=2)
-        async def test_async_body():
-            pass
+        async def test_async_generator_body():
+            yield
 
         @pytest.mark.hammer(threads=2, timeout=0)
         def test_zero_timeout_waits_forever():
@@ -271,8 +349,8 @@ def test_hammer_marker_rejects_bad_options(project: pytest.Pytester) -> None:
             "@pytest.mark.hammer: threads must be a positive int, got 0",
             "*_ test_unknown_option _*",
             "@pytest.mark.hammer takes threads, iterations and timeout;*",
-            "*_ test_async_body _*",
-            "@pytest.mark.hammer cannot run the async test *",
+            "*_ test_async_generator_body _*",
+            "@pytest.mark.hammer cannot run the async generator *",
         ]
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from snakepit_bridge.adapters.threaded_showcase import (
     NumpyUnavailableError,
     ThreadedShowcaseAdapter,
 )
+from snakepit_bridge.base_adapter import AsyncToolError
 from snakepit_bridge.thread_safety_checker import ThreadSafetyChecker, check_common_pitfalls
 
 needs_numpy = pytest.mark.skipif(not showcase.NUMPY_AVAILABLE, reason="NumPy is not installed")
@@ -29,6 +31,7 @@ VECTOR = [float(i % 7) / 7.0 for i in range(showcase.INPUT_SIZE)]
 def test_lists_the_phase_2_tools() -> None:
     names = [t.name for t in ThreadedShowcaseAdapter().get_tools()]
     assert names == [
+        "async_batch_process",
         "batch_process",
         "clear_caches",
         "compute_intensive",
@@ -36,6 +39,7 @@ def test_lists_the_phase_2_tools() -> None:
         "get_history",
         "matrix_multiply",
         "ping",
+        "stream_batch",
         "stress_test",
     ]
     assert vars(ThreadedShowcaseAdapter)["__thread_safe__"] is True
@@ -56,6 +60,15 @@ def test_every_tool_under_a_16_thread_hammer_gives_exact_counts() -> None:
         ("get_adapter_stats", lambda t, i: adapter.get_adapter_stats()),
         ("clear_caches", lambda t, i: adapter.clear_caches()),
         ("execute_tool", lambda t, i: adapter.execute_tool("ping", {"message": "x"})),
+        (
+            "async_batch_process",
+            lambda t, i: asyncio.run(adapter.async_batch_process([t, i], delay_ms=0)),
+        ),
+        ("stream_batch", lambda t, i: {"items": list(adapter.stream_batch([t, i, "x"]))}),
+        (
+            "aexecute_tool",
+            lambda t, i: asyncio.run(adapter.aexecute_tool("ping", {"message": "x"})),
+        ),
     ]
 
     def worker(thread_index: int) -> tuple[str, dict[str, int]]:
@@ -77,11 +90,12 @@ def test_every_tool_under_a_16_thread_hammer_gives_exact_counts() -> None:
     assert work["total_requests"] == sum(oracle[name] for name in showcase.WORK_TOOLS)
     assert sum(work["thread_usage"].values()) == work["total_requests"]
     assert set(work["thread_usage"]) == thread_names
-    assert stats["history_entries"] == oracle["batch_process"]
+    batches = oracle["batch_process"] + oracle["async_batch_process"] + oracle["stream_batch"]
+    assert stats["history_entries"] == batches
     assert 1 <= work["max_concurrent"] <= THREADS
     tracker = stats["tracker"]
-    # Every decorated call counts once (execute_tool's nested ping is not counted twice),
-    # plus the get_adapter_stats call in flight right now.
+    # Every decorated call counts once (the ping nested in execute_tool and aexecute_tool is not
+    # counted twice), plus the get_adapter_stats call in flight right now.
     assert tracker["total_requests"] == sum(oracle.values()) + 1
     assert tracker["active_requests"] == 1 and tracker["errors"] == 0
     assert checker.get_report()["warnings"] == []
@@ -166,6 +180,74 @@ def test_batch_process_and_bounded_history() -> None:
     assert stats["global_stats"]["tool_calls"]["batch_process"] == HISTORY_LIMIT + 6
 
 
+def test_async_batch_process_runs_its_tasks_on_one_loop_without_mixing_them() -> None:
+    adapter = ThreadedShowcaseAdapter()
+    expected = adapter.batch_process(["a", 1], delay_ms=0)["results"]
+    with pytest.raises(AsyncToolError, match="acall_tool"):
+        adapter.call_tool("async_batch_process", items=["a"])
+
+    async def many() -> list[dict[str, Any]]:
+        # Twenty requests interleave on this thread's loop: each keeps its own batch.
+        return list(
+            await asyncio.gather(
+                *(adapter.acall_tool("async_batch_process", items=["a", 1], delay_ms=1)
+                  for _ in range(20))
+            )
+        )  # fmt: skip
+
+    replies = asyncio.run(many())
+    assert len({reply["batch_id"] for reply in replies}) == 20
+    for reply in replies:
+        assert reply["items_processed"] == 2
+        assert [(r["input"], r["output"]) for r in reply["results"]] == [
+            (r["input"], r["output"]) for r in expected
+        ]
+        assert reply["thread"] == threading.current_thread().name
+    with pytest.raises(ValueError, match="async_batch_process: delay_ms"):
+        asyncio.run(adapter.async_batch_process([1], delay_ms=-1))
+    with pytest.raises(TypeError, match="items must be a list"):
+        asyncio.run(adapter.async_batch_process("ab"))  # type: ignore[arg-type]
+    stats = adapter.get_adapter_stats()
+    assert stats["global_stats"]["tool_calls"]["async_batch_process"] == 20
+    assert stats["history_entries"] == 21
+    tracker = stats["tracker"]
+    assert tracker["errors"] == 2 and tracker["active_requests"] == 1  # this very call
+
+
+def test_stream_batch_streams_each_result_and_counts_a_whole_stream_once() -> None:
+    adapter = ThreadedShowcaseAdapter()
+    items = list(adapter.call_tool("stream_batch", items=["a", 1, None]))
+    assert [item["item_id"] for item in items] == [0, 1, 2]
+    assert len({item["batch_id"] for item in items}) == 1
+    expected = adapter.batch_process(["a", 1, None], delay_ms=0)["results"]
+    assert [item["output"] for item in items] == [r["output"] for r in expected]
+    stream = adapter.stream_batch(["x", "y"])
+    assert next(stream)["input"] == "x"
+    stream.close()  # closed early: its request ends, and it is not a whole batch
+    with pytest.raises(ValueError, match="stream_batch: delay_ms"):
+        next(adapter.stream_batch([1], delay_ms=-1))  # checked when the stream starts
+    stats = adapter.get_adapter_stats()
+    assert stats["global_stats"]["tool_calls"]["stream_batch"] == 1
+    tracker = stats["tracker"]
+    assert (tracker["total_requests"], tracker["errors"], tracker["active_requests"]) == (5, 1, 1)
+
+
+@needs_numpy
+def test_the_default_hammer_mix_runs_every_tool_without_an_error() -> None:
+    from snakepit_bridge.hammer import build_mix, run_hammer
+
+    adapter = ThreadedShowcaseAdapter()
+    checker = ThreadSafetyChecker(strict_mode=True)
+    result = run_hammer(lambda: adapter, lambda a: build_mix(a, seed=5), threads=16, requests=800)
+    assert result.failed == 0 and result.completed == 800, result.error_groups
+    assert set(result.per_tool) == {t.name for t in adapter.get_tools()}  # each drawn at seed 5
+    mix = {call.tool: call for call in result.mix}
+    assert mix["async_batch_process"].is_async and mix["stream_batch"].streaming
+    work = adapter.get_adapter_stats()["global_stats"]["tool_calls"]
+    assert work == {name: result.per_tool[name].requests for name in showcase.WORK_TOOLS}
+    assert checker.get_report()["warnings"] == []
+
+
 def test_get_history_validates_limit_and_returns_copies() -> None:
     adapter = ThreadedShowcaseAdapter()
     for n in range(5):
@@ -219,6 +301,15 @@ def test_ping_and_execute_tool() -> None:
     assert adapter.get_stats()["tracker"]["total_requests"] == 2  # nested call counted once
     with pytest.raises(AttributeError, match="available tools"):
         adapter.execute_tool("_record", {})
+
+
+def test_aexecute_tool_is_one_request() -> None:
+    adapter = ThreadedShowcaseAdapter()
+    reply = asyncio.run(adapter.aexecute_tool("ping", {"message": "hi"}))
+    assert reply["message"] == "hi"
+    reply = asyncio.run(adapter.aexecute_tool("async_batch_process", {"items": [1]}))
+    assert reply["items_processed"] == 1
+    assert adapter.get_stats()["tracker"]["total_requests"] == 2  # nested calls counted once
 
 
 def test_tools_that_need_numpy_say_so_when_it_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

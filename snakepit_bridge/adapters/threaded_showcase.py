@@ -7,6 +7,12 @@
 * Pattern 3, locked shared mutable: request counters, per-thread and per-tool usage and the
   bounded request history are only touched under ``self.acquire_lock()``.
 
+Two tools show the other kinds a tool may be: ``async_batch_process`` is ``async def`` (its
+waits hold no thread; it keeps per-request state in local variables, because tasks that
+interleave on one thread share that thread's storage) and ``stream_batch`` is a generator, whose
+results stream as they are made. Neither holds the adapter lock across an ``await`` or a
+``yield``.
+
 NumPy is optional: the module imports without it (``NUMPY_AVAILABLE`` is then False), and the
 tools that do maths with it (``compute_intensive``, ``matrix_multiply``, ``stress_test``) raise
 :class:`NumpyUnavailableError` saying how to install it.
@@ -14,13 +20,14 @@ tools that do maths with it (``compute_intensive``, ``matrix_multiply``, ``stres
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import random
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from numbers import Real
 from typing import Any, Final
@@ -55,7 +62,14 @@ MAX_DELAY_MS: Final = 10_000
 MAX_DURATION_MS: Final = 60_000
 MAX_COMPLEXITY: Final = 1_000_000
 # Tools that do work and so count as requests in the adapter's own statistics.
-WORK_TOOLS: Final = ("batch_process", "compute_intensive", "matrix_multiply", "stress_test")
+WORK_TOOLS: Final = (
+    "async_batch_process",
+    "batch_process",
+    "compute_intensive",
+    "matrix_multiply",
+    "stream_batch",
+    "stress_test",
+)
 
 
 class NumpyUnavailableError(RuntimeError):
@@ -167,6 +181,17 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
                     "items": [f"item-{rng.randrange(1000)}" for _ in range(3)],
                     "delay_ms": 1,
                 },
+            ),
+            "async_batch_process": (
+                1,
+                lambda rng: {
+                    "items": [f"item-{rng.randrange(1000)}" for _ in range(3)],
+                    "delay_ms": 1,
+                },
+            ),
+            "stream_batch": (
+                1,
+                lambda rng: {"items": [f"item-{rng.randrange(1000)}" for _ in range(3)]},
             ),
             "stress_test": (1, lambda rng: {"duration_ms": 2, "complexity": 100}),
             "get_adapter_stats": (1, lambda rng: {}),
@@ -311,6 +336,74 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
         }
 
     @thread_safe_method
+    @tool(description="Async batch: wait delay_ms per item, all items at once, then hash each")
+    async def async_batch_process(self, items: list[Any], delay_ms: int = 10) -> dict[str, Any]:
+        started = time.perf_counter()
+        if not isinstance(items, (list, tuple)):
+            raise TypeError("async_batch_process: items must be a list")
+        delay_ms = _int_arg("async_batch_process", "delay_ms", delay_ms, 0, MAX_DELAY_MS)
+        with self.acquire_lock():  # Pattern 3, never held across an await
+            self.batches_started += 1
+            batch_id = f"batch_{self.batches_started}"
+        thread = threading.current_thread().name
+
+        # Per-request state in local variables, not thread-local storage: other tasks run on
+        # this thread at every await, and they would see (and overwrite) it.
+        async def one(index: int, item: Any) -> dict[str, Any]:
+            if delay_ms:
+                await asyncio.sleep(delay_ms / 1000.0)  # stands for I/O: no thread is held
+            digest = hashlib.sha256(repr(item).encode()).hexdigest()[:16]
+            return {"item_id": index, "input": item, "output": digest, "thread": thread}
+
+        results = list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
+        seconds = time.perf_counter() - started
+        self._record(
+            "async_batch_process",
+            seconds,
+            batch_id=batch_id,
+            items_processed=len(results),
+            execution_time=seconds,
+        )
+        return {
+            "batch_id": batch_id,
+            "items_processed": len(results),
+            "results": results,
+            "execution_time_ms": _elapsed_ms(started),
+            "thread": thread,
+        }
+
+    @thread_safe_method
+    @tool(description="Hash each item of a batch, streaming each result as soon as it is made")
+    def stream_batch(self, items: list[Any], delay_ms: int = 0) -> Iterator[dict[str, Any]]:
+        # A generator: this body starts at the first item asked for, so that is where bad
+        # arguments raise; it may be resumed on another thread, so it keeps its state in locals.
+        started = time.perf_counter()
+        if not isinstance(items, (list, tuple)):
+            raise TypeError("stream_batch: items must be a list")
+        delay_ms = _int_arg("stream_batch", "delay_ms", delay_ms, 0, MAX_DELAY_MS)
+        with self.acquire_lock():  # released before the first yield
+            self.batches_started += 1
+            batch_id = f"batch_{self.batches_started}"
+        for index, item in enumerate(items):
+            if delay_ms:
+                time.sleep(delay_ms / 1000.0)
+            yield {
+                "batch_id": batch_id,
+                "item_id": index,
+                "input": item,
+                "output": hashlib.sha256(repr(item).encode()).hexdigest()[:16],
+                "thread": threading.current_thread().name,
+            }
+        seconds = time.perf_counter() - started  # counted once the whole stream was taken
+        self._record(
+            "stream_batch",
+            seconds,
+            batch_id=batch_id,
+            items_processed=len(items),
+            execution_time=seconds,
+        )
+
+    @thread_safe_method
     @tool(description="Busy NumPy FFT loop for duration_ms; reports operations per second")
     def stress_test(self, duration_ms: int = 100, complexity: int = 1000) -> dict[str, Any]:
         numpy = _require_numpy("stress_test")
@@ -384,3 +477,10 @@ class ThreadedShowcaseAdapter(ThreadSafeAdapter):
     ) -> Any:
         """Dispatch like BaseAdapter, tracked as one request (the tool call inside is nested)."""
         return BaseAdapter.execute_tool(self, tool_name, arguments, context)
+
+    @thread_safe_method
+    async def aexecute_tool(
+        self, tool_name: str, arguments: Mapping[str, Any] | None = None, context: Any = None
+    ) -> Any:
+        """Dispatch any tool like BaseAdapter, awaitably, tracked as one request."""
+        return await BaseAdapter.aexecute_tool(self, tool_name, arguments, context)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
         ThreadStats,
     )
 
-__all__ = ["print_thread_safety_report", "recommendations", "shape_report"]
+__all__ = ["advice", "print_thread_safety_report", "recommendations", "shape_report"]
 
 
 def shape_report(
@@ -91,44 +91,76 @@ def shape_report(
     }
 
 
-def recommendations(report: Mapping[str, Any]) -> list[str]:
-    """Readable advice drawn from a report (the ``recommendations`` key)."""
-    tips: list[str] = []
+# How each level of advice starts in ``recommendations`` (as upstream's report writes it).
+ADVICE_ICONS = {"warning": "⚠️ ", "note": "ℹ️ ", "ok": "✅"}
+
+
+def advice(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The recommendations as ``(level, text)``, level ``warning``, ``note`` or ``ok``: for
+    printing without emoji (``snakepit-bridge hammer`` writes the level as a word)."""
+    tips: list[tuple[str, str]] = []
     races = report["unprotected_writes"]
     if races:
         names = ", ".join(f"{r['class']}.{r['attribute']}" for r in races[:5])
         tips.append(
-            f"⚠️  {len(races)} attribute(s) written by several threads without a lock ({names}): "
-            "update them inside `with self.acquire_lock():`, or declare the guarding lock in "
-            "__guarded_by__."
+            (
+                "warning",
+                f"{len(races)} attribute(s) written by several threads without a lock ({names}): "
+                "update them inside `with self.acquire_lock():`, or declare the guarding lock in "
+                "__guarded_by__.",
+            )
         )
     if report["unsafe_libraries"]:
         tips.append(
-            "⚠️  Thread-unsafe libraries imported ("
-            + ", ".join(report["unsafe_libraries"])
-            + "): follow the safe pattern in each warning, or use the process worker profile."
+            (
+                "warning",
+                "Thread-unsafe libraries imported ("
+                + ", ".join(report["unsafe_libraries"])
+                + "): follow the safe pattern in each warning, or use the process worker profile.",
+            )
         )
     if report["undeclared_adapters"]:
         tips.append(
-            "⚠️  Adapter classes that do not declare `__thread_safe__ = True`: "
-            + ", ".join(sorted(report["undeclared_adapters"]))
-            + "."
+            (
+                "warning",
+                "Adapter classes that do not declare `__thread_safe__ = True`: "
+                + ", ".join(sorted(report["undeclared_adapters"]))
+                + ".",
+            )
         )
     if report["concurrent_accesses"]:
         peak = max(report["concurrent_accesses"].values())
-        tips.append(
-            f"ℹ️  {len(report['concurrent_accesses'])} method(s) ran concurrently (up to {peak} "
-            "calls at once). That is expected in a thread pool; it is only safe because shared "
-            "state is updated under a lock."
+        ran = (
+            f"{len(report['concurrent_accesses'])} method(s) ran concurrently (up to {peak} "
+            "calls at once)"
         )
+        # The note must not contradict the findings: concurrency is only reassuring when no
+        # write raced.
+        if races:
+            tip = f"{ran}: that concurrency is what makes the unlocked writes above races."
+        else:
+            tip = (
+                f"{ran}. That is expected in a thread pool; no shared attribute was written "
+                "without a lock while it happened."
+            )
+        tips.append(("note", tip))
     if report["total_threads_seen"] == 1:
         tips.append(
-            "ℹ️  Only one thread was observed: run the adapter from several threads to exercise "
-            "its thread safety."
+            (
+                "note",
+                "Only one thread was observed: run the adapter from several threads to exercise "
+                "its thread safety.",
+            )
         )
     if not report["warnings"] and not report["undeclared_adapters"]:
-        tips.append("✅ No thread safety issues detected.")
+        tips.append(("ok", "No thread safety issues detected."))
     return tips
+
+
+def recommendations(report: Mapping[str, Any]) -> list[str]:
+    """Readable advice drawn from a report (the ``recommendations`` key): :func:`advice`, each
+    text after its level's emoji."""
+    return [f"{ADVICE_ICONS[level]} {text}" for level, text in advice(report)]
 
 
 def print_thread_safety_report(

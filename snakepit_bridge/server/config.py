@@ -11,11 +11,19 @@ reported as a warning and ignored, never a reason to exit.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
+
+from snakepit_bridge._options import (
+    INIT_ARGS_HELP,
+    init_args,
+    non_negative_int,
+    non_negative_number,
+    positive_int,
+)
+from snakepit_bridge.loading import InitArgs
 
 __all__ = [
     "DEFAULT_ADAPTER",
@@ -54,6 +62,7 @@ class ServerConfig:
     """Everything the server was asked to do, validated."""
 
     adapter: str = DEFAULT_ADAPTER
+    init_args: InitArgs = field(default_factory=InitArgs)
     host: str = "127.0.0.1"
     port: int = 0
     max_workers: int = 1
@@ -90,45 +99,15 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
 def _port(text: str) -> int:
-    value = _non_negative_int(text)
+    value = non_negative_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a TCP port (0-65535), got {value}")
     return value
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds, got {text}")
-    return value
-
-
 def _nice(text: str) -> int:
-    value = _non_negative_int(text)
+    value = non_negative_int(text)
     if value > 19:
         raise argparse.ArgumentTypeError(f"must be between 0 and 19, got {value}")
     return value
@@ -157,10 +136,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         metavar="MODULE.CLASS",
         help="adapter class as pkg.mod.Class or pkg.mod:Class (default: the showcase adapter)",
     )
+    add("--init-args", type=init_args, default=InitArgs(), metavar="JSON", help=INIT_ARGS_HELP)
     add("--port", type=_port, default=0, help="TCP port; 0 (default) picks a free one")
     add(
         "--max-workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="threads running tools (default: the number of usable CPUs)",
@@ -192,14 +172,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     add(
         "--max-message-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_MESSAGE_BYTES,
         metavar="N",
         help="largest request or reply message, in bytes (default 64 MiB)",
     )
     add(
         "--max-queued-requests",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=DEFAULT_MAX_QUEUED_REQUESTS,
         metavar="N",
         help="requests that may wait for a free thread before new ones get "
@@ -207,7 +187,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     add(
         "--grace-period",
-        type=_seconds,
+        type=non_negative_number,
         default=DEFAULT_GRACE_PERIOD,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long in-flight requests may finish (default 4)",
@@ -237,6 +217,7 @@ def parse_config(
     ready_file = environ.get("SNAKEPIT_READY_FILE") or None
     return ServerConfig(
         adapter=options.adapter,
+        init_args=options.init_args,
         host=options.host,
         port=options.port,
         max_workers=options.max_workers or default_max_workers(),

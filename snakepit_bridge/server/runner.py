@@ -8,8 +8,9 @@ generators run on the event loop. Either way:
   :class:`~snakepit_bridge.context.RequestContext`, so nothing leaks between requests served by
   the same thread and a tool reads its own request's session with ``self.session_id`` or
   :func:`~snakepit_bridge.context.current_request`;
-* dispatch goes through ``adapter.call_tool``, so only declared tools run and arguments are
-  checked against the signature;
+* dispatch goes through the registry, so only declared tools run and arguments are checked
+  against the signature: ``adapter.call_tool`` for sync tools, ``adapter.acall_tool`` for async
+  ones (which tool is which is the registry's ``ToolSpec.is_async``, see :mod:`.tools`);
 * every request is counted by the adapter's native request tracker (when it has one). A sync
   request runs inside ``adapter.track_request()``; nested tracked calls count once per thread,
   so a ``@thread_safe_method`` tool is not counted twice, and a request that fails anywhere
@@ -44,6 +45,7 @@ from typing import Any
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from snakepit_bridge.base_adapter import acall
 from snakepit_bridge.context import RequestContext, request_scope
 from snakepit_bridge.server.codec import JSON_TYPE_URL, decode_arguments, encode_json
 from snakepit_bridge.server.errors import HEADER_SAFE_LIMIT, error_json
@@ -120,7 +122,7 @@ class ToolRunner:
                 with self._track():
                     arguments = decode_arguments(request.parameters, request.binary_parameters)
                     result = self._adapter.call_tool(request.tool_name, **arguments)
-                    if inspect.isawaitable(result):  # a sync wrapper around an async function
+                    if inspect.isawaitable(result):  # an adapter of its own that returned one
                         result = self._await_on_loop(result, context)
                     return _success(result)
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure is a reply; sys.exit() in a tool must not stop the server
@@ -149,9 +151,7 @@ class ToolRunner:
             with request_scope(context):
                 try:
                     arguments = decode_arguments(request.parameters, request.binary_parameters)
-                    result = self._adapter.call_tool(request.tool_name, **arguments)
-                    if inspect.isawaitable(result):
-                        result = await result
+                    result = await acall(self._adapter, request.tool_name, **arguments)
                     response = _success(result)
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - as in _run_sync_scoped
                     self._count_async(kind, error=True)
@@ -222,9 +222,7 @@ class ToolRunner:
             with request_scope(context):
                 try:
                     arguments = decode_arguments(request.parameters, request.binary_parameters)
-                    result = self._adapter.call_tool(request.tool_name, **arguments)
-                    if inspect.isawaitable(result):
-                        result = await result
+                    result = await acall(self._adapter, request.tool_name, **arguments)
                     async for item in _async_items(result):
                         await send(self._chunk(count, item))
                         count += 1

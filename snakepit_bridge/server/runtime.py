@@ -133,6 +133,7 @@ def configure_logging(level: str) -> None:
 def _load_adapter(config: ServerConfig) -> tuple[Any, ServerConfig]:
     try:
         adapter_class = loading.load_adapter_class(config.adapter)
+        build_adapter = loading.adapter_factory(adapter_class, config.init_args)
     except loading.AdapterLoadError as exc:
         raise StartupError(str(exc), EXIT_USAGE) from None
     # The one rule (snakepit_bridge.declaration): a class that says it is not thread-safe is
@@ -153,7 +154,7 @@ def _load_adapter(config: ServerConfig) -> tuple[Any, ServerConfig]:
             config.max_workers,
         )
     try:
-        adapter = loading.construct_adapter(adapter_class)
+        adapter = loading.construct_adapter(build_adapter)
     except loading.AdapterConstructionError as exc:
         log.debug("adapter construction failed", exc_info=exc.__cause__)
         raise StartupError(str(exc)) from None

@@ -1,13 +1,16 @@
 """What the server needs to know about each declared tool, computed once at start-up.
 
-The adapter's registry (``BaseAdapter.get_tools`` / ``call_tool``) decides *which* tools exist and
-dispatches every call; this module only adds how each one must be run:
+The adapter's registry (``BaseAdapter.get_tools`` / ``call_tool`` / ``acall_tool``) decides
+*which* tools exist, whether each is async and whether it streams (``ToolSpec.is_async``,
+``ToolSpec.supports_streaming``: read with :func:`~snakepit_bridge.base_adapter.tool_specs`, so
+adapters that are not BaseAdapters are classified the same way), and dispatches every call. This
+module only adds:
 
-* ``async def`` tools (and async generators) run on the event loop, sync tools in the pool;
+* where each one runs: async tools (``async def`` and async generators) on the event loop,
+  sync tools in the pool;
 * whether the tool is already tracked by the adapter's native request tracker
   (``@thread_safe_method`` anywhere in its wrapper chain).
 
-Both are read from the function the registry found under any wrappers, with :mod:`inspect`.
 It also renders the registry's specifications as the ``ToolSpec`` messages of
 ``InitializeSessionResponse.available_tools``.
 """
@@ -22,12 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from snakepit_bridge import _native
-from snakepit_bridge.base_adapter import (
-    ToolSpec,
-    _underlying_function,
-    _wrapper_chain,
-    tool_specs,
-)
+from snakepit_bridge.base_adapter import ToolSpec, _wrapper_chain, tool_specs
 from snakepit_bridge.server.codec import JSON_TYPE_URL
 from snakepit_bridge.server.proto import bridge_pb2 as pb
 
@@ -39,13 +37,12 @@ class ToolKind:
     """How one declared tool runs."""
 
     spec: ToolSpec
-    is_coroutine: bool  # async def: run on the event loop
-    is_async_generator: bool  # async def with yield: streamed on the event loop
     tracked: bool  # a @thread_safe_method: each call is already counted by the adapter's tracker
 
     @property
     def on_loop(self) -> bool:
-        return self.is_coroutine or self.is_async_generator
+        """An async tool (the registry's ``is_async``): run on the event loop."""
+        return self.spec.is_async
 
 
 @dataclass(frozen=True)
@@ -62,7 +59,7 @@ class ToolCatalog:
 
 
 def build_catalog(adapter: Any) -> ToolCatalog:
-    """Classify every tool ``adapter.get_tools()`` lists (any entry ``ToolSpec.from_mapping``
+    """Every tool ``adapter.get_tools()`` lists (any entry ``ToolSpec.from_mapping``
     understands, so adapters that are not BaseAdapters are served too)."""
     cls = type(adapter)
     tools: dict[str, ToolKind] = {}
@@ -71,11 +68,8 @@ def build_catalog(adapter: Any) -> ToolCatalog:
             raw = inspect.getattr_static(cls, spec.name)
         except AttributeError:  # listed by an overridden get_tools(): run it as a plain call
             raw = None
-        function = _underlying_function(raw) if raw is not None else None
         tools[spec.name] = ToolKind(
             spec=spec,
-            is_coroutine=inspect.iscoroutinefunction(function),
-            is_async_generator=inspect.isasyncgenfunction(function),
             tracked=raw is not None
             and any(isinstance(obj, _native.thread_safe_method) for obj in _wrapper_chain(raw)),
         )
