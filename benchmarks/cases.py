@@ -10,8 +10,18 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks import peers as _peers
+from benchmarks import server as _server
+
 IMPLS = ("native", "baseline")
-GROUPS = ("single", "scaling", "memory", "hammer")
+GROUPS = ("single", "scaling", "memory", "hammer", "peers", "server")
+# Groups that only measure the native package (against other libraries and servers, in the
+# same process or run); the baseline implementation has no figures there.
+NATIVE_ONLY_GROUPS = ("peers", "server")
+
+
+def group_applies(impl: str, group: str) -> bool:
+    return impl == "native" or group not in NATIVE_ONLY_GROUPS
 
 
 @dataclass(frozen=True)
@@ -139,12 +149,16 @@ SCALING_CASES: tuple[ScalingCase, ...] = (
 
 MEMORY_CASES: tuple[str, ...] = ("adapter", "adapter_used", "tl_value", "flat_tracked_calls")
 HAMMER_CASES: tuple[str, ...] = ("hammer_compute_intensive",)
+PEER_CASES: tuple[str, ...] = tuple(c.name for c in _peers.CASES)
+SERVER_CASES: tuple[str, ...] = tuple(_server.TOOLS)
 
 CASES_BY_GROUP: dict[str, tuple[str, ...]] = {
     "single": tuple(c.name for c in SINGLE_CASES) + tuple("floor:" + c.name for c in FLOORS),
     "scaling": tuple(c.name for c in SCALING_CASES),
     "memory": MEMORY_CASES,
     "hammer": HAMMER_CASES,
+    "peers": PEER_CASES,
+    "server": SERVER_CASES,
 }
 
 

@@ -96,6 +96,17 @@ def _header_lines(data: dict[str, Any]) -> list[str]:
     lines.append(
         f"Load:        load average at end: {m.get('loadavg_end')} (on {m['cpu_count']} CPUs)"
     )
+    busy = [
+        f"{group} {res['others_cores']:.2f}"
+        for groups in data.get("impls", {}).values()
+        for group, res in groups.items()
+        if res.get("others_cores") is not None
+    ]
+    if busy:
+        lines.append(
+            "Shared:      cores used by other work on the machine while each group ran: "
+            + ", ".join(busy)
+        )
     native = m.get("native") or {}
     if native:
         lines.append(
@@ -306,7 +317,11 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                 t.add("exact counts", "yes" if h["exact"] else "NO")
             tables.append(t)
 
-    targets = data.get("targets") or []
+    tables += _peer_tables(data)
+    tables += _server_tables(data)
+
+    # The peers' comparisons have their own table (above), with what differs in shape.
+    targets = [tg for tg in data.get("targets") or [] if tg.get("group") != "peers"]
     if targets:
         gil_build = not data["meta"].get("free_threaded_build")
         t = _Table(
@@ -318,18 +333,17 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
             left=("status", "by"),
         )
         for tg in targets:
-            if tg.get("info"):
-                status = "info"
-            elif tg.get("unreliable"):
-                status = "unreliable"
-            else:
-                status = {True: "met", False: "NOT MET", None: "n/a"}[tg["met"]]
+            status = _status(tg)
             if tg["op"] == "flat":
                 limit, value, med = (
                     "flat",
                     ("-" if tg["value"] is None else f"{tg['value']:.4f} B/call"),
                     "-",
                 )
+            elif tg.get("unit") == "ms":
+                limit = f"{tg['op']} {tg['limit']:.0f} ms"
+                value = "-" if tg["value"] is None else f"{tg['value']:.1f} ms"
+                med = "-"
             else:
                 limit = f"{tg['op']} {tg['limit']:.2f}x"
                 value = _fmt_x(tg["value"], 3)
@@ -340,9 +354,188 @@ def _tables(data: dict[str, Any]) -> list[_Table]:
                     value += f" ({tg['speedup']:.2f}x vs ceiling {tg['ceiling']:.2f}x)"
                 if tg.get("value_from_cpu_time") is not None:
                     med = f"CPU time: {tg['value_from_cpu_time']:.3f}x"
+                if tg.get("by_streams"):
+                    med = ", ".join(f"{k} streams: {v:.2f}x" for k, v in tg["by_streams"].items())
             t.add(tg["what"], limit, value, med, status, tg["by"])
         tables.append(t)
     return tables
+
+
+def _peer_tables(data: dict[str, Any]) -> list[_Table]:
+    from benchmarks import peers as P
+
+    group = _group(data, "native", "peers")
+    if group is None:
+        return []
+    tables = []
+    t = _Table(
+        "Native peers: what was measured",
+        ["library", "version", "measured"],
+        "each peer is imported first in a throw-away process; one that is missing, fails to "
+        "import or turns the GIL on in a free-threaded process is left out and named here",
+        left=("version", "measured"),
+    )
+    for name, peer in group.get("peers", {}).items():
+        t.add(
+            name,
+            peer.get("version") or "-",
+            "yes" if peer.get("available") else f"no: {peer.get('reason')}",
+        )
+    tables.append(t)
+
+    single, scaling = group.get("cases", {}), group.get("scaling", {})
+    bare = group.get("floors", {}).get("bare_call", {})
+    ceiling = scaling.get("bare_call", {})
+    t = _Table(
+        "Native peers: ns per operation (1 thread) and 2-thread scaling on one shared object",
+        [
+            "case",
+            "library",
+            "best ns",
+            "median ns",
+            "2-thread speedup",
+            "/ ceiling",
+            "ran at once",
+        ],
+        "single thread: thread CPU time, loop overhead subtracted, best and median of "
+        "interleaved rounds; speedup = serial time x 2 / time of 2 threads at once on the same "
+        "shared objects (median of repetitions); ceiling = a bare method call on the shared "
+        f"adapter (a.bare(x): {_fmt_ns(bare.get('best_ns'))} ns, 2-thread speedup "
+        f"{_fmt_x(ceiling.get('speedup_median'))}), '/ ceiling' the median of paired ratios",
+        left=("library",),
+    )
+    for key, title in P.SECTIONS:
+        rows = [c for c in P.CASES if c.section == key and c.name in single]
+        if not rows:
+            continue
+        t.add(f"[{title}]", "", "", "", "", "", "")
+        for case in rows:
+            n, sc = single[case.name], scaling.get(case.name)
+            t.add(
+                case.title,
+                case.who,
+                _fmt_ns(n["best_ns"]),
+                _fmt_ns(n["median_ns"]),
+                _fmt_x(sc and sc["speedup_median"]),
+                _fmt_x(sc and sc["vs_ceiling_median"]),
+                "-" if not sc else f"{sc['parallelism_median']:.2f}",
+            )
+    tables.append(t)
+    seen = group.get("stats_threads_seen")
+    if seen:
+        t.note += (
+            f"; statistics: the trackers had seen {seen['native']} (ours) and "
+            f"{seen['python']} (pure Python) threads"
+        )
+
+    targets = [tg for tg in data.get("targets") or [] if tg.get("group") == "peers"]
+    if targets:
+        t = _Table(
+            "Native peers: comparisons",
+            ["comparison", "value", "limit", "status", "shape"],
+            "single thread: ours / the fastest peer measured, ns per operation (lower is "
+            "better); 2 threads: our speedup / the best-scaling peer's, median of paired "
+            "repetitions (higher is better)",
+            left=("status", "shape"),
+        )
+        for tg in targets:
+            value = _fmt_x(tg["value"], 3)
+            if tg.get("quartiles"):
+                value += f" ({tg['quartiles'][0]:.2f}-{tg['quartiles'][1]:.2f})"
+            status = _status(tg)
+            t.add(tg["what"], value, f"{tg['op']} {tg['limit']:.2f}x", status, tg["shape"])
+        tables.append(t)
+    return tables
+
+
+def _status(tg: dict[str, Any]) -> str:
+    if tg.get("info"):
+        return "info"
+    if tg.get("unreliable"):
+        return "unreliable"
+    return {True: "met", False: "NOT MET", None: "n/a"}[tg["met"]]
+
+
+def _server_tables(data: dict[str, Any]) -> list[_Table]:
+    from benchmarks import server as S
+
+    group = _group(data, "native", "server")
+    if group is None:
+        return []
+    info = group.get("info", {})
+    ceiling = (group.get("machine_ceiling") or {}).get("speedup_median")
+    note = (
+        f"load client: {info.get('client')}; our server on {info.get('server_python')}, "
+        f"grpcio reference on {info.get('reference_python') or '- (not run)'}; pool: "
+        f"{info.get('workers')} threads (ours and grpcio), 1 (serial); CPU tool: "
+        f"spin({info.get('spin_n')}) = {_fmt_ns(info.get('spin_ms_here'))} ms on one thread of "
+        f"this interpreter at calibration; NumPy tool: n = {info.get('numpy_n')}; "
+        f"{info.get('rounds')} interleaved round(s) of {info.get('window_s')} s per point "
+        "(requests/s: median of rounds; latency: over all rounds); the machine's own 2-thread "
+        f"speedup for the CPU tool, called directly: {_fmt_x(ceiling)}"
+    )
+    for name, reason in group.get("skipped_servers", {}).items():
+        note += f"; {name} not run: {reason}"
+    servers = [name for name in S.SERVERS if name not in group.get("skipped_servers", {})]
+    header = ["tool", "streams"]
+    for name in servers:
+        header += [f"{name} req/s", f"{name} p50 ms", f"{name} p99 ms"]
+    header += ["ours/serial", "ours/grpcio"]
+    t = _Table("Server: requests/s and latency", header, note)
+    for case, (_tool, title) in S.TOOLS.items():
+        by_server = group.get("cases", {}).get(case)
+        if not by_server:
+            continue
+        for streams in S.STREAMS:
+            row: list[Any] = [title, streams]
+            figures = {}
+            for name in servers:
+                entry = by_server.get(name, {}).get(str(streams))
+                figures[name] = entry
+                if entry is None:
+                    row += ["-", "-", "-"]
+                    continue
+                fail = f" ({entry['failures']} failed)" if entry.get("failures") else ""
+                row += [
+                    f"{entry['requests_per_s']:,.0f}{fail}",
+                    _fmt_ms(entry.get("p50_ms")),
+                    _fmt_ms(entry.get("p99_ms")),
+                ]
+            for other in ("serial", "grpcio"):
+                a, b = figures.get("ours"), figures.get(other)
+                row.append(
+                    _fmt_x(a["requests_per_s"] / b["requests_per_s"])
+                    if a and b and b["requests_per_s"]
+                    else "-"
+                )
+            t.add(*row)
+    tables = [t]
+    pings = group.get("ping", {})
+    if pings:
+        t = _Table(
+            "Server: Ping latency with the pool saturated",
+            ["server", "pings", "p50 ms", "p99 ms", "max ms", "CPU tool req/s meanwhile"],
+            "16 streams of the CPU tool keep every pool thread busy; Pings are sent one after "
+            "another on the same connection",
+        )
+        for name in servers:
+            p = pings.get(name)
+            if p is None:
+                continue
+            t.add(
+                name,
+                p.get("pings", 0),
+                _fmt_ms(p.get("ping_p50_ms")),
+                _fmt_ms(p.get("ping_p99_ms")),
+                _fmt_ms(p.get("ping_max_ms")),
+                f"{p['requests_per_s']:,.0f}",
+            )
+        tables.append(t)
+    return tables
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.2f}"
 
 
 def _problems(data: dict[str, Any]) -> list[str]:
@@ -358,6 +551,11 @@ def _problems(data: dict[str, Any]) -> list[str]:
                 out.append(
                     f"{impl}/{group}: the GIL was enabled while measuring on a free-threaded build"
                 )
+            for name, peer in (res.get("peers") or {}).items():
+                if not peer.get("available"):
+                    out.append(f"{impl}/{group}: peer {name} not measured: {peer.get('reason')}")
+            for name, reason in (res.get("skipped_servers") or {}).items():
+                out.append(f"{impl}/{group}: {name} server not run: {reason}")
             for name, case in (res.get("cases") or {}).items():
                 if isinstance(case, dict) and case.get("skipped"):
                     out.append(f"{impl}/{group}: {name} skipped: {case['reason']}")

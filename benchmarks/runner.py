@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -130,11 +131,12 @@ def run_worker(
     if selected:
         cmd += ["--cases", ",".join(sorted(selected))]
     timeout = WORKER_TIMEOUT_S
-    if scaling_reps is not None and group == "scaling":
+    if scaling_reps is not None and group in ("scaling", "peers"):
         cmd += ["--scaling-reps", str(scaling_reps)]
         timeout = max(timeout, 60 * scaling_reps)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    busy_before, ours_before = machine_busy_s(), own_cpu_s()
     started = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -173,7 +175,33 @@ def run_worker(
         except OSError:
             pass
     out["wall_s"] = time.perf_counter() - started
+    busy_after, ours_after = machine_busy_s(), own_cpu_s()
+    if busy_before is not None and busy_after is not None and out["wall_s"] > 0:
+        # CPU time the rest of the machine used meanwhile, in cores: on a shared machine this
+        # says how disturbed a group's figures are (0 = it had the machine to itself).
+        others = (busy_after - busy_before) - (ours_after - ours_before)
+        out["others_cores"] = round(max(0.0, others) / out["wall_s"], 2)
     return out
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds all processes of the machine have used since boot (Linux), else None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()[1:]
+        values = [int(x) for x in fields]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    guest = sum(values[8:10]) if len(values) > 9 else 0  # counted in user/nice already
+    return (sum(values) - idle - guest) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds this process and its waited-for children have used."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,11 +231,18 @@ def main(argv: list[str] | None = None) -> int:
         help=f"cases or groups to run (groups: {', '.join(C.GROUPS)}; default: all)",
     )
     parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        metavar="GROUP",
+        help="groups to leave out (e.g. --skip server peers)",
+    )
+    parser.add_argument(
         "--scaling-reps",
         type=int,
         metavar="N",
-        help="repetitions of every scaling case (default: 7; 1 with --quick); more narrows the "
-        "medians",
+        help="repetitions of every scaling case (default: 7, peers 5; 1 with --quick); more "
+        "narrows the medians",
     )
     ns = parser.parse_args(argv)
     if ns.scaling_reps is not None and ns.scaling_reps < 1:
@@ -217,12 +252,17 @@ def main(argv: list[str] | None = None) -> int:
         if impl not in C.IMPLS:
             parser.error(f"unknown implementation {impl!r}; expected {', '.join(C.IMPLS)}")
     selection = resolve_cases(ns.cases)
+    for group in (g for arg in ns.skip for g in arg.replace(",", " ").split() if g):
+        if group not in C.GROUPS:
+            parser.error(f"unknown group {group!r} to skip; groups: {', '.join(C.GROUPS)}")
+        selection.pop(group, None)
 
     data: dict[str, Any] = {
         "schema": 1,
         "meta": collect_meta(ns.quick),
         "impls": {},
         "expected_cases": {g: list(C.CASES_BY_GROUP[g]) for g in selection},
+        "skipped_groups": sorted(set(C.GROUPS) - set(selection)),
         "selection": {g: (None if s is None else sorted(s)) for g, s in selection.items()},
     }
     status = 0
@@ -237,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         (impl, group)
         for impl in impls
         for group in C.GROUPS
-        if group in selection and group != "single"
+        if group in selection and group != "single" and C.group_applies(impl, group)
     ]
     single_outs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
     for impl in impls:
@@ -263,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
             if out.get("traceback") or out.get("stderr"):
                 print(out.get("traceback") or out.get("stderr"), file=sys.stderr)
         else:
-            print(f" {out['wall_s']:.1f} s", file=sys.stderr)
+            busy = out.get("others_cores")
+            note = "" if busy is None else f" (other work on the machine: {busy:.2f} cores)"
+            print(f" {out['wall_s']:.1f} s{note}", file=sys.stderr)
         if out.get("info"):
             data["meta"].setdefault(impl, out["info"])
         if "gil_enabled" in out:  # enabled in any process: say so (the table header shows it)

@@ -287,4 +287,184 @@ def compute(data: dict[str, Any]) -> list[dict[str, Any]]:
         ),
     }
     targets.append(entry)
+    targets += peer_targets(data)
+    targets += server_targets(data)
     return targets
+
+
+# --- the native peers and the server --------------------------------------------------------
+
+
+def _peer_label(case: str) -> str:
+    from benchmarks import peers as P
+
+    c = P.CASE_BY_NAME.get(case)
+    return case if c is None else c.title
+
+
+def peer_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Our cases against the native peers (benchmarks/peers.py, ``COMPARISONS``)."""
+    from benchmarks import peers as P
+
+    group = _group(data, "native", "peers")
+    if group is None:
+        return []
+    single = group.get("cases", {})
+    scaling = group.get("scaling", {})
+    paired = group.get("paired", {})
+    availability = group.get("peers", {})
+    free_threaded = not group.get("gil_enabled", True)
+    out: list[dict[str, Any]] = []
+    for comp in P.COMPARISONS:
+        value = median = None
+        against = None
+        extra: dict[str, Any] = {}
+        if comp.kind == "single":
+            ours = single.get(comp.ours)
+            candidates = [(p, single[p]) for p in comp.peers if p in single]
+            if ours and candidates:
+                # The fastest peer case measured (fewest ns per operation).
+                against, peer = min(candidates, key=lambda item: item[1]["best_ns"])
+                value = ours["best_ns"] / peer["best_ns"]
+                median = ours["median_ns"] / peer["median_ns"]
+                extra = {"ours_ns": ours["best_ns"], "peer_ns": peer["best_ns"]}
+        else:
+            candidates = [
+                (p, paired[f"{comp.ours}/{p}"]) for p in comp.peers if f"{comp.ours}/{p}" in paired
+            ]
+            if candidates:
+                # The best-scaling peer: the lowest ratio ours / peer.
+                against, pair = min(candidates, key=lambda item: item[1]["median"])
+                value = pair["median"]
+                extra = {
+                    "quartiles": pair["quartiles"],
+                    "ours_speedup": scaling[comp.ours]["speedup_median"],
+                    "peer_speedup": scaling[against]["speedup_median"],
+                    "parallelism": min(
+                        scaling[comp.ours]["parallelism_median"],
+                        scaling[against]["parallelism_median"],
+                    ),
+                }
+        met, by = _judge(value, comp.op, comp.limit)
+        if value is None:
+            missing = sorted(
+                {
+                    P.CASE_BY_NAME[p].who
+                    for p in comp.peers
+                    if P.CASE_BY_NAME[p].who in availability
+                    and not availability[P.CASE_BY_NAME[p].who].get("available")
+                }
+            )
+            reasons = "; ".join(f"{m}: {availability[m].get('reason')}" for m in missing)
+            by = f"not measured: {reasons}" if reasons else "not measured"
+        entry: dict[str, Any] = {
+            "id": comp.id,
+            "what": f"{_peer_label(comp.ours)} / {_peer_label(against) if against else 'peer'}"
+            + (" (2-thread speedups, paired)" if comp.kind == "scaling" else " (ns)"),
+            "op": comp.op,
+            "limit": comp.limit,
+            "value": value,
+            "value_from_medians": median,
+            "met": met,
+            "by": by,
+            "against": against,
+            "shape": comp.shape,
+            "info": not comp.target,
+            "group": "peers",
+        }
+        entry.update(extra)
+        if not comp.target and met is not None:
+            entry["met"] = None
+            entry["by"] = "reference only, not a target: " + by
+        elif comp.kind == "scaling" and met is not None:
+            if not free_threaded:
+                entry["met"] = None
+                entry["by"] = "no scaling target with the GIL enabled (reported only)"
+            elif extra.get("parallelism", 2.0) < 1.8:
+                entry["unreliable"] = True
+                entry["met_if_trusted"] = met
+                entry["met"] = None
+                entry["by"] = (
+                    f"not judged: only {extra['parallelism']:.2f} of the 2 threads ran at once "
+                    "(the machine was busy); re-run with two idle cores"
+                )
+        out.append(entry)
+    return out
+
+
+def server_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The server group's three targets (docs/performance.md, "Server")."""
+    group = _group(data, "native", "server")
+    if group is None:
+        return []
+    cases = group.get("cases", {})
+    free_threaded = bool(group.get("info", {}).get("free_threaded_server"))
+    out: list[dict[str, Any]] = []
+
+    def rps(case: str, server: str, streams: int) -> float | None:
+        entry = cases.get(case, {}).get(server, {}).get(str(streams))
+        return None if entry is None else entry["requests_per_s"]
+
+    def add(tid: str, what: str, op: str, limit: float, value: float | None, **extra: Any) -> None:
+        met, by = _judge(value, op, limit)
+        entry = {
+            "id": tid,
+            "what": what,
+            "op": op,
+            "limit": limit,
+            "value": value,
+            "value_from_medians": None,
+            "met": met,
+            "by": by,
+            "group": "server",
+        }
+        entry.update(extra)
+        out.append(entry)
+
+    ratios = {}
+    for streams in (8, 16):
+        ours, serial = rps("server_cpu", "ours", streams), rps("server_cpu", "serial", streams)
+        if ours is not None and serial:
+            ratios[streams] = ours / serial
+    ceiling = (group.get("machine_ceiling") or {}).get("speedup_median")
+    add(
+        "server_cpu_vs_serial",
+        "CPU-bound tool, 8 and 16 streams: requests/s / the serial floor's (--max-workers 1)",
+        ">=",
+        1.7,
+        min(ratios.values()) if ratios else None,
+        by_streams=ratios,
+        machine_ceiling=ceiling,
+    )
+    t = out[-1]
+    if t["met"] is not None:
+        if ceiling is not None:
+            t["by"] += f"; the machine's own 2-thread speedup for the tool then: {ceiling:.2f}x"
+        if not free_threaded:
+            t["met"] = None
+            t["by"] = "the GIL runs one pool thread at a time here: reported only; " + t["by"]
+    trivial = {}
+    for streams in (1, 8, 16):
+        ours, ref = rps("server_trivial", "ours", streams), rps("server_trivial", "grpcio", streams)
+        if ours is not None and ref:
+            trivial[streams] = ours / ref
+    add(
+        "server_trivial_vs_grpcio",
+        "trivial tool, 1, 8 and 16 streams: requests/s / the grpcio sync server's",
+        ">=",
+        0.5,
+        min(trivial.values()) if trivial else None,
+        by_streams=trivial,
+    )
+    if not trivial and "grpcio" in group.get("skipped_servers", {}):
+        out[-1]["by"] = "not measured: " + group["skipped_servers"]["grpcio"]
+    ping = group.get("ping", {}).get("ours", {})
+    add(
+        "server_ping_p99",
+        "Ping p99 latency, pool saturated by 16 streams of the CPU tool (ms)",
+        "<=",
+        50.0,
+        ping.get("ping_p99_ms"),
+        unit="ms",
+    )
+    return out

@@ -46,6 +46,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "flat_warmup": 100_000,
         "hammer_threads": 16,
         "hammer_total": 100_000,
+        "peer_rounds": 7,
+        "peer_scaling_reps": 5,
+        "peer_scaling_thread_ns": 200e6,
+        "quick": False,
     },
     "quick": {
         "rounds": 3,
@@ -60,6 +64,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "flat_warmup": 2_000,
         "hammer_threads": 16,
         "hammer_total": 1_600,
+        "peer_rounds": 3,
+        "peer_scaling_reps": 1,
+        "peer_scaling_thread_ns": None,
+        "quick": True,
     },
 }
 
@@ -323,6 +331,7 @@ def run_group(
     s = dict(SETTINGS["quick" if quick else "full"])
     if scaling_reps is not None:
         s["scaling_reps"] = scaling_reps
+        s["peer_scaling_reps"] = scaling_reps
     if group == "single":
         return run_single(impl, s, selected)
     if group == "scaling":
@@ -335,6 +344,14 @@ def run_group(
         from benchmarks import showcase_counts
 
         return showcase_counts.run(impl, s, selected)
+    if group == "peers":
+        from benchmarks import peers
+
+        return peers.run(impl, s, selected)
+    if group == "server":
+        from benchmarks import server
+
+        return server.run(impl, s, selected)
     raise ValueError(f"unknown group {group!r}")
 
 
