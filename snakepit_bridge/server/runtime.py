@@ -199,6 +199,17 @@ async def _start(
     trigger.install_signal_handlers()  # before readiness: an early SIGTERM is a graceful one
     await server.start(sock=sock)
     port = int(sock.getsockname()[1])
+    # Logged before readiness is signalled, so whoever waits for readiness finds it logged.
+    log.info(
+        "serving %s on %s:%d: %d thread(s), %d tool(s), Python %s, GIL %s",
+        loading.adapter_spec(type(adapter)),
+        config.host,
+        port,
+        config.max_workers,
+        len(catalog.tools),
+        sys.version.split()[0],
+        "on" if environment.gil_enabled() else "off",
+    )
     if config.ready_file:
         try:
             write_ready_file(config.ready_file, port)
@@ -212,16 +223,6 @@ async def _start(
         print(f"GRPC_READY:{port}", flush=True)
     except OSError:  # stdout closed: only the ready file counts anyway
         pass
-    log.info(
-        "serving %s on %s:%d: %d thread(s), %d tool(s), Python %s, GIL %s",
-        loading.adapter_spec(type(adapter)),
-        config.host,
-        port,
-        config.max_workers,
-        len(catalog.tools),
-        sys.version.split()[0],
-        "on" if environment.gil_enabled() else "off",
-    )
     return server, connections, service, gateway, pool, trigger
 
 
