@@ -17,6 +17,7 @@ Modules, one concern each:
 * :mod:`.service` - the RPC handlers;
 * :mod:`.safety` - ``--thread-safety-check``: the checker's findings, logged once each;
 * :mod:`.runtime` - start-up, readiness, signals, stdin watch and graceful shutdown.
+* :mod:`.client` - a gRPC client of this service (``snakepit-bridge hammer --target``).
 
 This package needs the ``server`` extra (grpclib, protobuf); the rest of ``snakepit_bridge`` does
 not. Nothing here imports them at package import time.
