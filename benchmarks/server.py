@@ -80,6 +80,7 @@ def settings(quick: bool) -> dict[str, Any]:
         "ping_warmup_s": 1.0,
         "ceiling_calls": 100,
         "ceiling_reps": 3,
+        "min_requests": 20,
     }
 
 

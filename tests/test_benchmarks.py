@@ -376,3 +376,10 @@ def test_server_profile_splits_cpu_by_thread() -> None:
     # Every request is parsed and answered on the event loop, and runs on a pool thread.
     _positive(result["event_loop_cpu_us_per_request"], "event loop")
     _positive(result["other_threads_cpu_us_per_request"], "pool")
+
+
+def test_full_and_quick_settings_have_the_same_keys() -> None:
+    """The tests run quick mode only: a key missing from the full settings would fail there."""
+    worker, server = _load("worker"), _load("server")
+    assert set(worker.SETTINGS["full"]) == set(worker.SETTINGS["quick"])
+    assert set(server.settings(False)) == set(server.settings(True))
