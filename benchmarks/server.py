@@ -5,6 +5,9 @@ real subprocess on 127.0.0.1 with a free port and a ready file, as Snakepit star
 
 * ``ours``: ``python -m snakepit_bridge.server`` on the interpreter of this run, default
   options (a pool of as many threads as the process may use CPUs);
+* ``nice0``: the same with ``--worker-nice 0``: its tool threads at normal priority, like every
+  other process (the default runs them 5 nice levels lower, see docs/server.md "Limits"), which
+  decides the figures when other work keeps the machine's cores busy;
 * ``serial``: the same with ``--max-workers 1``, the serial floor;
 * ``grpcio``: ``benchmarks/grpcio_server.py``, a minimal grpcio sync server with a
   ThreadPoolExecutor of the same size, on a GIL build (grpcio has no free-threaded wheels):
@@ -47,7 +50,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "server_numpy": ("numpy_sum", "NumPy tool: sqrt(a*a + 1).sum() over fresh float64 arrays"),
 }
 SERVERS: dict[str, str] = {
-    "ours": "our server (snakepit_bridge.server), default pool",
+    "ours": "our server (snakepit_bridge.server), default options",
+    "nice0": "our server with --worker-nice 0 (tool threads at normal priority)",
     "serial": "our server with --max-workers 1 (the serial floor)",
     "grpcio": "minimal grpcio sync server, same pool size, GIL build",
 }
@@ -73,13 +77,14 @@ def settings(quick: bool) -> dict[str, Any]:
             "min_requests": 5,
         }
     return {
-        "rounds": 3,
+        "rounds": 2,
         "warmup_s": 0.3,
         "duration_s": 1.5,
         "pings": 200,
         "ping_warmup_s": 1.0,
         "ceiling_calls": 100,
         "ceiling_reps": 3,
+        "min_requests": 20,
     }
 
 
@@ -211,6 +216,8 @@ def start_server(name: str, workers: int, directory: Path) -> Running:
         argv += ["--port", "0", "--log-level", "warning"]
         if name == "serial":
             argv += ["--max-workers", "1"]
+        elif name == "nice0":
+            argv += ["--worker-nice", "0"]
     with open(err, "wb") as stderr:
         proc = subprocess.Popen(
             argv,
@@ -339,7 +346,7 @@ def run(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, An
 
     Every (tool, streams) point is measured on the three servers one right after the other,
     in an order that rotates from round to round, so a slow spell of the shared machine lands
-    on all of them; a full run has three rounds (throughput: their median; latency
+    on all of them; a full run has two rounds (throughput: their median; latency
     percentiles: over the requests of all rounds).
     """
     if impl != "native":
@@ -355,7 +362,7 @@ def run(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, An
     }
     reference = grpcio_python()
     numpy_ok = {"ours": _probe(sys.executable, "import numpy")}
-    numpy_ok["serial"] = numpy_ok["ours"]
+    numpy_ok["serial"] = numpy_ok["nice0"] = numpy_ok["ours"]
     skipped: dict[str, str] = {}
     if reference is None:
         skipped["grpcio"] = (

@@ -186,6 +186,7 @@ def test_targets_judged(run: dict[str, Any]) -> None:
     assert {t["id"] for t in run["targets"] if t.get("group") == "server"} == {
         "server_cpu_vs_serial",
         "server_trivial_vs_grpcio",
+        "server_trivial_vs_grpcio_nice0",
         "server_ping_p99",
     }
     for target in run["targets"]:
@@ -248,7 +249,7 @@ def test_server_complete(run: dict[str, Any]) -> None:
     server = _load("server")
     group = run["impls"]["native"]["server"]
     servers = set(server.SERVERS) - set(group["skipped_servers"])
-    assert {"ours", "serial"} <= servers
+    assert {"ours", "nice0", "serial"} <= servers
     for name, reason in group["skipped_servers"].items():
         assert name == "grpcio" and reason
     assert set(group["cases"]) == set(server.TOOLS)
@@ -383,3 +384,10 @@ def test_server_profile_splits_cpu_by_thread() -> None:
     _finite(pool_us, "pool")
     assert loop_us >= 0 and pool_us >= 0, (loop_us, pool_us)
     _positive(loop_us + pool_us, "event loop and pool together")
+
+
+def test_full_and_quick_settings_have_the_same_keys() -> None:
+    """The tests run quick mode only: a key missing from the full settings would fail there."""
+    worker, server = _load("worker"), _load("server")
+    assert set(worker.SETTINGS["full"]) == set(worker.SETTINGS["quick"])
+    assert set(server.settings(False)) == set(server.settings(True))
