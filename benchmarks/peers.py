@@ -724,7 +724,7 @@ def run(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, An
         measure_interleaved,
         run_in_threads,
     )
-    from benchmarks.worker import cpu_speedup, speedup, summarize_single
+    from benchmarks.worker import cpu_speedup, raw_single, speedup, summarize_single
 
     if impl != "native":
         raise ValueError("the peers group measures the native package only")
@@ -760,15 +760,7 @@ def run(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[str, An
         threads_seen = env.stats_threads_seen()
     finally:
         env.stop_stats_threads()
-    raw = {
-        lc.name: {
-            "stmt": stmts[lc.name],
-            "ops_per_round": [lc.n * UNROLL],
-            "samples_ns": [round(x, 3) for x in lc.samples],
-            "wall_samples_ns": [round(x, 3) for x in lc.wall_samples],
-        }
-        for lc in loops
-    }
+    raw = raw_single(loops, stmts)
     single = summarize_single(raw)
     for name, entry in single["cases"].items():
         case = CASE_BY_NAME[name]

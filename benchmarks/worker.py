@@ -103,15 +103,7 @@ def run_single(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[
         loops.append(LoopCase(case.name, compile_loop(case.stmt, names, label=case.name), args))
 
     measure_interleaved(loops, rounds=s["rounds"], target_ns=s["round_ns"], fixed_n=s["fixed_n"])
-    raw = {
-        lc.name: {
-            "stmt": stmts[lc.name],
-            "ops_per_round": [lc.n * UNROLL],
-            "samples_ns": [round(x, 3) for x in lc.samples],
-            "wall_samples_ns": [round(x, 3) for x in lc.wall_samples],
-        }
-        for lc in loops
-    }
+    raw = raw_single(loops, stmts)
     out = summarize_single(raw)
     out["floors"]["c_with"]["description"] = cm_desc
     out["info"] = info
@@ -125,6 +117,19 @@ def run_single(impl: str, s: dict[str, Any], selected: set[str] | None) -> dict[
         out["cases"]["get_stats"]["keys"] = out["get_stats_keys"]
         out["cases"]["get_stats"]["tracker_keys"] = out["get_stats_tracker_keys"]
     return out
+
+
+def raw_single(loops: list[LoopCase], stmts: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each measured loop's statement, operations per round and rounds (CPU and wall ns)."""
+    return {
+        lc.name: {
+            "stmt": stmts[lc.name],
+            "ops_per_round": [lc.n * UNROLL],
+            "samples_ns": [round(x, 3) for x in lc.samples],
+            "wall_samples_ns": [round(x, 3) for x in lc.wall_samples],
+        }
+        for lc in loops
+    }
 
 
 def summarize_single(raw: dict[str, dict[str, Any]]) -> dict[str, Any]:
