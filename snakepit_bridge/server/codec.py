@@ -4,9 +4,9 @@ Snakepit puts every parameter in a ``google.protobuf.Any`` whose ``value`` is *r
 (its ``type_url`` names ``StringValue``, but the value is not a packed ``StringValue``), and reads
 ``ExecuteToolResponse.result.value`` and ``ToolChunk.data`` with a JSON decoder. So:
 
-* arguments: ``json.loads`` of each ``value``; ``NaN``/``Infinity`` are refused (they are not
-  JSON, RFC 8259 section 6); ``binary_parameters`` are passed to the tool as ``bytes`` and never
-  unpickled, whatever the metadata says;
+* arguments: each ``value`` decoded as ``json.loads`` would; ``NaN``/``Infinity`` are refused
+  (they are not JSON, RFC 8259 section 6); ``binary_parameters`` are passed to the tool as
+  ``bytes`` and never unpickled, whatever the metadata says;
 * results: a value that strict JSON can carry is encoded exactly (an ``int`` stays an ``int``,
   a tuple is an array); ``None`` leaves ``result`` unset; ``bytes`` go to ``binary_result``;
   NumPy arrays and scalars become lists and numbers; anything else (NaN, infinities, a set, an
@@ -40,10 +40,20 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259 allows finite numbers only)")
 
 
+# One decoder and one encoder for every request, on every thread (neither keeps state between
+# calls: the decoder's key memo is made per call). ``json.loads``/``json.dumps`` with options
+# build a new JSONDecoder/JSONEncoder per call, and on free-threaded 3.13 those constructors'
+# attribute stores and lookups (name strings made per call) take interpreter-wide locks when
+# several threads do it at once.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def decode_json(data: bytes, what: str) -> Any:
     """Decode ``data`` as strict JSON; ``ValueError`` naming ``what`` when it is not."""
     try:
-        return json.loads(data, parse_constant=_refuse_constant)
+        # What json.loads does with bytes: UTF-8, -16 or -32, told apart by the first bytes.
+        return _DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))
     except RecursionError:
         raise ValueError(f"{what} is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -67,9 +77,9 @@ def encode_json(value: Any, what: str = "result") -> bytes:
     """``value`` as compact UTF-8 strict JSON (see :func:`to_json_value` for what is allowed)."""
     tree = to_json_value(value, what)
     try:
-        text = json.dumps(tree, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(tree)
     except ValueError:
-        # Only NumPy float arrays reach json.dumps unchecked (see _numpy_value); name the spot.
+        # Only NumPy float arrays reach the encoder unchecked (see _numpy_value); name the spot.
         raise ValueError(
             f"{_first_non_finite(tree, what)} is not finite: JSON has no NaN or infinities"
         ) from None
@@ -147,7 +157,7 @@ def _numpy_value(value: Any, path: str, active: set[int]) -> Any:
         if dtype is not None and dtype.kind in "biu":
             return value.tolist()  # Python ints and bools: nothing to check
         if dtype is not None and dtype.kind == "f":
-            return value.tolist()  # floats: json.dumps(allow_nan=False) checks finiteness
+            return value.tolist()  # floats: the encoder (allow_nan=False) checks finiteness
         return _convert(value.tolist(), path, active)
     item = getattr(value, "item", None)
     if callable(item):  # a NumPy scalar, or a 0-d array

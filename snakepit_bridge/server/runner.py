@@ -117,6 +117,9 @@ class ToolRunner:
     def kind(self, request: pb.ExecuteToolRequest) -> ToolKind | None:
         return self._catalog.kind(request.tool_name)
 
+    def kind_named(self, tool_name: str) -> ToolKind | None:
+        return self._catalog.kind(tool_name)
+
     # -- unary, generator tool: refused without calling it --------------------------------------
     def refuse_stream(self, request: pb.ExecuteToolRequest, info: CallInfo) -> bytes:
         """The reply to ``ExecuteTool`` of a tool that can only stream; the tool is not called.
@@ -137,6 +140,11 @@ class ToolRunner:
                 return self._failure(exc, context)
 
     # -- unary, sync tool: the whole request on the calling pool thread -------------------------
+    def run_sync_raw(self, raw: bytes, info: CallInfo) -> bytes:
+        """:meth:`run_sync` of the request serialised in ``raw``, parsed on this thread (so the
+        message's objects belong to the thread that reads them, see :mod:`.wire`)."""
+        return self.run_sync(self.parse(raw), info)
+
     def run_sync(self, request: pb.ExecuteToolRequest, info: CallInfo) -> bytes:
         started = time.perf_counter()
         context = _request_context(request, info)
@@ -201,8 +209,16 @@ class ToolRunner:
 
     # -- streaming, sync tool: drained on the calling pool thread -------------------------------
     def stream_sync(
-        self, request: pb.ExecuteToolRequest, info: CallInfo, pump: ChunkPump[bytes]
+        self, request: pb.ExecuteToolRequest | bytes, info: CallInfo, pump: ChunkPump[bytes]
     ) -> None:
+        """Drain the tool's items into ``pump``; ``request`` may still be serialised (then it is
+        parsed here, and a malformed one ends the stream with its error)."""
+        if isinstance(request, bytes):
+            try:
+                request = self.parse(request)
+            except GRPCError as exc:
+                pump.finish(exc)
+                return
         context = _request_context(request, info)
         contextvars.Context().run(self._stream_sync_scoped, request, context, pump)
 

@@ -38,6 +38,7 @@ from snakepit_bridge.server.runner import INLINE_PARSE_BYTES, CallInfo, ToolRunn
 from snakepit_bridge.server.sessions import SessionStore
 from snakepit_bridge.server.tools import ToolCatalog
 from snakepit_bridge.server.transport import read_message, send_encoded
+from snakepit_bridge.server.wire import peek_tool_name
 
 __all__ = ["BridgeService", "PoolGateway"]
 
@@ -204,14 +205,18 @@ class BridgeService(BridgeServiceBase):
     ) -> None:
         with self._tool_call():
             info = _call_info(stream)
-            request = await self._read_tool_request(stream)
-            kind = self._runner.kind(request)
-            if kind is not None and kind.generates:
-                data = self._runner.refuse_stream(request, info)  # never called: it can only stream
-            elif kind is not None and kind.on_loop:
-                data = await self._runner.run_async(request, info)
+            raw = await self._read_raw_tool_request(stream)
+            if self._runs_in_pool(raw):
+                data = await self._gateway.run(self._runner.run_sync_raw, raw, info)
             else:
-                data = await self._gateway.run(self._runner.run_sync, request, info)
+                request = await self._parse_tool_request(raw)
+                kind = self._runner.kind(request)
+                if kind is not None and kind.generates:
+                    data = self._runner.refuse_stream(request, info)  # never called: it streams
+                elif kind is not None and kind.on_loop:
+                    data = await self._runner.run_async(request, info)
+                else:
+                    data = await self._gateway.run(self._runner.run_sync, request, info)
             await send_encoded(stream, data)
 
     async def ExecuteStreamingTool(
@@ -219,21 +224,38 @@ class BridgeService(BridgeServiceBase):
     ) -> None:
         with self._tool_call():
             info = _call_info(stream)
-            request = await self._read_tool_request(stream)
-            kind = self._runner.kind(request)
-            if kind is not None and kind.on_loop:
-
-                async def send(data: bytes) -> None:
-                    await send_encoded(stream, data)
-
-                count = await self._runner.stream_async(request, info, send)
+            raw = await self._read_raw_tool_request(stream)
+            if self._runs_in_pool(raw, streaming=True):
+                count = await self._pump_stream(stream, raw, info)
             else:
-                count = await self._pump_stream(stream, request, info)
+                request = await self._parse_tool_request(raw)
+                kind = self._runner.kind(request)
+                if kind is not None and kind.on_loop:
+
+                    async def send(data: bytes) -> None:
+                        await send_encoded(stream, data)
+
+                    count = await self._runner.stream_async(request, info, send)
+                else:
+                    count = await self._pump_stream(stream, request, info)
             await send_encoded(stream, self._runner.final_chunk(count))
 
+    def _runs_in_pool(self, raw: bytes, streaming: bool = False) -> bool:
+        """Whether the request can go to the pool as bytes, to be parsed there: its tool name
+        reads cleanly and names no async tool (nor, for ``ExecuteTool``, a generator tool,
+        which is refused on the loop). An unknown name goes too: the registry refuses it there,
+        counted like any failed request. See :mod:`.wire` for why the loop does not parse."""
+        name = peek_tool_name(raw)
+        if name is None:
+            return False  # malformed: parsed the ordinary way, which reports it
+        kind = self._runner.kind_named(name)
+        return kind is None or not (kind.on_loop or (kind.generates and not streaming))
+
     async def _pump_stream(
-        self, stream: Stream[Any, Any], request: pb.ExecuteToolRequest, info: CallInfo
+        self, stream: Stream[Any, Any], request: pb.ExecuteToolRequest | bytes, info: CallInfo
     ) -> int:
+        """Stream a sync tool's items, produced on a pool thread (``request`` parsed there when
+        it is still bytes)."""
         pump: ChunkPump[bytes] = ChunkPump(asyncio.get_running_loop(), STREAM_BUFFER_CHUNKS)
         job = self._gateway.submit(self._runner.stream_sync, request, info, pump)
         count = 0
@@ -270,10 +292,13 @@ class BridgeService(BridgeServiceBase):
         raw = await read_message(stream, self._limit)
         return _parse(message_type, raw or b"")
 
-    async def _read_tool_request(self, stream: Stream[Any, Any]) -> pb.ExecuteToolRequest:
+    async def _read_raw_tool_request(self, stream: Stream[Any, Any]) -> bytes:
         raw = await read_message(stream, self._limit)
         if raw is None:
             raise GRPCError(Status.INVALID_ARGUMENT, "the request message is missing")
+        return raw
+
+    async def _parse_tool_request(self, raw: bytes) -> pb.ExecuteToolRequest:
         if len(raw) <= INLINE_PARSE_BYTES:
             return self._runner.parse(raw)
         return await self._gateway.run(self._runner.parse, raw)
