@@ -275,6 +275,54 @@ def test_the_pump_reports_the_end_and_its_error() -> None:
     assert first == 1 and isinstance(end, End) and isinstance(end.error, RuntimeError)
 
 
+# -- the pool gateway --------------------------------------------------------------------------
+
+
+def test_the_gateway_counts_a_job_until_its_thread_is_free() -> None:
+    """A finished job leaves the count when its result arrives; a queued job whose caller stops
+    waiting leaves it at once (it never runs); a running one only when it really ends, since it
+    holds its thread until then. Beyond threads + queue, a request is refused at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grpclib.exceptions import GRPCError
+
+    from snakepit_bridge.server.service import PoolGateway
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            gateway = PoolGateway(pool, loop, max_workers=1, max_queued=1)
+            assert await gateway.run(lambda: 7) == 7
+            assert gateway.in_flight == 0
+
+            started, release = threading.Event(), threading.Event()
+
+            def hold_the_thread() -> None:
+                started.set()
+                release.wait(30)
+
+            running = gateway.submit(hold_the_thread)
+            queued = gateway.submit(lambda: "never")
+            assert await loop.run_in_executor(None, started.wait, 30)
+            assert gateway.in_flight == 2
+            with pytest.raises(GRPCError) as refused:
+                gateway.submit(lambda: None)
+            assert refused.value.status.name == "RESOURCE_EXHAUSTED"
+
+            queued.cancel()
+            running.cancel()
+            for _ in range(3):
+                await asyncio.sleep(0)  # the done callbacks run on the loop
+            assert gateway.in_flight == 1  # the queued job is gone; the running one holds on
+            release.set()
+            deadline = loop.time() + 30
+            while gateway.in_flight and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            assert gateway.in_flight == 0
+
+    asyncio.run(main())
+
+
 # -- readiness ---------------------------------------------------------------------------------
 
 

@@ -55,8 +55,9 @@ STREAM_BUFFER_CHUNKS = 16
 class PoolGateway:
     """Runs functions on the thread pool with a bound on the work waiting for a thread.
 
-    Used from the event loop's thread only, so its counter needs no lock: a job's completion is
-    counted back on the loop with ``call_soon_threadsafe``.
+    Used from the event loop's thread only, so its counter needs no lock: a job is counted out
+    on the loop when its result arrives there (the one hand-back every job makes anyway), or,
+    for a job whose caller stopped waiting while it runs on, when the job ends.
     """
 
     def __init__(
@@ -88,13 +89,23 @@ class PoolGateway:
         except RuntimeError:  # the pool was shut down
             raise GRPCError(Status.UNAVAILABLE, "the worker is shutting down") from None
         self.in_flight += 1
-        job.add_done_callback(self._finished)
-        return asyncio.wrap_future(job, loop=self._loop)
+        result = asyncio.wrap_future(job, loop=self._loop)
+        result.add_done_callback(lambda _result: self._settled(job))
+        return result
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         return await self.submit(function, *args)
 
-    def _finished(self, _job: Future[Any]) -> None:
+    def _settled(self, job: Future[Any]) -> None:
+        # On the loop. The result arrived, or the caller stopped waiting: a job that has not
+        # started was cancelled with it (wrap_future does that), but a running one goes on and
+        # still holds its thread until it ends.
+        if job.done():
+            self.in_flight -= 1
+        else:
+            job.add_done_callback(self._finished_later)
+
+    def _finished_later(self, _job: Future[Any]) -> None:
         try:
             self._loop.call_soon_threadsafe(self._leave)
         except RuntimeError:  # the loop is closed: nothing is counted any more
