@@ -29,9 +29,16 @@ gil_python() {
 # stamp = what the venv was installed from; a change re-installs.
 stamp_of() { cat pyproject.toml setup.py | cksum | cut -d' ' -f1; }
 
-ensure_venv() {  # $1 venv dir, $2 base interpreter, $3 extras to install
-  local venv=$1 base=$2 extras=$3 want
-  want="$(stamp_of) $extras $("$base" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+# On free-threaded 3.13, multidict (grpclib keeps every request's metadata in one) is built from
+# its source so that it has its C extension: the 6.x series is the last that builds it for 3.13t
+# (7.x needs 3.14 for that) and no cp313t wheel of it is available to us, so pip would otherwise
+# pick the pure-Python wheel, which costs the server's event loop about 0.2 ms per request and
+# was seen stalling it (docs/server.md, "Performance on 3.13t").
+FT_MULTIDICT='multidict>=6.1,<7'
+
+ensure_venv() {  # $1 venv dir, $2 base interpreter, $3 extras to install, $4 extra pip args
+  local venv=$1 base=$2 extras=$3 more=${4:-} want
+  want="$(stamp_of) $extras $more $("$base" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
   if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.snakepit-stamp" 2>/dev/null)" != "$want" ]; then
     log "creating $venv from $base"
     rm -rf "$venv"
@@ -39,6 +46,10 @@ ensure_venv() {  # $1 venv dir, $2 base interpreter, $3 extras to install
     "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
     # NumPy only from wheels: the newest releases with cp313t wheels are 2.1 to 2.4.
     SNAKEPIT_WERROR=1 SNAKEPIT_DEBUG_INFO=1 "$venv/bin/python" -m pip install -q --only-binary numpy -e ".[$extras]"
+    if [ -n "$more" ]; then
+      # shellcheck disable=SC2086 # $more is a list of pip arguments
+      "$venv/bin/python" -m pip install -q $more
+    fi
     echo "$want" > "$venv/.snakepit-stamp"
   fi
   build_native "$venv"
@@ -58,7 +69,7 @@ PY
 }
 
 FT=$(scripts/ft-python.sh) || die "no free-threaded CPython 3.13 available"
-ensure_venv .venv "$FT" test,server
+ensure_venv .venv "$FT" test,server "--no-binary multidict $FT_MULTIDICT"
 "$FT" -c 'import sys; sys.exit(0)'
 if GIL=$(gil_python); then
   ensure_venv .venv-gil "$GIL" test,server,grpc-tools,lint,release

@@ -204,12 +204,12 @@ def test_the_service_declares_the_worker_rpcs() -> None:
 
 GIL_PROBE = """
 import sys
-import grpclib.client, grpclib.server, h2, google.protobuf
+import grpclib.client, grpclib.server, h2, google.protobuf, multidict
 import snakepit_bridge.server.runtime, snakepit_bridge.server.service
 from snakepit_bridge.server.proto import bridge_grpc, bridge_pb2
 from google.protobuf.internal import api_implementation
 assert not sys._is_gil_enabled(), "importing the server re-enabled the GIL"
-print(api_implementation.Type())
+print(api_implementation.Type(), multidict.MultiDict.__module__)
 """
 
 
@@ -226,7 +226,34 @@ def test_the_server_and_its_dependencies_leave_the_gil_disabled() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() in ("python", "upb")
+    protobuf, multidict = result.stdout.split()
+    assert protobuf in ("python", "upb")
+    # The set-up builds multidict's C extension for 3.13t (docs/server.md, "Performance on 3.13t"),
+    # and it leaves the GIL off (checked above, imported with the server).
+    assert multidict == "multidict._multidict", "run `make setup`: multidict is pure Python"
+
+
+def test_a_pure_python_multidict_on_a_free_threaded_build_is_named_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("multidict")
+    import multidict
+
+    from snakepit_bridge import environment
+    from snakepit_bridge.server.runtime import slow_dependency_hint
+
+    class PurePython:
+        pass
+
+    PurePython.__module__ = "multidict._multidict_py"
+    monkeypatch.setattr(environment, "free_threaded_build", lambda: True)
+    pure = multidict.MultiDict.__module__ == "multidict._multidict_py"
+    assert (slow_dependency_hint() is not None) == pure
+    monkeypatch.setattr(multidict, "MultiDict", PurePython)
+    hint = slow_dependency_hint()
+    assert hint is not None and "pip install --no-binary multidict 'multidict>=6.1,<7'" in hint
+    monkeypatch.setattr(environment, "free_threaded_build", lambda: False)
+    assert slow_dependency_hint() is None  # a GIL build has multidict's C wheels anyway
 
 
 BLOCKED = """

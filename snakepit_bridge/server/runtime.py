@@ -210,6 +210,9 @@ async def _start(
         sys.version.split()[0],
         "on" if environment.gil_enabled() else "off",
     )
+    hint = slow_dependency_hint()
+    if hint:
+        log.warning("%s", hint)
     if config.ready_file:
         try:
             write_ready_file(config.ready_file, port)
@@ -224,6 +227,25 @@ async def _start(
     except OSError:  # stdout closed: only the ready file counts anyway
         pass
     return server, connections, service, gateway, pool, trigger
+
+
+def slow_dependency_hint() -> str | None:
+    """One line when a dependency of the transport runs as pure Python where its C extension
+    would work with the GIL off (None otherwise): on free-threaded 3.13, grpclib keeps every
+    request's metadata in a ``multidict.MultiDict``, and the pure-Python one costs the event loop
+    about 0.2 ms per request and was seen stalling it for up to a second with every pool thread
+    busy (docs/server.md, "Performance on 3.13t")."""
+    if not environment.free_threaded_build():
+        return None
+    import multidict
+
+    if multidict.MultiDict.__module__ != "multidict._multidict_py":
+        return None
+    return (
+        "multidict runs as pure Python here (its C extension is not installed), which slows "
+        "every request's event-loop work on this interpreter; install its C extension with: "
+        "pip install --no-binary multidict 'multidict>=6.1,<7' (docs/server.md)"
+    )
 
 
 def _start_pool(workers: int, nice: int) -> ThreadPoolExecutor:
