@@ -252,6 +252,18 @@ class ServerTestAdapter(ThreadSafeAdapter):
                 self.closed_streams += 1
 
     @tool(supports_streaming=True)
+    async def async_endless(self, delay: float = 0.01) -> AsyncIterator[dict[str, int]]:
+        i = 0
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                yield {"i": i}
+                i += 1
+        finally:
+            with self.acquire_lock():
+                self.closed_streams += 1
+
+    @tool(supports_streaming=True)
     def stream_fail(self, after: int) -> Iterator[int]:
         yield from range(after)
         raise RuntimeError(f"stream broke after {after} items")

@@ -500,9 +500,13 @@ def test_a_stream_error_is_an_internal_status_with_the_error_json(client: Client
     assert json.loads(unknown.value.details)["type"] == "UnknownToolError"
 
 
-def test_a_client_that_goes_away_closes_the_generator(client: Client) -> None:
+@pytest.mark.parametrize("tool", ["endless", "async_endless"])
+def test_a_client_that_goes_away_closes_the_generator(client: Client, tool: str) -> None:
+    """Sync or async: the generator's finally runs, and the stopped stream ends its request
+    without an error (the tool did not fail; its client stopped listening)."""
     closed = result_of(execute(client, "streams_closed"))
-    chunks = client.stream(tool_request("endless", {"delay": 0.01}), cancel_after=3)
+    before = result_of(execute(client, "counts"))["tracker"]
+    chunks = client.stream(tool_request(tool, {"delay": 0.01}), cancel_after=3)
     assert len(chunks) == 3
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -511,6 +515,14 @@ def test_a_client_that_goes_away_closes_the_generator(client: Client) -> None:
         time.sleep(0.05)
     else:
         pytest.fail("the generator was not closed after the client cancelled")
+    while time.monotonic() < deadline:
+        after = result_of(execute(client, "counts"))["tracker"]
+        if after["active_requests"] == 1:  # only this `counts` call: the stream's request ended
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"the stopped stream's request did not end: {after}")
+    assert after["errors"] == before["errors"], (before, after)
 
 
 def test_telemetry_stream_is_accepted(client: Client) -> None:

@@ -17,7 +17,8 @@ generators run on the event loop. Either way:
   (bad JSON, unknown tool, the tool, the encoding) counts as an error. An async request runs
   in a task of its own with a fresh context, inside ``adapter.track_request()`` too: the
   tracker's requests are per context, so tasks interleaving on the loop's thread are separate
-  requests, each timed from start to end, and one cancelled at its deadline counts as an error;
+  requests, each timed from start to end, and a unary one cancelled at its deadline counts as an
+  error (a stream stopped by its client or its deadline ends without one, as a sync stream does);
 * ``ExecuteTool`` of a generator or async generator tool is refused before the tool is called
   (:class:`~.errors.StreamingToolError`, pointing at ``ExecuteStreamingTool``); the refused
   request is counted once, as an error, inside ``adapter.track_request()`` on the event loop's
@@ -255,17 +256,30 @@ class ToolRunner:
 
         async def body() -> int:
             count = 0
+            stopped = False
             with request_scope(context):
                 try:
                     with self._track():
-                        arguments = decode_arguments(request.parameters, request.binary_parameters)
-                        result = await acall(self._adapter, request.tool_name, **arguments)
-                        async for item in _async_items(result):
-                            await send(self._chunk(count, item))
-                            count += 1
+                        result: Any = None
+                        try:
+                            arguments = decode_arguments(
+                                request.parameters, request.binary_parameters
+                            )
+                            result = await acall(self._adapter, request.tool_name, **arguments)
+                            async for item in _async_items(result):
+                                await send(self._chunk(count, item))
+                                count += 1
+                        except asyncio.CancelledError:
+                            # The client went away or the deadline passed: the stream was
+                            # stopped, as a sync one is, and the request ends without an error.
+                            stopped = True
+                        finally:
+                            await _aclose(result)  # its finally blocks run now, not at GC
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - as in _run_sync_scoped
                     raise self._stream_failure(exc, context) from None
-                return count
+            if stopped:
+                raise asyncio.CancelledError
+            return count
 
         return await asyncio.create_task(body(), context=contextvars.Context())
 
@@ -380,6 +394,17 @@ def _close(items: Iterator[Any] | None) -> None:
             close()
         except Exception:
             log.exception("closing the tool's generator failed")
+
+
+async def _aclose(result: Any) -> None:
+    """Close a stream tool's generator (async or sync) that may be suspended mid-stream."""
+    if inspect.isasyncgen(result):
+        try:
+            await result.aclose()
+        except Exception:
+            log.exception("closing the tool's async generator failed")
+    elif inspect.isgenerator(result):
+        _close(result)
 
 
 def _log_failure(exc: BaseException, context: RequestContext) -> None:
