@@ -467,7 +467,7 @@ def _server_tables(data: dict[str, Any]) -> list[_Table]:
     note = (
         f"load client: {info.get('client')}; our server on {info.get('server_python')}, "
         f"grpcio reference on {info.get('reference_python') or '- (not run)'}; pool: "
-        f"{info.get('workers')} threads (ours, nice0 and grpcio), 1 (serial); CPU tool: "
+        f"{info.get('workers')} threads (ours, nice5 and grpcio), 1 (serial); CPU tool: "
         f"spin({info.get('spin_n')}) = {_fmt_ns(info.get('spin_ms_here'))} ms on one thread of "
         f"this interpreter at calibration; NumPy tool: n = {info.get('numpy_n')}; "
         f"{info.get('rounds')} interleaved round(s) of {info.get('window_s')} s per point "
@@ -480,7 +480,7 @@ def _server_tables(data: dict[str, Any]) -> list[_Table]:
     header = ["tool", "streams"]
     for name in servers:
         header += [f"{name} req/s", f"{name} p50 ms", f"{name} p99 ms"]
-    header += ["ours/serial", "ours/grpcio", "nice0/grpcio"]
+    header += ["ours/serial", "ours/grpcio", "nice5/grpcio"]
     t = _Table("Server: requests/s and latency", header, note)
     for case, (_tool, title) in S.TOOLS.items():
         by_server = group.get("cases", {}).get(case)
@@ -501,7 +501,7 @@ def _server_tables(data: dict[str, Any]) -> list[_Table]:
                     _fmt_ms(entry.get("p50_ms")),
                     _fmt_ms(entry.get("p99_ms")),
                 ]
-            for mine, other in (("ours", "serial"), ("ours", "grpcio"), ("nice0", "grpcio")):
+            for mine, other in (("ours", "serial"), ("ours", "grpcio"), ("nice5", "grpcio")):
                 a, b = figures.get(mine), figures.get(other)
                 row.append(
                     _fmt_x(a["requests_per_s"] / b["requests_per_s"])

@@ -7,6 +7,7 @@ import enum
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -321,6 +322,31 @@ def test_the_gateway_counts_a_job_until_its_thread_is_free() -> None:
             assert gateway.in_flight == 0
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+@pytest.mark.parametrize("nice", [0, 3])
+def test_the_pool_threads_run_at_the_nice_value_asked(nice: int) -> None:
+    """Default 0: the tool threads keep the process's priority; N puts them N levels lower."""
+    import os
+
+    from snakepit_bridge.server.config import DEFAULT_WORKER_NICE
+    from snakepit_bridge.server.runtime import _start_pool
+
+    assert DEFAULT_WORKER_NICE == 0
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    pool = _start_pool(2, nice)
+    try:
+        seen = {
+            pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result(
+                30
+            )
+            for _ in range(8)
+        }
+    finally:
+        pool.shutdown(wait=True)
+    assert seen == {min(base + nice, 19)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's
 
 
 # -- readiness ---------------------------------------------------------------------------------

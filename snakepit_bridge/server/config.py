@@ -46,8 +46,8 @@ DEFAULT_MAX_QUEUED_REQUESTS = 1024
 # cleanup().
 DEFAULT_GRACE_PERIOD = 4.0
 # How much lower the tool threads' scheduling priority is than the event loop's (Linux nice
-# increment): keeps Ping and Heartbeat fast when every tool thread is busy (see runtime.py).
-DEFAULT_WORKER_NICE = 5
+# increment); off by default, see runtime._start_pool for why.
+DEFAULT_WORKER_NICE = 0
 # SNAKEPIT_LOG_LEVEL's values; "none" turns logging off.
 LOG_LEVELS = ("debug", "info", "warning", "error", "none")
 DEFAULT_LOG_LEVEL = "info"
@@ -202,8 +202,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         type=_nice,
         default=DEFAULT_WORKER_NICE,
         metavar="N",
-        help="run tool threads N nice levels below the event loop, so Ping and Heartbeat stay "
-        f"fast when all are busy (Linux; default {DEFAULT_WORKER_NICE}, 0 turns it off)",
+        help="run tool threads N nice levels below the event loop, so Ping and Heartbeat come "
+        "first when all are busy, and the tools after every other busy process (Linux; default "
+        f"{DEFAULT_WORKER_NICE}: normal priority)",
     )
     return parser
 

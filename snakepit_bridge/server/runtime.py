@@ -257,10 +257,12 @@ def _start_pool(workers: int, nice: int) -> ThreadPoolExecutor:
       the server is ready takes that out of the request path: ``workers`` jobs that wait for
       each other can only run on ``workers`` distinct threads.
     * Without a GIL, the event loop is one thread among ``workers`` busy ones, and the kernel
-      shares the CPUs between them equally: a saturated pool delayed Ping by up to a second. A
-      higher nice value for the pool threads (Linux keeps one per thread, see setpriority(2))
-      lets the loop, which needs little CPU, run first; the scheduler still gives the tools
-      every cycle the loop does not use.
+      shares the CPUs between them equally. ``--worker-nice N`` gives the pool threads a higher
+      nice value (Linux keeps one per thread, see setpriority(2)), so the loop, which needs
+      little CPU, runs first and the tools get every cycle it does not use. It is off by
+      default: it also puts the tools behind every other busy process of the machine (the
+      BEAM's schedulers, other workers), where they were seen getting 1% of their throughput,
+      while the loop answers Ping in tens of milliseconds without it (docs/server.md, "Limits").
     """
     pool = ThreadPoolExecutor(
         workers,
