@@ -577,7 +577,8 @@ int
 shard_set_snapshot(shard_set *set, shard_snapshot *snap)
 {
     snakepit_state *st = set->state;
-    memset(snap, 0, sizeof(*snap));
+    /* The inline entries are written before they are read: only the totals need zeroing. */
+    memset(snap, 0, offsetof(shard_snapshot, inline_names));
     registry_lock(st);
     Py_ssize_t capacity = set->n_retired_names + set->n_slots;
     if (capacity > 0 && capacity <= SNAKEPIT_SNAPSHOT_INLINE) {
