@@ -39,8 +39,8 @@ struct shard_slot {
     int depth; /* nesting of decorated calls and start_request() */
     int depth_counted; /* the outermost of them is a request (not nested in one) */
     uint64_t start_ticks;
-    /* Guarded by the registry lock; next to each other, and on the line after the counters,
-     * so that a statistics read touches two lines of each slot and nothing else. */
+    /* Guarded by the registry lock.  The link and the name share the line after the
+     * counters: a statistics read needs those two lines of a slot, and not its record. */
     snakepit_link set_link; /* in set->slots */
     /* The owning thread's name, borrowed from its record (which retires the slot before it
      * lets the name go); NULL until the record knows it. */
