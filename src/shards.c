@@ -32,6 +32,7 @@ slot_alloc(shard_set *set, thread_record *rec)
         atomic_fetch_add_explicit(&set->state->next_slot_serial, 1, SNAKEPIT_RELAXED) + 1;
     assert(slot->serial != 0);
     slot->record = rec;
+    slot->name = rec->name; /* the owner's own record: read without the lock */
     slot->set = set;
     return slot;
 }
@@ -63,6 +64,7 @@ slot_unlink(shard_slot *slot)
 {
     assert(registry_held(slot->set->state));
     snakepit_list_remove(&slot->set_link);
+    slot->set->n_slots--;
     slot->set = NULL;
 }
 
@@ -94,7 +96,7 @@ retire_counts(shard_slot *slot)
         return;
     }
     set->retired_threads++;
-    PyObject *name = slot->record->name != NULL ? slot->record->name : set->state->str_unnamed;
+    PyObject *name = slot->name != NULL ? slot->name : set->state->str_unnamed;
     for (Py_ssize_t i = 0; i < set->n_retired_names; i++) {
         if (set->retired_names[i].name == name
             || PyUnicode_Compare(set->retired_names[i].name, name) == 0) {
@@ -349,6 +351,12 @@ record_create(snakepit_state *st)
         registry_lock(st);
         PyObject *previous = rec->name;
         rec->name = name;
+        /* The slots made while the name was looked up (see above) name it too. */
+        for (size_t i = 0; i < rec->capacity; i++) {
+            if (rec->table[i] != NULL) {
+                rec->table[i]->name = name;
+            }
+        }
         registry_unlock(st);
         Py_XDECREF(previous);
     }
@@ -467,6 +475,7 @@ shard_get_slow(shard_set *set)
     }
     registry_lock(st);
     snakepit_list_push(&set->slots, &slot->set_link);
+    set->n_slots++;
     registry_unlock(st);
     record_insert(rec, slot);
     rec->cached_id = set->id;
@@ -568,13 +577,10 @@ int
 shard_set_snapshot(shard_set *set, shard_snapshot *snap)
 {
     snakepit_state *st = set->state;
-    memset(snap, 0, sizeof(*snap));
+    /* The inline entries are written before they are read: only the totals need zeroing. */
+    memset(snap, 0, offsetof(shard_snapshot, inline_names));
     registry_lock(st);
-    Py_ssize_t capacity = set->n_retired_names;
-    SNAKEPIT_LIST_FOR_EACH (link, &set->slots) {
-        (void)link;
-        capacity++;
-    }
+    Py_ssize_t capacity = set->n_retired_names + set->n_slots;
     if (capacity > 0 && capacity <= SNAKEPIT_SNAPSHOT_INLINE) {
         snap->by_name = snap->inline_names; /* the common case needs no allocation */
     }
@@ -617,7 +623,7 @@ shard_set_snapshot(shard_set *set, shard_snapshot *snap)
         if (started > 0) {
             snap->threads_seen++;
             snap->by_name[snap->n_by_name].name =
-                Py_NewRef(s->record->name != NULL ? s->record->name : st->str_unnamed);
+                Py_NewRef(s->name != NULL ? s->name : st->str_unnamed);
             snap->by_name[snap->n_by_name].requests = started;
             snap->n_by_name++;
         }

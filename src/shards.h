@@ -39,16 +39,21 @@ struct shard_slot {
     int depth; /* nesting of decorated calls and start_request() */
     int depth_counted; /* the outermost of them is a request (not nested in one) */
     uint64_t start_ticks;
+    /* Guarded by the registry lock.  The link and the name share the line after the
+     * counters: a statistics read needs those two lines of a slot, and not its record. */
+    snakepit_link set_link; /* in set->slots */
+    /* The owning thread's name, borrowed from its record (which retires the slot before it
+     * lets the name go); NULL until the record knows it. */
+    PyObject *name;
+    shard_set *set; /* NULL once the set died */
+    _Atomic int dead; /* set released it; the owner frees it */
+    /* Owner-only. */
     PyObject *values; /* thread-local values (dict) or NULL */
     PyObject *guard; /* this thread's acquire_lock() context manager or NULL */
     /* Immutable after creation. */
     uint64_t set_id;
     uint64_t serial; /* unique over the process: names the slot after it is gone */
     thread_record *record;
-    /* Guarded by the registry lock. */
-    shard_set *set; /* NULL once the set died */
-    snakepit_link set_link; /* in set->slots */
-    _Atomic int dead; /* set released it; the owner frees it */
     void *allocation;
 };
 
@@ -64,6 +69,7 @@ struct shard_set {
     snakepit_state *state;
     snakepit_link registry_link; /* in st->registry.sets */
     snakepit_link slots; /* shard_slot.set_link of every live slot */
+    Py_ssize_t n_slots; /* how many: statistics size their snapshot without a walk */
     /* History of threads that ended, guarded by the registry lock. */
     int64_t retired_started, retired_completed, retired_errors;
     uint64_t retired_busy_ticks, retired_max_ticks;

@@ -65,6 +65,62 @@ set_float(PyObject *dict, PyObject *key, double value)
     return r;
 }
 
+/* Merge the entries of the snapshot that carry equal names (threads may share a name, and
+ * ended threads' names are kept apart from live ones), keeping each name at its first
+ * position: a duplicate's count is added to the first entry and the duplicate marked with -1
+ * (counts are never negative).  Only for exact str names, whose hash and equality run no
+ * Python code and cannot fail; then every name goes into the table once, with no lookup.
+ * An open-addressing table of entry indices keyed by the cached str hash. */
+#define MERGE_INLINE_TABLE (2 * SNAKEPIT_SNAPSHOT_INLINE)
+
+typedef struct {
+    Py_hash_t hash;
+    Py_ssize_t index; /* -1: empty */
+} merge_cell;
+
+static int
+merge_equal_names(retired_name *entries, Py_ssize_t n)
+{
+    merge_cell inline_table[MERGE_INLINE_TABLE];
+    merge_cell *table = inline_table;
+    size_t size = MERGE_INLINE_TABLE;
+    while (size < 2 * (size_t)n) {
+        size *= 2;
+    }
+    if (size > MERGE_INLINE_TABLE) {
+        table = PyMem_Malloc(size * sizeof(merge_cell));
+        if (table == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    for (size_t c = 0; c < size; c++) {
+        table[c].index = -1;
+    }
+    size_t mask = size - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = entries[i].name;
+        Py_hash_t hash = PyObject_Hash(name); /* cached in the str; cannot fail */
+        for (size_t c = (size_t)hash & mask;; c = (c + 1) & mask) {
+            if (table[c].index < 0) {
+                table[c].hash = hash;
+                table[c].index = i;
+                break;
+            }
+            PyObject *other = entries[table[c].index].name;
+            if (table[c].hash == hash && (other == name || PyUnicode_Compare(other, name) == 0)) {
+                entries[table[c].index].requests += entries[i].requests;
+                entries[i].requests = -1;
+                break;
+            }
+        }
+    }
+    if (table != inline_table) {
+        PyMem_Free(table);
+    }
+    return 0;
+}
+
 static PyObject *
 requests_by_thread(snakepit_state *st, shard_snapshot *snap)
 {
@@ -72,21 +128,40 @@ requests_by_thread(snakepit_state *st, shard_snapshot *snap)
     if (by_thread == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < snap->n_by_name; i++) {
-        PyObject *previous;
-        if (snakepit_dict_get_ref(by_thread, snap->by_name[i].name, &previous) < 0) {
+    int exact = 1;
+    for (Py_ssize_t i = 0; i < snap->n_by_name && exact; i++) {
+        exact = PyUnicode_CheckExact(snap->by_name[i].name);
+    }
+    if (exact) {
+        if (snap->n_by_name > 1 && merge_equal_names(snap->by_name, snap->n_by_name) < 0) {
             goto error;
         }
-        int64_t total = snap->by_name[i].requests;
-        if (previous != NULL) {
-            total += PyLong_AsLongLong(previous);
-            Py_DECREF(previous);
-            if (PyErr_Occurred()) {
+        for (Py_ssize_t i = 0; i < snap->n_by_name; i++) {
+            if (snap->by_name[i].requests >= 0
+                && set_int(by_thread, snap->by_name[i].name, snap->by_name[i].requests) < 0) {
                 goto error;
             }
         }
-        if (set_int(by_thread, snap->by_name[i].name, total) < 0) {
-            goto error;
+    }
+    else {
+        /* A str subclass as a thread name: merged by the dict itself (its own hash and
+         * equality, which may run Python code; no lock is held here). */
+        for (Py_ssize_t i = 0; i < snap->n_by_name; i++) {
+            PyObject *previous;
+            if (snakepit_dict_get_ref(by_thread, snap->by_name[i].name, &previous) < 0) {
+                goto error;
+            }
+            int64_t total = snap->by_name[i].requests;
+            if (previous != NULL) {
+                total += PyLong_AsLongLong(previous);
+                Py_DECREF(previous);
+                if (PyErr_Occurred()) {
+                    goto error;
+                }
+            }
+            if (set_int(by_thread, snap->by_name[i].name, total) < 0) {
+                goto error;
+            }
         }
     }
     if (snap->other_requests > 0) {

@@ -137,6 +137,82 @@ def test_ended_threads_keep_their_counts_by_name():
     assert by_thread == {"w0": 5, "w1": 7, "w2": 9}
 
 
+def _by_thread_while_alive(tracker: RequestTracker, names: list[str]) -> dict[str, int]:
+    """requests_by_thread while threads named ``names`` are alive, each after one request."""
+    done = threading.Barrier(len(names) + 1)
+    release = threading.Event()
+
+    def one_request() -> None:
+        with tracker.track_request():
+            pass
+        done.wait(10)
+        release.wait(10)
+
+    threads = [threading.Thread(target=one_request, name=name) for name in names]
+    for thread in threads:
+        thread.start()
+    try:
+        done.wait(10)
+        stats = tracker.get_stats()
+        assert stats["threads_seen"] >= len(names)
+        by_thread: dict[str, int] = stats["requests_by_thread"]
+        return by_thread
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+
+
+@pytest.mark.parametrize("live", [4, 40])  # within and past the snapshot's inline entries
+def test_live_threads_sharing_a_name_count_under_it_once(live: int) -> None:
+    tracker = RequestTracker()
+
+    def two_requests() -> None:
+        for _ in range(2):
+            with tracker.track_request():
+                pass
+
+    ended = threading.Thread(target=two_requests, name="w0")
+    ended.start()
+    ended.join()
+    # Equal names that are distinct str objects: merged by value, not by identity.
+    names = ["".join(("w", str(i % 3))) for i in range(live)]
+    by_thread = _by_thread_while_alive(tracker, names)
+    expected = {f"w{k}": names.count(f"w{k}") for k in range(3)}
+    expected["w0"] += 2
+    assert by_thread == expected
+    assert next(iter(by_thread)) == "w0"  # the ended thread's name keeps its place
+
+
+def test_a_str_subclass_thread_name_merges_with_an_equal_str():
+    class Label(str):
+        pass
+
+    tracker = RequestTracker()
+    done = threading.Barrier(3)
+    release = threading.Event()
+
+    def one_request() -> None:
+        with tracker.track_request():
+            pass
+        done.wait(10)
+        release.wait(10)
+
+    labelled = threading.Thread(target=one_request)
+    labelled._name = Label("w")  # type: ignore[assignment] # Thread.name hands it out as it is
+    plain = threading.Thread(target=one_request, name="w")
+    for thread in (labelled, plain):
+        thread.start()
+    try:
+        done.wait(10)
+        by_thread = tracker.get_stats()["requests_by_thread"]
+    finally:
+        release.set()
+        labelled.join()
+        plain.join()
+    assert by_thread == {"w": 2}
+
+
 def test_history_of_names_is_bounded():
     tracker = RequestTracker()
 
