@@ -10,6 +10,7 @@
 
 #include "rlock.h"
 #include "shards.h"
+#include "watch.h"
 
 #include <unistd.h>
 
@@ -88,6 +89,7 @@ after_fork_child(PyObject *module, PyObject *Py_UNUSED(ignored))
     }
     registry_unlock(st);
     release_list_run(&owned);
+    watch_after_fork_child();
     Py_RETURN_NONE;
 }
 
