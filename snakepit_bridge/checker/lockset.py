@@ -387,7 +387,7 @@ class ThreadSafetyChecker:
         if where is None:
             filename, lineno, module = _user_frame()
         else:
-            (filename, lineno), module = where, None
+            (filename, lineno), module = where, _module_of(where[0])
         class_name = display_name(cls)
         message = (
             f"THREAD SAFETY: unprotected write to {class_name}.{attribute} at "
@@ -576,6 +576,12 @@ def _user_frame() -> tuple[str, int, str]:
         return frame.f_code.co_filename, frame.f_lineno, str(frame.f_globals.get("__name__"))
     finally:
         del frame
+
+
+def _module_of(filename: str) -> str:
+    """The module name ``warnings`` derives from a file name when it is not given (a write
+    reported after the fact has no frame left to read it from)."""
+    return filename[:-3] if filename.lower().endswith(".py") else filename or "<unknown>"
 
 
 def _is_checker_module(name: object) -> bool:
