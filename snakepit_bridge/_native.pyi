@@ -125,8 +125,9 @@ class thread_safe_method(Generic[_Self, _P, _R_co]):
     def __get__(self, instance: _Self, owner: type | None = None, /) -> Callable[_P, _R_co]: ...
 
 # (adapter, name, owns_adapter_lock, deferred): deferred is None for a write through
-# __setattr__ (reported before it), or the (filename, line) of a write that bypassed it.
-WriteObserver = Callable[[ThreadSafeAdapter, str, bool, tuple[str, int] | None], None]
+# __setattr__ (reported before it), or the (filename, line) of a write that bypassed it. The
+# name is a str, except for a non-string key stored through vars(adapter).
+WriteObserver = Callable[[ThreadSafeAdapter, object, bool, tuple[str, int] | None], None]
 CallObserver = Callable[[thread_safe_method[Any, ..., Any], ThreadSafeAdapter, bool], None]
 
 def set_write_observer(observer: WriteObserver | None, /) -> None:

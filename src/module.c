@@ -140,7 +140,8 @@ static PyMethodDef module_functions[] = {
     {"lock_owner", lock_owner, METH_O,
      "lock_owner(lock, /)\n--\n\nThread ident of the lock's owner, 0 when free (a snapshot)."},
     {"_pending_writes", pending_writes, METH_NOARGS,
-     "_pending_writes()\n--\n\n(recorded and not delivered yet, dropped for want of room): the reports\n"
+     "_pending_writes()\n--\n\n(recorded and not delivered yet, dropped for want of room): the "
+     "reports\n"
      "of writes that bypassed __setattr__, over every thread (tests)."},
     {"_live_shards", live_shards, METH_O,
      "_live_shards(tracker, /)\n--\n\nNumber of threads holding a shard of the tracker (tests)."},

@@ -139,8 +139,7 @@ table_insert(PyObject *dict, adapter_object *adapter, PyObject *weakref, PyObjec
         && table_resize(watch.capacity ? watch.capacity * 2 : WATCH_MIN_CAPACITY) < 0) {
         return -1;
     }
-    table_place(watch.table, watch.capacity,
-                (watch_entry){dict, adapter, Py_NewRef(weakref)});
+    table_place(watch.table, watch.capacity, (watch_entry){dict, adapter, Py_NewRef(weakref)});
     watch.used++;
     return 0;
 }
@@ -497,12 +496,14 @@ deliver(const pending_write *item)
         Py_DECREF(adapter);
         return 0;
     }
-    PyObject *where = Py_BuildValue("(Oi)", item->filename ? item->filename : st->str_unknown_file,
-                                    item->lineno);
-    PyObject *r = where == NULL ? NULL
-                                : PyObject_CallFunctionObjArgs(
-                                      observer, adapter, item->name ? item->name : st->str_dunder_dict,
-                                      item->owns ? Py_True : Py_False, where, NULL);
+    PyObject *filename = item->filename ? item->filename : st->str_unknown_file;
+    PyObject *name = item->name ? item->name : st->str_dunder_dict;
+    PyObject *owns = item->owns ? Py_True : Py_False;
+    PyObject *where = Py_BuildValue("(Oi)", filename, item->lineno);
+    PyObject *r = NULL;
+    if (where != NULL) {
+        r = PyObject_CallFunctionObjArgs(observer, adapter, name, owns, where, NULL);
+    }
     if (r == NULL) {
         PyErr_WriteUnraisable(observer); /* the write cannot be undone */
     }

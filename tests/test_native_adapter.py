@@ -1208,7 +1208,8 @@ def test_without_a_dict_watcher_id_left_an_instance_warns_and_observes_setattr_o
                 native = importlib.import_module("snakepit_bridge._native")
             if not native.dict_writes_observed:
                 break
-        print([(w.category.__name__, "no dict watcher id is left" in str(w.message)) for w in caught])
+        print([(w.category.__name__, "no dict watcher id is left" in str(w.message))
+               for w in caught])
         class A(native.ThreadSafeAdapter):
             pass
         seen = []

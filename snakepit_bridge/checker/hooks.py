@@ -78,7 +78,7 @@ def _sync_hooks() -> None:
 
 def _dispatch_write(
     adapter: ThreadSafeAdapter,
-    name: str,
+    name: object,
     owns_adapter_lock: bool,
     deferred: tuple[str, int] | None,
 ) -> None:

@@ -277,7 +277,7 @@ class ThreadSafetyChecker:
     def _observe_write(
         self,
         adapter: Any,
-        name: str,
+        name: object,
         owns_adapter_lock: bool,
         deferred: tuple[str, int] | None = None,
     ) -> None:
