@@ -69,6 +69,7 @@ after_fork_child(PyObject *module, PyObject *Py_UNUSED(ignored))
     unsigned long me = PyThread_get_thread_ident();
     thread_record *mine = record_current(st);
     release_list owned = {0};
+    watch_after_fork_child(); /* its lock first, like the registry's below */
     registry_lock(st); /* resets the registry lock, if it came locked */
     observer_lock(st); /* and the observer lock */
     observer_unlock(st);
@@ -89,7 +90,6 @@ after_fork_child(PyObject *module, PyObject *Py_UNUSED(ignored))
     }
     registry_unlock(st);
     release_list_run(&owned);
-    watch_after_fork_child();
     Py_RETURN_NONE;
 }
 
