@@ -48,6 +48,7 @@ static struct {
     pending_write *head, **tail;
     size_t n_pending;
     uint64_t dropped;
+    uint64_t observer_changes; /* reports recorded across one are not kept */
 } watch = {.tail = &watch.head};
 
 /* How many module instances have a write observer: 0 keeps the watcher to two loads. */
@@ -226,6 +227,7 @@ watch_record(PyDict_WatchEvent event, PyObject *dict, PyObject *key)
     const snakepit_state *st = e->adapter->state;
     int owns = snakepit_lock_is_owned(&e->adapter->lock->lock);
     PyObject *weakref = Py_NewRef(e->weakref);
+    uint64_t changes = watch.observer_changes;
     watch_unlock();
 
     pending_write *item = PyMem_RawCalloc(1, sizeof(pending_write));
@@ -243,11 +245,21 @@ watch_record(PyDict_WatchEvent event, PyObject *dict, PyObject *key)
     item->name = whole ? NULL : Py_NewRef(key);
     record_location(item);
     watch_lock();
-    *watch.tail = item;
-    watch.tail = &item->next;
-    watch.n_pending++; /* may pass the bound by the few recorded meanwhile */
+    /* An observer removed or replaced meanwhile dropped what was recorded for it: so is this
+     * (when another instance's observer changed, needlessly: a rare loss, never a wrong one). */
+    int kept = watch.observer_changes == changes;
+    if (kept) {
+        *watch.tail = item;
+        watch.tail = &item->next;
+        watch.n_pending++; /* may pass the bound by the few recorded meanwhile */
+    }
     watch_unlock();
-    snakepit_watch_current.pending++;
+    if (kept) {
+        snakepit_watch_current.pending++;
+    }
+    else {
+        pending_free(item); /* runs no code: at most the weakref object is freed */
+    }
     return 0;
 }
 
@@ -549,6 +561,7 @@ watch_observer_changed(snakepit_state *st, int had, int has)
         return;
     }
     watch_lock();
+    watch.observer_changes++;
     pending_write *dropped = take_reports(of_state, st);
     watch_unlock();
     free_reports(dropped); /* a key's __del__ may run: no lock is held */

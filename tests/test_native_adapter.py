@@ -1042,9 +1042,10 @@ def test_a_pending_exception_survives_a_report_point():
 
 def test_nothing_is_recorded_without_an_observer():
     a = Plain()
+    before = _native._pending_writes()
     object.__setattr__(a, "x", 1)
     vars(a).clear()
-    assert _native._pending_writes()[0] == 0
+    assert _native._pending_writes() == before
     assert _native.report_pending_writes() == 0
 
 
@@ -1095,11 +1096,12 @@ def test_a_report_of_an_adapter_that_died_first_is_dropped():
 def test_reports_are_delivered_on_the_writing_thread_only():
     a = Plain()
     with Recorder() as seen:
+        before = _native._pending_writes()[0]
         thread = threading.Thread(target=object.__setattr__, args=(a, "x", 1))
         thread.start()
         thread.join()
         assert _native.report_pending_writes() == 0  # not this thread's
-        assert _native._pending_writes()[0] == 1  # its thread ended before a report point
+        assert _native._pending_writes()[0] == before + 1  # its thread ended before a report point
 
         def writes_and_reports() -> None:
             object.__setattr__(a, "y", 1)
@@ -1134,6 +1136,7 @@ def test_many_adapters_made_and_written_in_threads_are_reported_exactly():
     threads, rounds = 8, 300
     seen = Recorder()
     shared = Plain()
+    dropped = _native._pending_writes()[1]  # over the process's life: other tests count too
 
     def worker(index: int) -> int:
         for i in range(rounds):
@@ -1158,7 +1161,47 @@ def test_many_adapters_made_and_written_in_threads_are_reported_exactly():
     for index in range(threads):
         assert names.count(f"t{index}") == rounds
     assert len(names) == threads * rounds * 7  # made: 1 more per adapter
-    assert _native._pending_writes() == (0, 0)
+    assert _native._pending_writes() == (0, dropped)
+
+
+@needs_dict_watchers
+def test_no_report_outlives_its_observer_while_threads_write_and_it_comes_and_goes():
+    a = Plain()
+    _native.set_write_observer(None)
+    before = _native._pending_writes()[0]
+    cycles, writers = 600, 3
+    barrier = threading.Barrier(writers + 1)
+    removed = [False] * cycles
+    left_behind: list[int] = []
+
+    def worker(index: int) -> None:
+        for cycle in range(cycles):
+            barrier.wait()  # the observer is installed
+            if index == 0:
+                for _ in range(2_000):  # let the writers write, then take it away under them
+                    pass
+                _native.set_write_observer(None)
+                removed[cycle] = True
+            else:
+                while not removed[cycle]:
+                    object.__setattr__(a, f"w{index}", [cycle])
+            barrier.wait()  # every writer is out of its writes
+            if index == 0:
+                left_behind.append(_native._pending_writes()[0] - before)
+                _native.set_write_observer(_ignore_report)  # for the next cycle
+
+    _native.set_write_observer(_ignore_report)
+    try:
+        run_threads(worker, writers + 1)
+    finally:
+        _native.set_write_observer(None)
+    # Every report recorded while a cycle's observer was installed went with it, even those
+    # its writer was still recording when it was removed: none is left for the next observer.
+    assert left_behind == [0] * cycles
+
+
+def _ignore_report(adapter: object, name: object, owns: bool, deferred: object) -> None:
+    pass
 
 
 @needs_dict_watchers
