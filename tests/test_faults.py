@@ -790,11 +790,16 @@ def test_adapter_churn_with_thread_locals_and_gc():
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="dict watchers exist from 3.12")
 def test_bypassing_writes_race_adapter_deaths_and_dicts_changing_hands():
     """While observed, threads write adapters' instance dicts directly (vars(adapter) kept past
-    the adapter's death, dicts handed from one adapter to another) and with object.__setattr__,
-    as adapters die and the collector runs; the observer takes a contended lock (on 3.13t the
-    writing thread is then detached and others change the same dicts). Nothing breaks, every
-    report names a live adapter of the class and a name that was written, and nothing is left
-    pending."""
+    the adapter's death, dicts handed from one adapter to another and written by other threads)
+    and with object.__setattr__, as adapters die and the collector runs; the observer takes a
+    contended lock (on 3.13t the writing thread is then detached and others change the same
+    dicts). Nothing breaks, every report names an adapter of the class and a name that was
+    written, and nothing is left pending.
+
+    An adapter's __dict__ is replaced only by the one thread that uses that adapter: replacing an
+    object's __dict__ while other threads set its attributes crashes CPython 3.13t itself, with
+    or without this library (the setter frees the old dict that a concurrent setattr still
+    writes through a borrowed pointer; python/cpython gh-149816)."""
     from snakepit_bridge import _native
 
     class Churned(ThreadSafeAdapter):
@@ -809,11 +814,12 @@ def test_bypassing_writes_race_adapter_deaths_and_dicts_changing_hands():
             reports.append((type(adapter), name, deferred is None))
 
     shared = [Churned() for _ in range(4)]
-    kept_dicts = []  # dicts that outlive their adapters; list ops are thread-safe
+    kept_dicts = [vars(Churned())]  # dicts that outlive their adapters; list ops are thread-safe
     rounds = 400
 
     def worker(index):
         rng = random.Random(index)
+        mine = Churned()  # this thread's own: only it replaces its __dict__
         for i in range(rounds):
             a = Churned()
             object.__setattr__(a, "k", [i])
@@ -824,13 +830,14 @@ def test_bypassing_writes_race_adapter_deaths_and_dicts_changing_hands():
             kept = kept_dicts[rng.randrange(len(kept_dicts))]
             choice = rng.random()
             if choice < 0.15:
-                target.__dict__ = dict(vars(target))  # through __setattr__: "__dict__"
+                mine.__dict__ = dict(vars(mine))  # through __setattr__: "__dict__"
             elif choice < 0.3:
-                target.__dict__ = kept  # a dead adapter's dict, or one another adapter uses
+                mine.__dict__ = kept  # a dead adapter's dict, or one another thread's uses
             elif choice < 0.45:
                 kept["k"] = [i]  # to a dead adapter's dict, or a live one's
             elif choice < 0.5:
                 vars(target).clear()
+            object.__setattr__(mine, "k", [index, i])
             if i % 50 == 0:
                 gc.collect()
             del a
