@@ -24,6 +24,7 @@ SOURCES = [
     "src/tracked.c",
     "src/shards.c",
     "src/method.c",
+    "src/watch.c",
 ]
 HEADERS = [
     "src/compat.h",
@@ -41,6 +42,7 @@ HEADERS = [
     "src/shards.h",
     "src/method.h",
     "src/clock.h",
+    "src/watch.h",
 ]
 
 # -fvisibility=hidden: the module exports PyInit__native only (PyMODINIT_FUNC marks it).

@@ -124,13 +124,28 @@ class thread_safe_method(Generic[_Self, _P, _R_co]):
     @overload
     def __get__(self, instance: _Self, owner: type | None = None, /) -> Callable[_P, _R_co]: ...
 
-WriteObserver = Callable[[ThreadSafeAdapter, str, bool], None]
+# (adapter, name, owns_adapter_lock, deferred): deferred is None for a write through
+# __setattr__ (reported before it), or the (filename, line) of a write that bypassed it. The
+# name is a str, except for a non-string key stored through vars(adapter).
+WriteObserver = Callable[[ThreadSafeAdapter, object, bool, tuple[str, int] | None], None]
 CallObserver = Callable[[thread_safe_method[Any, ..., Any], ThreadSafeAdapter, bool], None]
 
 def set_write_observer(observer: WriteObserver | None, /) -> None:
-    """Install (or remove with None) the hook called on every attribute write or delete
-    on an adapter instance: ``observer(adapter, name, owns_adapter_lock)``. An exception
-    raised by the observer propagates out of the assignment."""
+    """Install (or remove with None) the hook that sees every attribute write or delete on an
+    adapter instance: ``observer(adapter, name, owns_adapter_lock, deferred)``.
+
+    A write through the adapter's ``__setattr__`` is reported before it happens, with
+    ``deferred=None``; an exception raised by the observer propagates out of the assignment.
+    On 3.12+ (``dict_writes_observed``) a write that bypasses it (``object.__setattr__``,
+    ``object.__delattr__``, ``vars(adapter)`` or ``adapter.__dict__``) is reported after it, on
+    the writing thread, at its next report point (its next observed ``__setattr__`` write, a
+    decorated call entering or leaving, or :func:`report_pending_writes`), with
+    ``deferred=(filename, line)`` of the writing code; a change of the whole dict is reported
+    as ``"__dict__"``, a non-string key as it is, and the observer's exception is unraisable."""
+
+def report_pending_writes() -> int:
+    """Deliver now the calling thread's reports of writes that bypassed ``__setattr__`` (see
+    :func:`set_write_observer`); returns how many reached an observer."""
 
 def set_call_observer(observer: CallObserver | None, /) -> None:
     """Install (or remove with None) the hook called when a decorated method is entered
@@ -144,10 +159,15 @@ def declares_thread_safe(cls_or_adapter: object, /) -> bool:
 def lock_owner(lock: RLock, /) -> int:
     """Thread ident of the lock's owner, 0 when free (a snapshot)."""
 
+def _pending_writes() -> tuple[int, int]:
+    """(recorded and not delivered yet, dropped for want of room): reports of writes that
+    bypassed ``__setattr__``, over every thread (for tests)."""
+
 def _live_shards(tracker: RequestTracker, /) -> int:
     """Number of threads currently holding a shard of the tracker (for tests)."""
 
 __version__: str
 free_threaded: bool
 debug_build: bool
+dict_writes_observed: bool
 clock_source: str

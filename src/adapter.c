@@ -3,6 +3,7 @@
 
 #include "guards.h"
 #include "request.h"
+#include "watch.h"
 
 extern PyModuleDef snakepit_module_def;
 
@@ -31,6 +32,10 @@ adapter_tp_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSE
         return NULL;
     }
     self->set_id = self->tracker->set.id;
+    if (watch_adapter_new(self) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -64,6 +69,7 @@ static int
 adapter_clear(PyObject *op)
 {
     adapter_object *self = (adapter_object *)op;
+    watch_adapter_forget(self); /* before the dict goes (and, in dealloc, the lock) */
     Py_CLEAR(self->dict);
     if (self->tracker != NULL) {
         shard_set_clear_values(&self->tracker->set);
@@ -89,31 +95,37 @@ adapter_dealloc(PyObject *op)
 
 /* ---------------------------------------------------------------- observation */
 
-static PyObject *
-observer_get(snakepit_state *st, PyObject **slot)
+/* The observed write: report it (with any report this thread recorded before), then make it,
+ * telling the dict watcher that this store is already reported (see watch.h). */
+static Py_NO_INLINE int
+adapter_setattro_observed(PyObject *op, PyObject *name, PyObject *value)
 {
-    observer_lock(st);
-    PyObject *observer = Py_XNewRef(*slot);
-    observer_unlock(st);
-    return observer;
+    adapter_object *self = (adapter_object *)op;
+    snakepit_state *st = self->state;
+    (void)watch_report_pending();
+    PyObject *observer = observer_get(st, &st->write_observer);
+    if (observer == NULL) {
+        return PyObject_GenericSetAttr(op, name, value);
+    }
+    PyObject *owns = snakepit_lock_is_owned(&self->lock->lock) ? Py_True : Py_False;
+    PyObject *r = PyObject_CallFunctionObjArgs(observer, op, name, owns, Py_None, NULL);
+    Py_DECREF(observer);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    watch_scope saved;
+    watch_scope_enter(&saved, self, name);
+    int result = PyObject_GenericSetAttr(op, name, value);
+    watch_scope_exit(&saved);
+    return result;
 }
 
 static int
 adapter_setattro(PyObject *op, PyObject *name, PyObject *value)
 {
-    adapter_object *self = (adapter_object *)op;
-    snakepit_state *st = self->state;
-    if (atomic_load_explicit(&st->observing_writes, SNAKEPIT_RELAXED)) {
-        PyObject *observer = observer_get(st, &st->write_observer);
-        if (observer != NULL) {
-            PyObject *owns = snakepit_lock_is_owned(&self->lock->lock) ? Py_True : Py_False;
-            PyObject *r = PyObject_CallFunctionObjArgs(observer, op, name, owns, NULL);
-            Py_DECREF(observer);
-            if (r == NULL) {
-                return -1;
-            }
-            Py_DECREF(r);
-        }
+    if (atomic_load_explicit(&((adapter_object *)op)->state->observing_writes, SNAKEPIT_RELAXED)) {
+        return adapter_setattro_observed(op, name, value);
     }
     return PyObject_GenericSetAttr(op, name, value);
 }
@@ -489,8 +501,24 @@ static PyMethodDef adapter_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* As PyObject_GenericSetDict, and the new dict is watched instead of the old (watch.h). */
+static int
+adapter_set_dict(PyObject *op, PyObject *value, void *Py_UNUSED(context))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "cannot delete __dict__");
+        return -1;
+    }
+    if (!PyDict_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "__dict__ must be set to a dictionary, not a '%.200s'",
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    return watch_adapter_set_dict((adapter_object *)op, value);
+}
+
 static PyGetSetDef adapter_getset[] = {
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"__dict__", PyObject_GenericGetDict, adapter_set_dict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

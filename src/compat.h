@@ -163,6 +163,33 @@ snakepit_dict_get_ref(PyObject *dict, PyObject *key, PyObject **result)
 #endif
 }
 
+/* Per-object critical sections (3.13+; they lock only on free-threaded builds).  Before 3.13
+ * the GIL serialises what they guard. */
+#if PY_VERSION_HEX < 0x030D0000
+#  define Py_BEGIN_CRITICAL_SECTION(op) {
+#  define Py_END_CRITICAL_SECTION() }
+#  define Py_BEGIN_CRITICAL_SECTION2(a, b) {
+#  define Py_END_CRITICAL_SECTION2() }
+#endif
+
+/* A strong reference to a weak reference's object: 1, 0 when it is dead (or dying: its count
+ * reached zero), -1 with an exception.  Safe against a concurrent deallocation on 3.13t. */
+static inline int
+snakepit_weakref_get(PyObject *ref, PyObject **obj)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyWeakref_GetRef(ref, obj);
+#else
+    PyObject *target = PyWeakref_GetObject(ref); /* borrowed; None once its count is zero */
+    if (target == NULL) {
+        *obj = NULL;
+        return -1;
+    }
+    *obj = target == Py_None ? NULL : Py_NewRef(target);
+    return *obj != NULL;
+#endif
+}
+
 /* Save and restore the current exception around a call that must not disturb it. */
 #if PY_VERSION_HEX >= 0x030C0000
 typedef struct {

@@ -10,6 +10,7 @@
 
 #include "rlock.h"
 #include "shards.h"
+#include "watch.h"
 
 #include <unistd.h>
 
@@ -68,6 +69,7 @@ after_fork_child(PyObject *module, PyObject *Py_UNUSED(ignored))
     unsigned long me = PyThread_get_thread_ident();
     thread_record *mine = record_current(st);
     release_list owned = {0};
+    watch_after_fork_child(); /* its lock first, like the registry's below */
     registry_lock(st); /* resets the registry lock, if it came locked */
     observer_lock(st); /* and the observer lock */
     observer_unlock(st);

@@ -4,6 +4,7 @@
 #include "adapter.h"
 #include "request.h"
 #include "tracked.h"
+#include "watch.h"
 
 typedef struct {
     PyObject_HEAD
@@ -17,9 +18,10 @@ typedef struct {
 int
 snakepit_notify_call(snakepit_state *st, PyObject *method, PyObject *adapter, int entering)
 {
-    observer_lock(st);
-    PyObject *observer = Py_XNewRef(st->call_observer);
-    observer_unlock(st);
+    /* A report point for writes that bypassed __setattr__: the checker sees them inside the
+     * call that made them (it keeps any pending exception). */
+    (void)watch_report_pending();
+    PyObject *observer = observer_get(st, &st->call_observer);
     if (observer == NULL) {
         return 0;
     }

@@ -9,6 +9,7 @@
 #include "method.h"
 #include "request.h"
 #include "tracked.h"
+#include "watch.h"
 
 PyModuleDef snakepit_module_def;
 
@@ -37,6 +38,9 @@ set_observer(PyObject *module, PyObject *observer, int calls)
     atomic_store_explicit(calls ? &st->observing_calls : &st->observing_writes, replacement != NULL,
                           SNAKEPIT_RELAXED);
     observer_unlock(st);
+    if (!calls) {
+        watch_observer_changed(st, previous != NULL, replacement != NULL);
+    }
     Py_XDECREF(previous);
     Py_RETURN_NONE;
 }
@@ -73,6 +77,23 @@ declares_thread_safe(PyObject *module, PyObject *obj)
     return declared < 0 ? NULL : PyBool_FromLong(declared);
 }
 
+static PyObject *
+report_pending_writes(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSsize_t(watch_report_pending());
+}
+
+/* For tests: the reports recorded and not delivered yet over every thread, and how many were
+ * dropped for want of room. */
+static PyObject *
+pending_writes(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    Py_ssize_t pending;
+    uint64_t dropped;
+    watch_pending_count(&pending, &dropped);
+    return Py_BuildValue("(nK)", pending, (unsigned long long)dropped);
+}
+
 /* For tests: how many threads currently hold a shard of this tracker. */
 static PyObject *
 live_shards(PyObject *module, PyObject *tracker)
@@ -96,8 +117,16 @@ live_shards(PyObject *module, PyObject *tracker)
 static PyMethodDef module_functions[] = {
     {"set_write_observer", set_write_observer, METH_O,
      "set_write_observer(observer, /)\n--\n\n"
-     "Call observer(adapter, name, owns_adapter_lock) before every attribute write or\n"
-     "delete on an adapter; None removes it.  Its exceptions abort the write."},
+     "Report every attribute write or delete on an adapter to\n"
+     "observer(adapter, name, owns_adapter_lock, deferred); None removes it.  A write\n"
+     "through the adapter's __setattr__ is reported before it happens (deferred is None;\n"
+     "an exception aborts the write).  On 3.12+ a write that bypasses it (object.__setattr__,\n"
+     "vars(adapter)) is reported after it, on the writing thread, at its next report point\n"
+     "(deferred is the writing code's (filename, line); an exception is unraisable)."},
+    {"report_pending_writes", report_pending_writes, METH_NOARGS,
+     "report_pending_writes()\n--\n\n"
+     "Deliver now the calling thread's reports of writes that bypassed __setattr__ (see\n"
+     "set_write_observer); returns how many reached an observer."},
     {"set_call_observer", set_call_observer, METH_O,
      "set_call_observer(observer, /)\n--\n\n"
      "Call observer(method, adapter, entering) around every decorated call on an adapter;\n"
@@ -110,6 +139,10 @@ static PyMethodDef module_functions[] = {
      "checker and the server use."},
     {"lock_owner", lock_owner, METH_O,
      "lock_owner(lock, /)\n--\n\nThread ident of the lock's owner, 0 when free (a snapshot)."},
+    {"_pending_writes", pending_writes, METH_NOARGS,
+     "_pending_writes()\n--\n\n(recorded and not delivered yet, dropped for want of room): the "
+     "reports\n"
+     "of writes that bypassed __setattr__, over every thread (tests)."},
     {"_live_shards", live_shards, METH_O,
      "_live_shards(tracker, /)\n--\n\nNumber of threads holding a shard of the tracker (tests)."},
     {NULL, NULL, 0, NULL},
@@ -142,6 +175,7 @@ module_exec(PyObject *module)
         return -1;
     }
     snakepit_state *st = get_state(module);
+    st->has_dict_watcher = 0; /* until watch_module_init: module_free reads it */
     snakepit_clock_init(&st->clock);
     atomic_store_explicit(&st->next_set_id, 1, SNAKEPIT_RELAXED); /* 0 marks an empty cache */
 
@@ -213,7 +247,13 @@ module_exec(PyObject *module)
 #else
     PyObject *debug_build = Py_True; /* the invariant assertions are live */
 #endif
+    if (watch_module_init(st) < 0) {
+        return -1;
+    }
     if (PyModule_AddStringConstant(module, "__version__", "0.1.0") < 0
+        || PyModule_AddObjectRef(module, "dict_writes_observed",
+                                 st->has_dict_watcher ? Py_True : Py_False)
+               < 0
         || PyModule_AddObjectRef(module, "debug_build", debug_build) < 0
         || PyModule_AddObjectRef(module, "free_threaded", free_threaded ? Py_True : Py_False) < 0
         || PyModule_AddStringConstant(module, "clock_source", clock_source) < 0) {
@@ -252,6 +292,9 @@ module_clear(PyObject *module)
     snakepit_state *st = get_state(module);
     atomic_store_explicit(&st->observing_writes, 0, SNAKEPIT_RELAXED);
     atomic_store_explicit(&st->observing_calls, 0, SNAKEPIT_RELAXED);
+    if (st->write_observer != NULL) {
+        watch_observer_changed(st, 1, 0);
+    }
     Py_CLEAR(st->write_observer);
     Py_CLEAR(st->call_observer);
     Py_CLEAR(st->adapter_type);
@@ -281,6 +324,7 @@ module_free(void *module)
 {
     snakepit_state *st = get_state((PyObject *)module);
     (void)module_clear((PyObject *)module);
+    watch_module_free(st);
     if (st->record_tss != NULL) {
         PyThread_tss_free(st->record_tss); /* deletes the key too */
         st->record_tss = NULL;

@@ -34,7 +34,9 @@
     X(close, "close")                                 \
     X(asend, "asend")                                 \
     X(athrow, "athrow")                               \
-    X(aclose, "aclose")
+    X(aclose, "aclose")                               \
+    X(dunder_dict, "__dict__")                        \
+    X(unknown_file, "<unknown>")
 
 /* Guards every link between per-thread records, shard sets and locks (slot creation, thread
  * exit, adapter death, statistics reads, fork).  Held only for short C sections that neither
@@ -82,6 +84,11 @@ typedef struct snakepit_state {
     fork_safe_mutex observer_lock;
     PyObject *write_observer;
     PyObject *call_observer;
+    /* This instance's dict watcher (3.12+), which sees the writes to adapters' instance dicts
+     * that bypass tp_setattro (see watch.h); has_dict_watcher is 0 before 3.12 or when the
+     * interpreter had no watcher id left. */
+    int dict_watcher_id;
+    int has_dict_watcher;
 
 #define SNAKEPIT_NAME_FIELD(field, text) PyObject *str_##field;
     SNAKEPIT_INTERNED_NAMES(SNAKEPIT_NAME_FIELD)
@@ -113,6 +120,17 @@ static inline void
 observer_unlock(snakepit_state *st)
 {
     fork_safe_unlock(&st->observer_lock);
+}
+
+/* A new reference to the observer in `slot` (st->write_observer or st->call_observer), or
+ * NULL when none is installed. */
+static inline PyObject *
+observer_get(snakepit_state *st, PyObject **slot)
+{
+    observer_lock(st);
+    PyObject *observer = Py_XNewRef(*slot);
+    observer_unlock(st);
+    return observer;
 }
 
 #endif /* SNAKEPIT_STATE_H */

@@ -787,6 +787,73 @@ def test_adapter_churn_with_thread_locals_and_gc():
     assert len(values_freed) == len(values_made), "thread-local values leaked"
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="dict watchers exist from 3.12")
+def test_bypassing_writes_race_adapter_deaths_and_dicts_changing_hands():
+    """While observed, threads write adapters' instance dicts directly (vars(adapter) kept past
+    the adapter's death, dicts handed from one adapter to another and written by other threads)
+    and with object.__setattr__, as adapters die and the collector runs; the observer takes a
+    contended lock (on 3.13t the writing thread is then detached and others change the same
+    dicts). Nothing breaks, every report names an adapter of the class and a name that was
+    written, and nothing is left pending.
+
+    An adapter's __dict__ is replaced only by the one thread that uses that adapter: replacing an
+    object's __dict__ while other threads set its attributes crashes CPython 3.13t itself, with
+    or without this library (the setter frees the old dict that a concurrent setattr still
+    writes through a borrowed pointer; python/cpython gh-149816)."""
+    from snakepit_bridge import _native
+
+    class Churned(ThreadSafeAdapter):
+        pass
+
+    names = {"k", "s", "__dict__"}
+    reports = []
+    observer_lock = threading.Lock()
+
+    def observer(adapter, name, owns, deferred):
+        with observer_lock:
+            reports.append((type(adapter), name, deferred is None))
+
+    shared = [Churned() for _ in range(4)]
+    kept_dicts = [vars(Churned())]  # dicts that outlive their adapters; list ops are thread-safe
+    rounds = 400
+
+    def worker(index):
+        rng = random.Random(index)
+        mine = Churned()  # this thread's own: only it replaces its __dict__
+        for i in range(rounds):
+            a = Churned()
+            object.__setattr__(a, "k", [i])
+            _native.report_pending_writes()  # while `a` lives: its report is delivered
+            kept_dicts.append(vars(a))
+            target = shared[rng.randrange(len(shared))]
+            object.__setattr__(target, "s", [index, i])
+            kept = kept_dicts[rng.randrange(len(kept_dicts))]
+            choice = rng.random()
+            if choice < 0.15:
+                mine.__dict__ = dict(vars(mine))  # through __setattr__: "__dict__"
+            elif choice < 0.3:
+                mine.__dict__ = kept  # a dead adapter's dict, or one another thread's uses
+            elif choice < 0.45:
+                kept["k"] = [i]  # to a dead adapter's dict, or a live one's
+            elif choice < 0.5:
+                vars(target).clear()
+            object.__setattr__(mine, "k", [index, i])
+            if i % 50 == 0:
+                gc.collect()
+            del a
+        _native.report_pending_writes()
+
+    _native.set_write_observer(observer)
+    try:
+        run_threads(worker, 6)
+        left = _native._pending_writes()[0]
+    finally:
+        _native.set_write_observer(None)
+    assert left == 0
+    assert reports and all(cls is Churned and name in names for cls, name, _ in reports)
+    assert sum(1 for _, name, sync in reports if name == "k" and not sync) >= 6 * rounds
+
+
 @pytest.mark.parametrize("where", ["same_thread", "live_thread", "dead_thread"])
 def test_thread_local_cycle_back_to_adapter_is_collected(where):
     freed = []

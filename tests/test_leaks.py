@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import sys
 import threading
 import tracemalloc
 
 import pytest
 
-from snakepit_bridge import RequestTracker, ThreadSafeAdapter, thread_safe_method, tool
+from snakepit_bridge import RequestTracker, ThreadSafeAdapter, _native, thread_safe_method, tool
 
 N = int(os.environ.get("SNAKEPIT_LEAK_ITERATIONS", "1000000"))
 WARMUP = max(N // 20, 1000)
@@ -337,6 +338,29 @@ def p_adapter_lifecycle(a, n):
             gc.collect()
 
 
+def _count_report(adapter, name, owns, deferred):
+    pass
+
+
+def p_observed_bypassing_writes(a, n):
+    # Writes that bypass __setattr__ while a write observer is installed (3.12+: recorded by
+    # the dict watcher, delivered at a report point): adapters made, written every way, dropped.
+    _native.set_write_observer(_count_report)
+    try:
+        for i in range(n // 20 or 1):
+            b = LeakAdapter()
+            object.__setattr__(b, "x", i)
+            vars(b)["y"] = [i]
+            b.__dict__ = {"z": i}
+            vars(b).clear()
+            object.__setattr__(a, "k", i)
+            b.n = i  # a report point
+            del b
+        _native.report_pending_writes()
+    finally:
+        _native.set_write_observer(None)
+
+
 def p_tracker_lifecycle(a, n):
     for _ in range(n // 10 or 1):
         tr = RequestTracker()
@@ -376,6 +400,7 @@ PRIMITIVES = [
     p_get_stats,
     p_active_requests,
     p_adapter_lifecycle,
+    p_observed_bypassing_writes,
     p_tracker_lifecycle,
 ]
 
@@ -453,6 +478,39 @@ def test_many_short_lived_threads_leave_adapter_flat():
     t = a.get_stats()["tracker"]
     assert t["total_requests"] == n // 4 + n
     assert t["active_threads"] == 0
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="dict watchers exist from 3.12")
+def test_reports_left_by_ended_threads_are_released_with_the_observer():
+    """A thread that writes around __setattr__ and ends before a report point leaves its
+    report behind (no other thread may deliver it); removing the observer releases them all."""
+    a = LeakAdapter()
+
+    def body():
+        object.__setattr__(a, "x", [1])
+
+    def wave(k):
+        _native.set_write_observer(_count_report)
+        try:
+            before = _native._pending_writes()[0]
+            for _ in range(k):
+                t = threading.Thread(target=body)
+                t.start()
+                t.join()
+            assert _native._pending_writes()[0] == before + k  # one left by each thread
+        finally:
+            _native.set_write_observer(None)
+        assert _native._pending_writes()[0] == 0
+
+    n = max(N // 1000, 200)  # 1,000 threads by default
+    wave(n // 4)
+    objs0 = gc_count()
+    rss0 = rss()
+    wave(n)
+    objs1 = gc_count()
+    rss1 = rss()
+    assert objs1 - objs0 <= GC_OBJECTS_TOLERANCE, f"{objs1 - objs0} more GC-tracked objects"
+    assert rss1 - rss0 <= RSS_TOLERANCE, f"RSS grew by {(rss1 - rss0) >> 10} KiB over {n} threads"
 
 
 def test_adapters_handed_to_another_thread_leave_memory_flat():

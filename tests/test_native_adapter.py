@@ -762,7 +762,12 @@ def test_write_observer_sees_sets_and_deletes_through_every_ordinary_path():
             self.made = 1
 
     seen: list[tuple[str, bool]] = []
-    _native.set_write_observer(lambda adapter, name, owns: seen.append((name, owns)))
+
+    def observer(adapter: object, name: str, owns: bool, deferred: object) -> None:
+        assert deferred is None  # reported before the write, through __setattr__
+        seen.append((name, owns))
+
+    _native.set_write_observer(observer)
     try:
         a = Observed()
         a.x = 1
@@ -771,6 +776,7 @@ def test_write_observer_sees_sets_and_deletes_through_every_ordinary_path():
             a.x = 3
         del a.x
         delattr(a, "y")
+        assert _native.report_pending_writes() == 0  # the watcher does not report them again
     finally:
         _native.set_write_observer(None)
     assert seen == [
@@ -781,6 +787,512 @@ def test_write_observer_sees_sets_and_deletes_through_every_ordinary_path():
         ("x", False),
         ("y", False),
     ]
+
+
+# ---------------------------------------------------------------- writes that bypass __setattr__
+
+needs_dict_watchers = pytest.mark.skipif(
+    sys.version_info < (3, 12),
+    reason="dict watchers (PyDict_AddWatcher) exist from 3.12; before, writes that bypass "
+    "__setattr__ are not observed",
+)
+
+Report = tuple[object, object, bool, object]  # (adapter, name, owns_adapter_lock, deferred)
+
+
+class Recorder:
+    """A write observer that records every report (thread-safe), installed while in a with."""
+
+    def __init__(self) -> None:
+        self.reports: list[Report] = []
+        self.threads: list[int] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, adapter: object, name: object, owns: bool, deferred: object) -> None:
+        with self._lock:
+            self.reports.append((adapter, name, owns, deferred))
+            self.threads.append(threading.get_ident())
+
+    def names(self) -> list[object]:
+        return [r[1] for r in self.reports]
+
+    def __enter__(self) -> Recorder:
+        _native.set_write_observer(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _native.set_write_observer(None)
+
+
+def _line(marker: str) -> int:
+    """The line of this file that holds `marker` in a comment."""
+    with open(__file__) as source:
+        return next(i for i, text in enumerate(source, 1) if f"# {marker}" in text)
+
+
+def test_dict_writes_observed_says_whether_the_version_has_dict_watchers():
+    assert _native.dict_writes_observed is (sys.version_info >= (3, 12))
+
+
+class Plain(ThreadSafeAdapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.made = 0
+
+
+def _set(a: Plain) -> None:
+    object.__setattr__(a, "x", 1)
+
+
+def _delete(a: Plain) -> None:
+    object.__delattr__(a, "made")
+
+
+def _vars_set(a: Plain) -> None:
+    vars(a)["x"] = 1
+
+
+def _vars_delete(a: Plain) -> None:
+    del vars(a)["made"]
+
+
+def _vars_clear(a: Plain) -> None:
+    vars(a).clear()
+
+
+def _vars_update(a: Plain) -> None:
+    vars(a).update(x=1, y=2)
+
+
+def _vars_setdefault_pop(a: Plain) -> None:
+    vars(a).setdefault("x", 1)
+    vars(a).pop("made")
+
+
+def _non_string_key(a: Plain) -> None:
+    vars(a)[7] = "seven"
+
+
+def _replaced_dict(a: Plain) -> None:
+    a.__dict__ = {}  # through __setattr__: reported at once
+    object.__setattr__(a, "x", 1)  # the new dict is watched
+    vars(a)["y"] = 2
+
+
+BYPASSING = {
+    _set: ["x"],
+    _delete: ["made"],
+    _vars_set: ["x"],
+    _vars_delete: ["made"],
+    _vars_clear: ["__dict__"],
+    _vars_update: ["x", "y"],
+    _vars_setdefault_pop: ["x", "made"],
+    _non_string_key: [7],
+    _replaced_dict: ["__dict__", "x", "y"],
+}
+
+
+@needs_dict_watchers
+@pytest.mark.parametrize("write", BYPASSING, ids=[f.__name__[1:] for f in BYPASSING])
+def test_a_write_that_bypasses_setattr_is_reported_once_on_the_next_report_point(write):
+    a = Plain()
+    with Recorder() as seen:
+        write(a)
+        synchronous = [r for r in seen.reports if r[3] is None]  # only a.__dict__ = {}
+        assert [r[1] for r in synchronous] == (["__dict__"] if write is _replaced_dict else [])
+        delivered = _native.report_pending_writes()
+        assert delivered == len(BYPASSING[write]) - len(synchronous)
+        assert _native.report_pending_writes() == 0  # exactly once
+    assert seen.names() == BYPASSING[write]
+    assert all(r[0] is a and r[2] is False for r in seen.reports)
+    assert all(r[3] == (__file__, r[3][1]) for r in seen.reports if r[3] is not None)
+
+
+@needs_dict_watchers
+def test_a_deferred_report_says_where_the_write_was_made_and_whether_the_lock_was_held():
+    a = Plain()
+    with Recorder() as seen:
+        with a.acquire_lock():
+            object.__setattr__(a, "held", 1)  # held-write
+        object.__setattr__(a, "free", 1)  # free-write
+        assert seen.reports == []  # nothing yet: no report point passed
+        assert _native.report_pending_writes() == 2
+    assert seen.reports == [
+        (a, "held", True, (__file__, _line("held-write"))),
+        (a, "free", False, (__file__, _line("free-write"))),
+    ]
+
+
+@needs_dict_watchers
+def test_frozen_dataclass_init_writes_are_reported():
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Frozen(ThreadSafeAdapter):
+        size: int = 0
+        name: str = ""
+
+    with Recorder() as seen:
+        f = Frozen(3, "three")
+        _native.report_pending_writes()
+    assert seen.names() == ["size", "name"]
+    assert all(r[0] is f and r[3] is not None for r in seen.reports)
+    assert (f.size, f.name) == (3, "three")
+
+
+@needs_dict_watchers
+def test_update_of_an_empty_instance_dict_is_reported_by_key_or_as_the_whole_dict():
+    a = ThreadSafeAdapter()
+    with Recorder() as seen:
+        vars(a).update({"x": 1, "y": 2})
+        _native.report_pending_writes()
+    # CPython may clone a dict into an empty one, notifying once for the whole dict.
+    assert seen.names() in (["x", "y"], ["__dict__"])
+    assert vars(a) == {"x": 1, "y": 2}
+
+
+class Dropper:
+    """A value whose __del__ runs `action`: writes made while another store is in progress."""
+
+    def __init__(self, action):
+        self.action = action
+
+    def __del__(self):
+        self.action()
+
+
+@needs_dict_watchers
+def test_only_the_store_setattr_reported_is_left_out_not_the_writes_its_del_makes():
+    a, b = Plain(), Plain()
+    a.x = Dropper(lambda: (object.__setattr__(b, "y", 1), setattr(b, "z", 1)))
+    a.w = Dropper(lambda: object.__setattr__(a, "w", 3))  # the same name, bypassing
+    with Recorder() as seen:
+        a.x = 2  # its old value's __del__ writes b twice, one of them bypassing
+        a.w = 2  # its old value's __del__ writes w again, bypassing
+        _native.report_pending_writes()
+    assert [(r[0], r[1], r[3] is None) for r in seen.reports] == [
+        (a, "x", True),
+        (b, "y", False),  # delivered at b.z's report point
+        (b, "z", True),
+        (a, "w", True),
+        (a, "w", False),  # the __del__'s own write of the same name is not left out
+    ]
+    assert a.w == 3
+
+
+@needs_dict_watchers
+def test_the_next_observed_write_and_decorated_calls_are_report_points():
+    class Worker(ThreadSafeAdapter):
+        @thread_safe_method
+        def work(self) -> None:
+            object.__setattr__(self, "inside", 1)
+
+    calls: list[bool] = []
+    a = Worker()
+    with Recorder() as seen:
+        object.__setattr__(a, "first", 1)
+        a.second = 2  # delivers "first" before reporting itself
+        assert seen.names() == ["first", "second"]
+        _native.set_call_observer(lambda method, adapter, entering: calls.append(entering))
+        try:
+            a.work()  # "inside" is delivered when the call leaves, before the leave event
+        finally:
+            _native.set_call_observer(None)
+        assert seen.names() == ["first", "second", "inside"]
+    assert calls == [True, False]
+
+
+@needs_dict_watchers
+def test_an_observer_that_raises_on_a_deferred_report_is_unraisable_and_the_write_stands(
+    monkeypatch,
+):
+    unraisable: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: unraisable.append(info.exc_value))
+
+    def failing(adapter: object, name: object, owns: bool, deferred: object) -> None:
+        if deferred is not None:
+            raise LookupError(name)
+
+    a = Plain()
+    _native.set_write_observer(failing)
+    try:
+        object.__setattr__(a, "x", 1)
+        a.y = 2  # its report point: the deferred report fails, this write does not
+        assert _native.report_pending_writes() == 0
+    finally:
+        _native.set_write_observer(None)
+    assert [type(e) for e in unraisable] == [LookupError]
+    assert unraisable[0].args == ("x",)
+    assert (a.x, a.y) == (1, 2)
+
+
+@needs_dict_watchers
+def test_a_pending_exception_survives_a_report_point():
+    a = Plain()
+    with Recorder() as seen:
+        object.__setattr__(a, "x", 1)
+        try:
+            raise KeyError("kept")
+        except KeyError:
+            # A report point inside an except block: the exception being handled is kept.
+            a.y = 2
+            assert sys.exc_info()[1].args == ("kept",)
+    assert seen.names() == ["x", "y"]
+
+
+def test_nothing_is_recorded_without_an_observer():
+    a = Plain()
+    before = _native._pending_writes()
+    object.__setattr__(a, "x", 1)
+    vars(a).clear()
+    assert _native._pending_writes() == before
+    assert _native.report_pending_writes() == 0
+
+
+@needs_dict_watchers
+def test_adapters_made_before_the_observer_are_observed():
+    early = [Plain() for _ in range(3)]
+    with Recorder() as seen:
+        for i, a in enumerate(early):
+            object.__setattr__(a, "n", i)
+        _native.report_pending_writes()
+    assert [(r[0], r[1]) for r in seen.reports] == [(a, "n") for a in early]
+
+
+@needs_dict_watchers
+def test_removing_or_replacing_the_observer_drops_what_was_recorded_for_it():
+    a = Plain()
+    first = Recorder()
+    _native.set_write_observer(first)
+    object.__setattr__(a, "x", 1)
+    second = Recorder()
+    _native.set_write_observer(second)  # replaced: "x" was recorded for the first one
+    object.__setattr__(a, "y", 1)
+    _native.set_write_observer(None)  # removed: "y" goes too
+    assert _native._pending_writes()[0] == 0
+    object.__setattr__(a, "z", 1)  # no observer: not recorded
+    _native.set_write_observer(first)
+    try:
+        assert _native.report_pending_writes() == 0
+    finally:
+        _native.set_write_observer(None)
+    assert first.reports == [] and second.reports == []
+
+
+@needs_dict_watchers
+def test_a_report_of_an_adapter_that_died_first_is_dropped():
+    a = Plain()
+    with Recorder() as seen:
+        object.__setattr__(a, "x", 1)
+        ref = weakref.ref(a)
+        del a
+        gc.collect()
+        assert ref() is None
+        assert _native.report_pending_writes() == 0
+    assert seen.reports == []
+
+
+@needs_dict_watchers
+def test_reports_are_delivered_on_the_writing_thread_only():
+    a = Plain()
+    with Recorder() as seen:
+        before = _native._pending_writes()[0]
+        thread = threading.Thread(target=object.__setattr__, args=(a, "x", 1))
+        thread.start()
+        thread.join()
+        assert _native.report_pending_writes() == 0  # not this thread's
+        assert _native._pending_writes()[0] == before + 1  # its thread ended before a report point
+
+        def writes_and_reports() -> None:
+            object.__setattr__(a, "y", 1)
+            assert _native.report_pending_writes() == 1
+
+        thread = threading.Thread(target=writes_and_reports)
+        thread.start()
+        thread.join()
+        assert seen.names() == ["y"] and seen.threads == [thread.ident]
+    assert _native._pending_writes()[0] == 0  # dropped with the observer
+
+
+@needs_dict_watchers
+def test_a_dict_watched_for_a_dead_adapter_or_given_away_reports_nothing_for_it():
+    a, b = Plain(), Plain()
+    kept = vars(a)
+    b.__dict__ = {}
+    old_b = vars(b)  # replaced below: no longer b's
+    b.__dict__ = {"fresh": 1}
+    del a
+    gc.collect()
+    with Recorder() as seen:
+        kept["x"] = 1
+        old_b["y"] = 1
+        vars(b)["z"] = 1
+        _native.report_pending_writes()
+    assert seen.names() == ["z"]
+
+
+@needs_dict_watchers
+def test_many_adapters_made_and_written_in_threads_are_reported_exactly():
+    threads, rounds = 8, 300
+    seen = Recorder()
+    shared = Plain()
+    dropped = _native._pending_writes()[1]  # over the process's life: other tests count too
+
+    def worker(index: int) -> int:
+        for i in range(rounds):
+            a = Plain()
+            object.__setattr__(a, "x", i)
+            vars(a)["y"] = i
+            a.__dict__ = {"replaced": i}
+            # Racing bypass writes on one dict.  Fresh values: storing the very object a key
+            # already holds changes nothing, and CPython does not notify it.
+            object.__setattr__(shared, f"t{index}", [i])
+            vars(shared)["common"] = [index, i]
+            a.z = i  # a report point: delivers this round's bypass writes first
+            del a
+        return _native.report_pending_writes()
+
+    with seen:
+        left = run_threads(worker, threads)
+    assert left == [0] * threads
+    names = seen.names()
+    for name, per_thread in [("x", 1), ("y", 1), ("__dict__", 1), ("z", 1), ("common", 1)]:
+        assert names.count(name) == threads * rounds * per_thread, name
+    for index in range(threads):
+        assert names.count(f"t{index}") == rounds
+    assert len(names) == threads * rounds * 7  # made: 1 more per adapter
+    assert _native._pending_writes() == (0, dropped)
+
+
+@needs_dict_watchers
+def test_no_report_outlives_its_observer_while_threads_write_and_it_comes_and_goes():
+    a = Plain()
+    _native.set_write_observer(None)
+    before = _native._pending_writes()[0]
+    cycles, writers = 600, 3
+    barrier = threading.Barrier(writers + 1)
+    removed = [False] * cycles
+    left_behind: list[int] = []
+
+    def worker(index: int) -> None:
+        for cycle in range(cycles):
+            barrier.wait()  # the observer is installed
+            if index == 0:
+                for _ in range(2_000):  # let the writers write, then take it away under them
+                    pass
+                _native.set_write_observer(None)
+                removed[cycle] = True
+            else:
+                while not removed[cycle]:
+                    object.__setattr__(a, f"w{index}", [cycle])
+            barrier.wait()  # every writer is out of its writes
+            if index == 0:
+                left_behind.append(_native._pending_writes()[0] - before)
+                _native.set_write_observer(_ignore_report)  # for the next cycle
+
+    _native.set_write_observer(_ignore_report)
+    try:
+        run_threads(worker, writers + 1)
+    finally:
+        _native.set_write_observer(None)
+    # Every report recorded while a cycle's observer was installed went with it, even those
+    # its writer was still recording when it was removed: none is left for the next observer.
+    assert left_behind == [0] * cycles
+
+
+def _ignore_report(adapter: object, name: object, owns: bool, deferred: object) -> None:
+    pass
+
+
+@needs_dict_watchers
+def test_reports_beyond_the_bound_are_counted_and_dropped():
+    a = Plain()
+    with Recorder():
+        pending, dropped = _native._pending_writes()
+        for i in range(65536 + 10 - pending):
+            vars(a)["k"] = i
+        assert _native._pending_writes() == (65536, dropped + 10)
+        assert _native.report_pending_writes() == 65536
+    assert _native._pending_writes()[0] == 0
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ observes these writes")
+def test_before_3_12_writes_that_bypass_setattr_are_not_observed():
+    a = Plain()
+    with Recorder() as seen:
+        object.__setattr__(a, "x", 1)
+        vars(a)["y"] = 2
+        assert _native.report_pending_writes() == 0
+        a.__dict__ = {}
+    assert seen.names() == ["__dict__"]
+
+
+def _run(code: str) -> str:
+    import subprocess
+    import textwrap
+
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@needs_dict_watchers
+def test_without_a_dict_watcher_id_left_an_instance_warns_and_observes_setattr_only():
+    out = _run(
+        """
+        import importlib, sys, warnings
+        import snakepit_bridge
+        for attempt in range(8):  # CPython has 8 ids; each instance takes one
+            sys.modules.pop("snakepit_bridge._native", None)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                native = importlib.import_module("snakepit_bridge._native")
+            if not native.dict_writes_observed:
+                break
+        print([(w.category.__name__, "no dict watcher id is left" in str(w.message))
+               for w in caught])
+        class A(native.ThreadSafeAdapter):
+            pass
+        seen = []
+        native.set_write_observer(lambda a, name, owns, deferred: seen.append(name))
+        a = A()
+        a.x = 1
+        object.__setattr__(a, "y", 2)
+        a.__dict__ = {"z": 3}
+        print(native.report_pending_writes(), seen, vars(a))
+        """
+    )
+    assert out.splitlines() == [
+        "[('RuntimeWarning', True)]",
+        "0 ['x', '__dict__'] {'z': 3}",
+    ]
+
+
+@needs_dict_watchers
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX fork")
+def test_a_forked_child_keeps_only_its_own_threads_reports():
+    out = _run(
+        """
+        import os, threading
+        from snakepit_bridge import _native, ThreadSafeAdapter
+        a = ThreadSafeAdapter()
+        seen = []
+        _native.set_write_observer(lambda a, name, owns, deferred: seen.append(name))
+        thread = threading.Thread(target=object.__setattr__, args=(a, "theirs", 1))
+        thread.start()
+        thread.join()
+        object.__setattr__(a, "mine", 1)
+        pid = os.fork()
+        if pid == 0:
+            ok = _native._pending_writes()[0] == 1 and _native.report_pending_writes() == 1
+            os._exit(0 if ok and seen == ["mine"] else 3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), _native._pending_writes()[0])
+        """
+    )
+    assert out.split() == ["0", "2"]
 
 
 def test_a_class_with_its_own_setattr_is_not_taken_for_an_adapter():

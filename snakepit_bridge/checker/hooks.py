@@ -1,6 +1,7 @@
 """Hook dispatch: the native observers, installed while at least one checker is enabled.
 
-The native core calls one write observer (every attribute write or delete on an adapter) and one
+The native core calls one write observer (every attribute write or delete on an adapter; on 3.12+
+the writes that bypass ``__setattr__`` are reported after the fact, see ``_native``) and one
 call observer (entry into and exit from a ``@thread_safe_method``). This module installs them
 when the first checker is enabled and removes them when the last one is disabled or collected,
 so observation costs nothing otherwise, and hands each event to every enabled checker. Checkers
@@ -75,11 +76,16 @@ def _sync_hooks() -> None:
         _hooks_installed = wanted
 
 
-def _dispatch_write(adapter: ThreadSafeAdapter, name: str, owns_adapter_lock: bool) -> None:
+def _dispatch_write(
+    adapter: ThreadSafeAdapter,
+    name: object,
+    owns_adapter_lock: bool,
+    deferred: tuple[str, int] | None,
+) -> None:
     for ref in _active:
         checker = ref()
         if checker is not None:
-            checker._observe_write(adapter, name, owns_adapter_lock)
+            checker._observe_write(adapter, name, owns_adapter_lock, deferred)
 
 
 def any_enabled() -> bool:

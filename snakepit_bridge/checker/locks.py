@@ -3,7 +3,8 @@
 The native core says whether the writer owns the adapter's own lock. Beyond that, a write is
 guarded by the locks named for its attribute in the class's ``__guarded_by__`` (merged along the
 MRO), or, for an attribute without such a declaration, by any lock held in one of the adapter's
-attributes (see :func:`user_lock_held` for the approximation).
+attributes (see :func:`user_lock_held` for the approximation). A write reported after the fact
+can only be judged by the adapter's lock (:func:`user_lock_could_guard`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from snakepit_bridge._native import ThreadSafeAdapter
 from snakepit_bridge.base_adapter import BaseAdapter
 from snakepit_bridge.checker.hooks import PER_THREAD_MEMO
 
-__all__ = ["is_held", "is_lock", "user_lock_held"]
+__all__ = ["is_held", "is_lock", "user_lock_could_guard", "user_lock_held"]
 
 _LockType = type(threading.Lock())
 _RLockTypes: tuple[type, ...] = (type(threading.RLock()), threading._PyRLock, _native.RLock)  # type: ignore[attr-defined]
@@ -101,10 +102,29 @@ def user_lock_held(adapter: Any, attribute: str) -> bool:
     ``threading.Lock`` does not, so a write made while *another* thread holds such a lock is
     taken as guarded (a missed race, never a false alarm).
     """
+    return any(is_held(lock) for lock in _guards(adapter, attribute))
+
+
+def user_lock_could_guard(adapter: Any, attribute: str) -> bool:
+    """Whether any lock other than the adapter's own could guard ``attribute`` (by the rules of
+    :func:`user_lock_held`), held or not.
+
+    For a write reported after the fact (it bypassed ``__setattr__``): whether such a lock was
+    held at the time can no longer be told, only whether the adapter's own lock was.
+    """
+    own = _ADAPTER_LOCK.__get__(adapter, type(adapter))
+    return any(is_lock(lock) and lock is not own for lock in _guards(adapter, attribute))
+
+
+_ADAPTER_LOCK = vars(ThreadSafeAdapter)["lock"]  # the native lock, even when shadowed
+
+
+def _guards(adapter: Any, attribute: str) -> list[object]:
+    """The objects that count as guards of ``attribute`` (see :func:`user_lock_held`)."""
     cls = type(adapter)
     declared = _guarded_by(cls).get(attribute)
     if declared is not None:
-        return any(is_held(getattr(adapter, name, None)) for name in declared)
+        return [getattr(adapter, name, None) for name in declared]
     try:
         candidates = list(object.__getattribute__(adapter, "__dict__").copy().values())
     except AttributeError:
@@ -113,4 +133,4 @@ def user_lock_held(adapter: Any, attribute: str) -> bool:
         if klass in (ThreadSafeAdapter, BaseAdapter, object):
             continue
         candidates.extend(v for v in vars(klass).copy().values() if is_lock(v))
-    return any(is_held(v) for v in candidates if is_lock(v))
+    return [v for v in candidates if is_lock(v)]

@@ -38,7 +38,7 @@ from snakepit_bridge.checker.libraries import (
     library_message,
     unsafe_libraries_in,
 )
-from snakepit_bridge.checker.locks import user_lock_held
+from snakepit_bridge.checker.locks import user_lock_could_guard, user_lock_held
 from snakepit_bridge.checker.report import recommendations, shape_report
 from snakepit_bridge.declaration import declaration_problem
 
@@ -194,6 +194,8 @@ class ThreadSafetyChecker:
         value = bool(value)
         if value and not self._enabled:
             self._forget_calls_in_flight()
+        if not value and self._enabled:
+            _native.report_pending_writes()  # this thread's writes reported after the fact
         with hooks.active_lock:  # the flag and the hook registration change together
             if value == self._enabled:
                 return
@@ -272,7 +274,18 @@ class ThreadSafetyChecker:
         return local
 
     # -- writes: the Eraser state machine -------------------------------------------------------
-    def _observe_write(self, adapter: Any, name: str, owns_adapter_lock: bool) -> None:
+    def _observe_write(
+        self,
+        adapter: Any,
+        name: object,
+        owns_adapter_lock: bool,
+        deferred: tuple[str, int] | None = None,
+    ) -> None:
+        """One write (see ``_native.set_write_observer``): ``deferred`` is None for a write
+        about to happen through ``__setattr__``, or, for one that bypassed it and is reported
+        after the fact, the (file, line) that made it."""
+        if not isinstance(name, str):
+            return  # a key stored through vars(adapter): no attribute
         local = self._thread_state()
         key = id(adapter)
         state = local.adapters.get(key)
@@ -309,9 +322,13 @@ class ThreadSafetyChecker:
             if owns_adapter_lock:
                 return
             first_thread = attr.owner_name
-        if user_lock_held(adapter, name):
+        if deferred is not None:
+            # Which other locks were held then is unknown now: judge only what is certain.
+            if user_lock_could_guard(adapter, name):
+                return
+        elif user_lock_held(adapter, name):
             return
-        self._report_race(local, type(adapter), name, (first_thread, local.name))
+        self._report_race(local, type(adapter), name, (first_thread, local.name), deferred)
 
     def _adapter_state(self, adapter: Any) -> AdapterState:
         """The state of ``adapter``, created when new (caller holds the lock)."""
@@ -344,7 +361,12 @@ class ThreadSafetyChecker:
         self._classes[cls] = declaration_problem(cls)
 
     def _report_race(
-        self, local: _ThreadLocal, cls: type, attribute: str, threads: tuple[str, str]
+        self,
+        local: _ThreadLocal,
+        cls: type,
+        attribute: str,
+        threads: tuple[str, str],
+        where: tuple[str, int] | None = None,
     ) -> None:
         memo_key = (cls, attribute)
         record = local.races.get(memo_key)
@@ -362,7 +384,10 @@ class ThreadSafetyChecker:
                 record.count += 1
                 if not self.strict_mode:
                     return  # already reported: keep repeated racy writes cheap
-        filename, lineno, module = _user_frame()
+        if where is None:
+            filename, lineno, module = _user_frame()
+        else:
+            (filename, lineno), module = where, _module_of(where[0])
         class_name = display_name(cls)
         message = (
             f"THREAD SAFETY: unprotected write to {class_name}.{attribute} at "
@@ -500,6 +525,7 @@ class ThreadSafetyChecker:
     # -- reporting ----------------------------------------------------------------------------
     def get_report(self) -> dict[str, Any]:
         """A fresh snapshot of everything observed (see docs/api.md for every key)."""
+        _native.report_pending_writes()  # this thread's writes reported after the fact
         with self._lock:
             report = shape_report(
                 enabled=self._enabled,
@@ -550,6 +576,12 @@ def _user_frame() -> tuple[str, int, str]:
         return frame.f_code.co_filename, frame.f_lineno, str(frame.f_globals.get("__name__"))
     finally:
         del frame
+
+
+def _module_of(filename: str) -> str:
+    """The module name ``warnings`` derives from a file name when it is not given (a write
+    reported after the fact has no frame left to read it from)."""
+    return filename[:-3] if filename.lower().endswith(".py") else filename or "<unknown>"
 
 
 def _is_checker_module(name: object) -> bool:
