@@ -1,14 +1,28 @@
 /* The reentrant lock primitive under RLock and every adapter's acquire_lock().
  *
- * The design of CPython 3.13's own threading.RLock (and nascheme/py_rlock): a PyThread lock,
- * an owner ident that other threads read atomically, and a recursion level that only the
- * owner touches.  Uncontended acquire is one non-blocking try; a contended one spins briefly,
- * then waits detached from the interpreter (other threads, signal handlers and the GC keep
- * running), interruptibly.  Not a critical section: user code holds it across arbitrary
- * Python calls, and a critical section would be suspended whenever that code blocks.
+ * The design of CPython 3.13's own threading.RLock (and nascheme/py_rlock): a PyThread lock
+ * (the handle), an owner ident that other threads read atomically, and a recursion level that
+ * only the owner touches.  Not a critical section: user code holds it across arbitrary Python
+ * calls, and a critical section would be suspended whenever that code blocks.  A contended
+ * acquire waits detached from the interpreter (other threads, signal handlers and the GC keep
+ * running), interruptibly.
+ *
+ * Free-threaded builds: the handle is taken by every owner.  Uncontended acquire is one
+ * non-blocking try; a contended one spins briefly, then waits.
+ *
+ * GIL builds: the GIL orders every access to the fields, so an uncontended acquire only
+ * records the owner and level, without the handle (the design of fastrlock).  The handle is
+ * taken only once a second thread must wait: that thread takes it on the owner's behalf
+ * (`handle_held`), then waits for it; the owner's last release frees it, which wakes the
+ * waiter.  While any thread waits (`waiters` > 0) every acquire goes through the handle, so a
+ * thread that has just been handed the handle finds the lock free.  Every test of the fields
+ * and the write that depends on it run without anything in between that could release the
+ * GIL or run Python code.
  *
  * Invariants (asserted in debug builds): owner == 0 exactly when the lock is free; level > 0
- * while owned; only the owner changes level or releases. */
+ * while owned; only the owner changes level or releases.  GIL builds: a free lock's handle is
+ * not held for it (handle_held == 0), and while it is owned and a thread waits the handle is
+ * held for the owner. */
 #ifndef SNAKEPIT_LOCK_H
 #define SNAKEPIT_LOCK_H
 
@@ -18,6 +32,12 @@ typedef struct {
     PyThread_type_lock handle;
     _Atomic unsigned long owner; /* 0 when free */
     _Atomic unsigned long level; /* written by the owner only */
+#ifndef Py_GIL_DISABLED
+    /* Ordered by the GIL (see above). */
+    unsigned int waiters; /* threads in the contended path, waiting or about to */
+    unsigned int epoch;   /* bumped when a forked child forgets the parent's waiters */
+    int handle_held;      /* the handle is taken for the current owner */
+#endif
 } snakepit_lock;
 
 /* 0, or -1 with MemoryError. */
