@@ -149,14 +149,6 @@ acquire_handle(snakepit_lock *lock, int64_t timeout_us, int interruptible)
     }
     uint64_t deadline = timeout_us > 0 ? snakepit_mono_ns() + (uint64_t)timeout_us * 1000u : 0;
     for (;;) {
-        if (snakepit_lock_owner(lock) != 0 && !lock->handle_held) {
-            /* The owner took the lock without the handle (no thread was waiting then, so the
-             * handle is free): take it on the owner's behalf, so that its last release frees
-             * it and wakes us. */
-            int taken = try_handle(lock);
-            assert(taken);
-            lock->handle_held = taken;
-        }
         /* Counted before the first try: from here on no thread takes the lock without the
          * handle.  The epoch tells whether a forked child has forgotten this count since (a
          * signal handler run by our wait may fork). */
@@ -175,8 +167,11 @@ acquire_handle(snakepit_lock *lock, int64_t timeout_us, int interruptible)
             assert(!lock->handle_held);
             return 1;
         }
-        /* Owned all the same: only when a forked child forgot this wait, and another thread
-         * then took the lock without the handle.  Hold the handle for that owner and wait on. */
+        /* The owner took the lock without the handle: so the handle was free, and we hold it
+         * now, on the owner's behalf.  Its last release frees it, which wakes us.  (This is
+         * how the first thread that must wait finds an uncontended owner.  Later ones find
+         * the handle held; after a forked child forgot this wait, a new owner may have taken
+         * the lock without the handle while we were handed it.) */
         assert(!lock->handle_held);
         lock->handle_held = 1;
         if (timeout_us > 0) {
