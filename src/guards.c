@@ -140,14 +140,21 @@ PyType_Spec snakepit_timed_guard_spec = {
  * exc_type, exc, tb).  Each does only its own job and checks its arguments, so
  * `guard.__exit__()` is a TypeError, never an acquire.  Each thread has its own guard per
  * adapter (kept in its shard), so none of these reference counts is contended, and the
- * statement allocates nothing. */
+ * statement allocates nothing.
+ *
+ * RLock's __enter__ and __exit__ are descriptors of the same type.  An RLock is shared by
+ * threads, so callables made once per lock would share their reference counts; its
+ * descriptors bind a new callable each time, as a C method would, but one the collector does
+ * not track, and on GIL builds in the memory of the last one freed, which the lock keeps
+ * (rlock.h): no allocation. */
 
-/* A guard's bound __enter__ / __exit__; also the class-level descriptors (lock NULL), which
- * take the guard as their first argument (contextlib.ExitStack calls them that way). */
+/* A bound __enter__ / __exit__; also the class-level descriptors (lock NULL), which take the
+ * guard or RLock as their first argument (contextlib.ExitStack calls them that way). */
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     int is_exit;
+    int of_rlock;       /* RLock's: __enter__ returns True, __exit__ takes any arguments */
     rlock_object *lock; /* NULL for the class-level descriptor */
 } guard_method;
 
@@ -158,13 +165,23 @@ typedef struct {
     guard_method *exit;
 } lock_guard;
 
-static PyObject *
-guard_enter(rlock_object *lock)
+static void guard_dealloc(PyObject *op);
+
+/* The lock a class-level descriptor acts on for `obj` (borrowed), or NULL with TypeError. */
+static rlock_object *
+lock_of(guard_method *self, PyObject *obj)
 {
-    if (snakepit_lock_acquire(&lock->lock, -1) < 0) {
-        return NULL;
+    if (self->of_rlock) {
+        if (rlock_check(obj)) {
+            return (rlock_object *)obj;
+        }
     }
-    Py_RETURN_NONE;
+    else if (Py_TYPE(obj)->tp_dealloc == guard_dealloc) {
+        return ((lock_guard *)obj)->lock;
+    }
+    PyErr_Format(PyExc_TypeError, "descriptor needs %s, not %.200s",
+                 self->of_rlock ? "an RLock" : "an acquire_lock() guard", Py_TYPE(obj)->tp_name);
+    return NULL;
 }
 
 static PyObject *
@@ -174,25 +191,63 @@ guard_method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyOb
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     rlock_object *lock = self->lock;
     Py_ssize_t expected = (self->is_exit ? 3 : 0) + (lock == NULL);
-    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || nargs != expected) {
-        PyErr_Format(PyExc_TypeError, "%s() takes %zd positional argument%s (%zd given)",
-                     self->is_exit ? "__exit__" : "__enter__", expected, expected == 1 ? "" : "s",
-                     nargs);
+    const char *name = self->is_exit ? "__exit__" : "__enter__";
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", name);
         return NULL;
     }
-    if (lock == NULL) {
-        snakepit_state *st = PyType_GetModuleState(Py_TYPE(op));
-        if (st == NULL) {
+    if (self->is_exit && self->of_rlock) {
+        /* Any arguments, as threading.RLock's C __exit__ (and this type's before). */
+        if (nargs < (lock == NULL)) {
+            PyErr_SetString(PyExc_TypeError, "__exit__() needs an RLock as its first argument");
             return NULL;
         }
-        if (!PyObject_TypeCheck(args[0], st->lock_guard_type)) {
-            PyErr_Format(PyExc_TypeError, "descriptor needs an acquire_lock() guard, not %.200s",
-                         Py_TYPE(args[0])->tp_name);
-            return NULL;
-        }
-        lock = ((lock_guard *)args[0])->lock;
     }
-    return self->is_exit ? rlock_release_to_none(lock) : guard_enter(lock);
+    else if (nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd positional argument%s (%zd given)", name,
+                     expected, expected == 1 ? "" : "s", nargs);
+        return NULL;
+    }
+    if (lock == NULL && (lock = lock_of(self, args[0])) == NULL) {
+        return NULL;
+    }
+    if (self->is_exit) {
+        return rlock_release_to_none(lock);
+    }
+    if (snakepit_lock_acquire(&lock->lock, -1) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(self->of_rlock ? Py_True : Py_None);
+}
+
+static guard_method *
+guard_method_new(PyTypeObject *type, rlock_object *lock, int is_exit, int of_rlock)
+{
+    guard_method *method = PyObject_New(guard_method, type);
+    if (method == NULL) {
+        return NULL;
+    }
+    method->vectorcall = guard_method_vectorcall;
+    method->is_exit = is_exit;
+    method->of_rlock = of_rlock;
+    method->lock = (rlock_object *)Py_XNewRef(lock);
+    return method;
+}
+
+/* A new bound __enter__ / __exit__ of an RLock, in its spare memory if it has some. */
+static PyObject *
+rlock_method_bind(PyTypeObject *type, rlock_object *lock, int is_exit)
+{
+    guard_method *method = rlock_spare_take(lock, is_exit);
+    if (method == NULL) {
+        return (PyObject *)guard_method_new(type, lock, is_exit, 1);
+    }
+    (void)PyObject_Init((PyObject *)method, type);
+    method->vectorcall = guard_method_vectorcall;
+    method->is_exit = is_exit;
+    method->of_rlock = 1;
+    method->lock = (rlock_object *)Py_NewRef(lock);
+    return (PyObject *)method;
 }
 
 static PyObject *
@@ -202,49 +257,58 @@ guard_method_get(PyObject *op, PyObject *obj, PyObject *Py_UNUSED(type))
     if (self->lock != NULL || obj == NULL || obj == Py_None) {
         return Py_NewRef(op);
     }
-    snakepit_state *st = PyType_GetModuleState(Py_TYPE(op));
-    if (st == NULL) {
+    rlock_object *lock = lock_of(self, obj);
+    if (lock == NULL) {
         return NULL;
     }
-    if (!PyObject_TypeCheck(obj, st->lock_guard_type)) {
-        PyErr_Format(PyExc_TypeError, "descriptor needs an acquire_lock() guard, not %.200s",
-                     Py_TYPE(obj)->tp_name);
-        return NULL;
+    if (self->of_rlock) {
+        return rlock_method_bind(Py_TYPE(op), lock, self->is_exit);
     }
     lock_guard *guard = (lock_guard *)obj;
     return Py_NewRef((PyObject *)(self->is_exit ? guard->exit : guard->enter));
 }
 
-static guard_method *
-guard_method_new(PyTypeObject *type, rlock_object *lock, int is_exit)
-{
-    guard_method *method = PyObject_New(guard_method, type);
-    if (method == NULL) {
-        return NULL;
-    }
-    method->vectorcall = guard_method_vectorcall;
-    method->is_exit = is_exit;
-    method->lock = (rlock_object *)Py_XNewRef(lock);
-    return method;
-}
-
 static void
 guard_method_dealloc(PyObject *op)
 {
+    guard_method *self = (guard_method *)op;
     PyTypeObject *tp = Py_TYPE(op);
-    Py_XDECREF(((guard_method *)op)->lock);
-    PyObject_Free(op);
+    rlock_object *lock = self->lock;
+    /* A bound method of an RLock leaves its memory to the lock, if the lock has none spare;
+     * it is the lock's from then on (another thread may take it at once). */
+    if (!(self->of_rlock && lock != NULL && rlock_spare_put(lock, self->is_exit, op))) {
+        PyObject_Free(op);
+    }
     Py_DECREF(tp);
+    Py_XDECREF(lock);
 }
 
 static PyObject *
 guard_method_repr(PyObject *op)
 {
     guard_method *self = (guard_method *)op;
-    return PyUnicode_FromFormat("<%s of %s>", self->is_exit ? "__exit__" : "__enter__",
+    const char *name = self->is_exit ? "__exit__" : "__enter__";
+    if (self->of_rlock) {
+        if (self->lock == NULL) {
+            return PyUnicode_FromFormat("<%s of RLock objects>", name);
+        }
+        return PyUnicode_FromFormat("<%s of RLock object at %p>", name, (void *)self->lock);
+    }
+    return PyUnicode_FromFormat("<%s of %s>", name,
                                 self->lock != NULL ? "an acquire_lock() guard"
                                                    : "acquire_lock() guards");
 }
+
+static PyObject *
+guard_method_name(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(((guard_method *)op)->is_exit ? "__exit__" : "__enter__");
+}
+
+static PyGetSetDef guard_method_getset[] = {
+    {"__name__", guard_method_name, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 static PyMemberDef guard_method_members[] = {
     {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(guard_method, vectorcall), Py_READONLY, NULL},
@@ -254,7 +318,8 @@ static PyMemberDef guard_method_members[] = {
 static PyType_Slot guard_method_slots[] = {
     {Py_tp_dealloc, guard_method_dealloc}, {Py_tp_call, PyVectorcall_Call},
     {Py_tp_descr_get, guard_method_get},   {Py_tp_repr, guard_method_repr},
-    {Py_tp_members, guard_method_members}, {0, NULL},
+    {Py_tp_members, guard_method_members}, {Py_tp_getset, guard_method_getset},
+    {0, NULL},
 };
 
 PyType_Spec snakepit_guard_method_spec = {
@@ -273,8 +338,8 @@ lock_guard_new(snakepit_state *st, rlock_object *lock)
         return NULL;
     }
     self->lock = (rlock_object *)Py_NewRef(lock);
-    self->enter = guard_method_new(st->guard_method_type, lock, 0);
-    self->exit = guard_method_new(st->guard_method_type, lock, 1);
+    self->enter = guard_method_new(st->guard_method_type, lock, 0, 0);
+    self->exit = guard_method_new(st->guard_method_type, lock, 1, 0);
     if (self->enter == NULL || self->exit == NULL) {
         Py_DECREF(self);
         return NULL;
@@ -309,13 +374,14 @@ PyType_Spec snakepit_lock_guard_spec = {
 };
 
 static int
-add_guard_method(snakepit_state *st, const char *name, int is_exit)
+add_guard_method(snakepit_state *st, PyTypeObject *type, const char *name, int is_exit,
+                 int of_rlock)
 {
-    guard_method *method = guard_method_new(st->guard_method_type, NULL, is_exit);
+    guard_method *method = guard_method_new(st->guard_method_type, NULL, is_exit, of_rlock);
     if (method == NULL) {
         return -1;
     }
-    int r = PyObject_SetAttrString((PyObject *)st->lock_guard_type, name, (PyObject *)method);
+    int r = PyObject_SetAttrString((PyObject *)type, name, (PyObject *)method);
     Py_DECREF(method);
     return r;
 }
@@ -323,10 +389,15 @@ add_guard_method(snakepit_state *st, const char *name, int is_exit)
 int
 lock_guard_type_ready(snakepit_state *st)
 {
-    if (add_guard_method(st, "__enter__", 0) < 0 || add_guard_method(st, "__exit__", 1) < 0) {
-        return -1;
+    PyTypeObject *types[2] = {st->lock_guard_type, st->rlock_type};
+    for (int of_rlock = 0; of_rlock < 2; of_rlock++) {
+        PyTypeObject *type = types[of_rlock];
+        if (add_guard_method(st, type, "__enter__", 0, of_rlock) < 0
+            || add_guard_method(st, type, "__exit__", 1, of_rlock) < 0) {
+            return -1;
+        }
+        type->tp_flags |= Py_TPFLAGS_IMMUTABLETYPE;
+        PyType_Modified(type);
     }
-    st->lock_guard_type->tp_flags |= Py_TPFLAGS_IMMUTABLETYPE;
-    PyType_Modified(st->lock_guard_type);
     return 0;
 }

@@ -51,8 +51,17 @@ rlock_dealloc(PyObject *op)
         registry_unlock(st);
     }
     snakepit_lock_fini(&self->lock);
+    for (int which = 0; which < 2; which++) {
+        PyObject_Free(rlock_spare_take(self, which));
+    }
     tp->tp_free(op);
     Py_DECREF(tp);
+}
+
+int
+rlock_check(PyObject *op)
+{
+    return Py_TYPE(op)->tp_dealloc == rlock_dealloc;
 }
 
 PyObject *
@@ -93,22 +102,7 @@ rlock_py_acquire(PyObject *op, PyObject *args, PyObject *kwargs)
 }
 
 static PyObject *
-rlock_py_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
-{
-    if (snakepit_lock_acquire(&((rlock_object *)op)->lock, -1) < 0) {
-        return NULL;
-    }
-    Py_RETURN_TRUE;
-}
-
-static PyObject *
 rlock_py_release(PyObject *op, PyObject *Py_UNUSED(ignored))
-{
-    return rlock_release_to_none((rlock_object *)op);
-}
-
-static PyObject *
-rlock_py_exit(PyObject *op, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
 {
     return rlock_release_to_none((rlock_object *)op);
 }
@@ -198,8 +192,6 @@ static PyMethodDef rlock_methods[] = {
     {"release", rlock_py_release, METH_NOARGS,
      "Release the lock once; RuntimeError if the caller does not own it."},
     {"locked", rlock_py_locked, METH_NOARGS, "True if any thread holds the lock."},
-    {"__enter__", rlock_py_enter, METH_NOARGS, "Acquire the lock (blocking)."},
-    {"__exit__", (PyCFunction)(void (*)(void))rlock_py_exit, METH_FASTCALL, "Release the lock."},
     {"_is_owned", rlock_py_is_owned, METH_NOARGS, "True if the calling thread holds the lock."},
     {"_recursion_count", rlock_py_recursion_count, METH_NOARGS,
      "How many times the calling thread holds the lock."},
@@ -227,6 +219,7 @@ static PyType_Slot rlock_slots[] = {
 PyType_Spec snakepit_rlock_spec = {
     .name = "snakepit_bridge._native.RLock",
     .basicsize = sizeof(rlock_object),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    /* Made immutable once __enter__/__exit__ are installed (lock_guard_type_ready). */
+    .flags = Py_TPFLAGS_DEFAULT,
     .slots = rlock_slots,
 };

@@ -20,7 +20,14 @@ import tracemalloc
 
 import pytest
 
-from snakepit_bridge import RequestTracker, ThreadSafeAdapter, _native, thread_safe_method, tool
+from snakepit_bridge import (
+    RequestTracker,
+    RLock,
+    ThreadSafeAdapter,
+    _native,
+    thread_safe_method,
+    tool,
+)
 
 N = int(os.environ.get("SNAKEPIT_LEAK_ITERATIONS", "1000000"))
 WARMUP = max(N // 20, 1000)
@@ -141,6 +148,32 @@ def p_lock_queries(a, n):
             lock.locked()
             lock._is_owned()
             lock._recursion_count()
+
+
+def p_with_rlock(a, n):
+    lock = a.lock
+    for _ in range(n):
+        with lock:
+            with lock:
+                pass
+
+
+def p_rlock_bound_methods(a, n):
+    # More bound __enter__/__exit__ alive at once than the one spare each the lock keeps.
+    lock = a.lock
+    for _ in range(n):
+        enter, exit_, enter_again = lock.__enter__, lock.__exit__, lock.__enter__
+        enter()
+        enter_again()
+        exit_(None, None, None)
+        lock.__exit__(None, None, None)
+
+
+def p_rlock_lifecycle(a, n):
+    # A lock freed with spare bound-method memory frees that memory too.
+    for _ in range(n // 10 or 1):
+        with RLock():
+            pass
 
 
 def p_release_save_restore(a, n):
@@ -376,6 +409,9 @@ PRIMITIVES = [
     p_lock_acquire_release,
     p_lock_acquire_timeout,
     p_lock_queries,
+    p_with_rlock,
+    p_rlock_bound_methods,
+    p_rlock_lifecycle,
     p_release_save_restore,
     p_lock_contended_nonblocking,
     p_lock_contended_timeout_error,

@@ -211,6 +211,68 @@ def test_mutual_exclusion_oracle(lock):
     assert counter[0] == threads * iterations
 
 
+def test_with_statement_and_its_methods(lock):
+    with lock as entered:
+        assert entered is True  # as threading.RLock's __enter__
+        assert lock._recursion_count() == 1
+    assert lock.__enter__() is True
+    assert lock.__exit__(None, None, None) is None
+    assert lock.__enter__() is True
+    assert lock.__exit__() is None  # any arguments, as threading.RLock's C __exit__
+    # Unbound, as contextlib.ExitStack calls them.
+    assert type(lock).__enter__(lock) is True
+    assert type(lock).__exit__(lock, None, None, None) is None
+    assert not lock.locked()
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        lock.__exit__(None, None, None)
+    with pytest.raises(TypeError, match="takes 0 positional arguments"):
+        lock.__enter__(1)
+    with pytest.raises(TypeError, match="keyword"):
+        lock.__enter__(blocking=False)
+    with pytest.raises(TypeError, match="keyword"):
+        lock.__exit__(exc_type=None)
+    with pytest.raises(TypeError, match="needs an RLock"):
+        type(lock).__enter__(object())
+    with pytest.raises(TypeError, match="needs an RLock"):
+        type(lock).__exit__(object(), None, None, None)
+    with pytest.raises(TypeError, match="needs an RLock"):
+        type(lock).__exit__()
+    with pytest.raises(TypeError, match="needs an RLock"):
+        type(lock).__dict__["__enter__"].__get__(object())
+    assert not lock.locked()  # no failed call acquired or released
+    assert lock.__enter__.__name__ == "__enter__" and lock.__exit__.__name__ == "__exit__"
+    assert "RLock object" in repr(lock.__enter__)
+
+
+def test_bound_methods_keep_the_lock_alive():
+    import gc
+    import weakref
+
+    lock = RLock()
+    ref = weakref.ref(lock)
+    enter, exit_ = lock.__enter__, lock.__exit__
+    others = [lock.__enter__ for _ in range(3)]  # more alive than the lock keeps spare
+    del lock
+    gc.collect()
+    assert ref() is not None
+    assert enter() is True
+    assert others[0]() is True
+    assert exit_(None, None, None) is None
+    assert exit_(None, None, None) is None
+    del enter, exit_, others
+    gc.collect()
+    assert ref() is None
+
+
+def test_with_a_temporary_lock():
+    # `with` keeps only the bound __exit__: it alone keeps the lock alive during the body.
+    with RLock() as entered:
+        assert entered is True
+    for _ in range(3):
+        with RLock():
+            pass
+
+
 def test_repr_shows_state(lock):
     assert "unlocked" in repr(lock)
     with lock:
