@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -222,6 +223,11 @@ def test_with_statement_and_its_methods(lock):
     # Unbound, as contextlib.ExitStack calls them.
     assert type(lock).__enter__(lock) is True
     assert type(lock).__exit__(lock, None, None, None) is None
+    assert not lock.locked()
+    with contextlib.ExitStack() as stack:
+        assert stack.enter_context(lock) is True
+        assert stack.enter_context(lock) is True
+        assert lock._recursion_count() == 2
     assert not lock.locked()
     with pytest.raises(RuntimeError, match="un-acquired"):
         lock.__exit__(None, None, None)
