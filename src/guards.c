@@ -381,6 +381,16 @@ add_guard_method(snakepit_state *st, PyTypeObject *type, const char *name, int i
     if (method == NULL) {
         return -1;
     }
+#if defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030E0000
+    /* Every `with` looks these up on the type, which takes a reference to them: from every
+     * thread, an atomic add on one cache line.  CPython 3.13t spares its own method
+     * descriptors this (deferred reference counting, which 3.13t turns into immortality once
+     * a second thread starts); these get the same, as decorated methods do (method.c).  They
+     * live as long as their type does anyway. */
+    method->ob_base.ob_ref_local = _Py_IMMORTAL_REFCNT_LOCAL;
+    method->ob_base.ob_ref_shared = 0;
+    method->ob_base.ob_tid = 0; /* unowned, as CPython leaves immortal objects */
+#endif
     int r = PyObject_SetAttrString((PyObject *)type, name, (PyObject *)method);
     Py_DECREF(method);
     return r;
