@@ -73,14 +73,47 @@ rlock_release_to_none(rlock_object *self)
     Py_RETURN_NONE;
 }
 
-static PyObject *
-rlock_py_acquire(PyObject *op, PyObject *args, PyObject *kwargs)
+/* acquire(blocking=True, timeout=-1): the arguments of threading.RLock.acquire, parsed by hand
+ * (vectorcall, no argument tuple or keyword dict to build). */
+static int
+acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **blocking,
+             PyObject **timeout)
 {
-    static char *kwlist[] = {"blocking", "timeout", NULL};
-    int blocking = 1;
-    PyObject *timeout_obj = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|pO:acquire", kwlist, &blocking,
-                                     &timeout_obj)) {
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "acquire() takes at most 2 arguments (%zd given)", nargs);
+        return -1;
+    }
+    *blocking = nargs > 0 ? args[0] : NULL;
+    *timeout = nargs > 1 ? args[1] : NULL;
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        PyObject **slot = PyUnicode_CompareWithASCIIString(name, "blocking") == 0  ? blocking
+                          : PyUnicode_CompareWithASCIIString(name, "timeout") == 0 ? timeout
+                                                                                     : NULL;
+        if (slot == NULL) {
+            PyErr_Format(PyExc_TypeError, "acquire() got an unexpected keyword argument %R",
+                         name);
+            return -1;
+        }
+        if (*slot != NULL) {
+            PyErr_Format(PyExc_TypeError, "acquire() got multiple values for argument %R", name);
+            return -1;
+        }
+        *slot = args[nargs + i];
+    }
+    return 0;
+}
+
+static PyObject *
+rlock_py_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *blocking_obj, *timeout_obj;
+    if (acquire_args(args, nargs, kwnames, &blocking_obj, &timeout_obj) < 0) {
+        return NULL;
+    }
+    int blocking = blocking_obj != NULL ? PyObject_IsTrue(blocking_obj) : 1;
+    if (blocking < 0) {
         return NULL;
     }
     int64_t timeout_us;
@@ -187,7 +220,7 @@ rlock_repr(PyObject *op)
 }
 
 static PyMethodDef rlock_methods[] = {
-    {"acquire", (PyCFunction)(void (*)(void))rlock_py_acquire, METH_VARARGS | METH_KEYWORDS,
+    {"acquire", (PyCFunction)(void (*)(void))rlock_py_acquire, METH_FASTCALL | METH_KEYWORDS,
      "acquire(blocking=True, timeout=-1) -> bool\n\nAcquire the lock, reentrantly."},
     {"release", rlock_py_release, METH_NOARGS,
      "Release the lock once; RuntimeError if the caller does not own it."},

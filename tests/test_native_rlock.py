@@ -125,6 +125,23 @@ def test_locked_reports_any_holder(lock):
     lock.release()
 
 
+class BadBool:
+    def __bool__(self) -> bool:
+        raise ZeroDivisionError
+
+
+def test_arguments_by_position_and_name(lock):
+    assert lock.acquire(False) is True
+    assert lock.acquire(True, 1) is True
+    assert lock.acquire(blocking=True, timeout=-1) is True
+    assert lock.acquire(timeout=0.5, blocking=1) is True
+    assert lock.acquire(0) is True  # any truth value; reentrant, so it succeeds
+    assert lock._recursion_count() == 5
+    for _ in range(5):
+        lock.release()
+    assert not lock.locked()
+
+
 def test_bad_arguments(lock):
     with pytest.raises(ValueError, match="non-blocking"):
         lock.acquire(False, 1)
@@ -136,6 +153,14 @@ def test_bad_arguments(lock):
         lock.acquire(timeout=1e300)
     with pytest.raises(TypeError):
         lock.acquire(timeout="1")
+    with pytest.raises(TypeError, match="at most 2 arguments"):
+        lock.acquire(True, 1, 2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'wait'"):
+        lock.acquire(wait=True)
+    with pytest.raises(TypeError, match="multiple values for argument 'blocking'"):
+        lock.acquire(True, blocking=True)
+    with pytest.raises(ZeroDivisionError):
+        lock.acquire(BadBool())
     with pytest.raises(TypeError):
         lock._acquire_restore("nope")
     for bad in ((-1, 1), (0, 1), (1, 0)):
