@@ -154,7 +154,7 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     int is_exit;
-    int of_rlock;       /* RLock's: __enter__ returns True, __exit__ takes any arguments */
+    int of_rlock; /* RLock's: __enter__ returns True, __exit__ takes any arguments */
     rlock_object *lock; /* NULL for the class-level descriptor */
 } guard_method;
 
@@ -316,9 +316,12 @@ static PyMemberDef guard_method_members[] = {
 };
 
 static PyType_Slot guard_method_slots[] = {
-    {Py_tp_dealloc, guard_method_dealloc}, {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_descr_get, guard_method_get},   {Py_tp_repr, guard_method_repr},
-    {Py_tp_members, guard_method_members}, {Py_tp_getset, guard_method_getset},
+    {Py_tp_dealloc, guard_method_dealloc},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_descr_get, guard_method_get},
+    {Py_tp_repr, guard_method_repr},
+    {Py_tp_members, guard_method_members},
+    {Py_tp_getset, guard_method_getset},
     {0, NULL},
 };
 

@@ -58,8 +58,7 @@ wait_for_handle(snakepit_lock *lock, int64_t timeout_us, int interruptible)
     for (;;) {
         PyLockStatus status;
         Py_BEGIN_ALLOW_THREADS
-        status = PyThread_acquire_lock_timed(lock->handle, (PY_TIMEOUT_T)timeout_us,
-                                             interruptible);
+        status = PyThread_acquire_lock_timed(lock->handle, (PY_TIMEOUT_T)timeout_us, interruptible);
         Py_END_ALLOW_THREADS
         if (status == PY_LOCK_ACQUIRED) {
             return 1;

@@ -35,8 +35,8 @@ typedef struct {
 #ifndef Py_GIL_DISABLED
     /* Ordered by the GIL (see above). */
     unsigned int waiters; /* threads in the contended path, waiting or about to */
-    unsigned int epoch;   /* bumped when a forked child forgets the parent's waiters */
-    int handle_held;      /* the handle is taken for the current owner */
+    unsigned int epoch; /* bumped when a forked child forgets the parent's waiters */
+    int handle_held; /* the handle is taken for the current owner */
 #endif
 } snakepit_lock;
 

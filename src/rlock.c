@@ -90,10 +90,9 @@ acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObjec
         PyObject *name = PyTuple_GET_ITEM(kwnames, i);
         PyObject **slot = PyUnicode_CompareWithASCIIString(name, "blocking") == 0  ? blocking
                           : PyUnicode_CompareWithASCIIString(name, "timeout") == 0 ? timeout
-                                                                                     : NULL;
+                                                                                   : NULL;
         if (slot == NULL) {
-            PyErr_Format(PyExc_TypeError, "acquire() got an unexpected keyword argument %R",
-                         name);
+            PyErr_Format(PyExc_TypeError, "acquire() got an unexpected keyword argument %R", name);
             return -1;
         }
         if (*slot != NULL) {
