@@ -10,7 +10,7 @@ under ``cProfile`` did not shut down on SIGTERM, so use it on the GIL build (the
 the same grpclib and h2 code there).
 
     python -m benchmarks.server_profile --tool echo --streams 8 --seconds 3
-    python -m benchmarks.server_profile --tool echo -- --worker-nice 0   # server options
+    python -m benchmarks.server_profile --tool echo -- --worker-nice 5   # server options
 """
 
 from __future__ import annotations

@@ -149,7 +149,9 @@ def _by_thread_while_alive(tracker: RequestTracker, names: list[str]) -> dict[st
         release.wait(10)
 
     threads = [threading.Thread(target=one_request, name=name) for name in names]
-    for thread in threads:
+    for thread, name in zip(threads, names, strict=True):
+        if type(name) is not str:  # Thread() keeps a str copy; Thread.name hands out _name as is
+            thread._name = name
         thread.start()
     try:
         done.wait(10)
@@ -188,28 +190,7 @@ def test_a_str_subclass_thread_name_merges_with_an_equal_str():
     class Label(str):
         pass
 
-    tracker = RequestTracker()
-    done = threading.Barrier(3)
-    release = threading.Event()
-
-    def one_request() -> None:
-        with tracker.track_request():
-            pass
-        done.wait(10)
-        release.wait(10)
-
-    labelled = threading.Thread(target=one_request)
-    labelled._name = Label("w")  # type: ignore[assignment] # Thread.name hands it out as it is
-    plain = threading.Thread(target=one_request, name="w")
-    for thread in (labelled, plain):
-        thread.start()
-    try:
-        done.wait(10)
-        by_thread = tracker.get_stats()["requests_by_thread"]
-    finally:
-        release.set()
-        labelled.join()
-        plain.join()
+    by_thread = _by_thread_while_alive(RequestTracker(), [Label("w"), "w"])
     assert by_thread == {"w": 2}
 
 
