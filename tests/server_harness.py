@@ -442,6 +442,13 @@ class GrpclibClient:
             return RpcFailure("DEADLINE_EXCEEDED", "client-side deadline")
         except (OSError, StreamTerminatedError) as error:
             return RpcFailure("UNAVAILABLE", str(error))
+        except AttributeError as error:
+            # grpclib's client (0.4) drops its Connection's _transport when the server closes
+            # the connection (protocol.Connection.close); a stream created after that raises
+            # AttributeError instead of a connection error. The server closed it: UNAVAILABLE.
+            if "_transport" not in str(error):
+                raise
+            return RpcFailure("UNAVAILABLE", f"the server closed the connection ({error})")
 
     def unary(
         self,
